@@ -1,0 +1,189 @@
+"""Store benchmark: N synthetic ~1 KB events through the real write path.
+
+Prints, side by side from one run:
+  - sustained events/s through redaction + hashing + journal + batched DuckDB
+    inserts (the trio index writer, as the tap runs it);
+  - the ceiling: one bare Arrow insert of the same rows into DuckDB, and the ratio;
+  - `verify` over the whole store;
+  - peak RSS of each phase (each phase runs in its own process).
+
+    python bench/store.py [--events N] [--dir DIR]
+
+Figures, not assertions: nothing here is a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import trio
+
+from p3log.store.capture import wire_body
+from p3log.store.event import GENESIS_HASH, Stamp, seal
+from p3log.store.index import connect, create_schema, events_table, insert_table
+from p3log.store.log import EventLog
+from p3log.store.redact import Redactor
+from p3log.store.verify import verify_store
+from p3log.store.writer import index_writer
+
+# An EXECUTE_TRANSACTION_UPDATE of realistic shape, about 1 KB.
+_TEMPLATE = json.dumps(
+    {
+        "type": "EXECUTE_TRANSACTION_UPDATE",
+        "tag": "tag-%(n)d",
+        "resource": "devices/usbReader",
+        "status": "OK",
+        "executeTransactionUpdate": {
+            "state": "PROCESSING",
+            "stateDetails": "PROCESSING_WAITING_FOR_PROCESSOR_APPROVAL",
+            "information": ["Processing", "Please wait"],
+            "abortable": False,
+            "transaction": {
+                "identifier": "%(ident)s",
+                "amount": "%(amount)s",
+                "currency": "EUR",
+                "type": "CHARGE",
+                "status": "PENDING",
+                "statusDetails": {"code": "PENDING"},
+                "mode": "ONLINE",
+                "captured": False,
+                "createdTimestamp": 1764280000000,
+                "details": {"applicationFee": 0, "includedTipAmount": 0, "metadata": {"till": "7"}},
+                "paymentDetails": {
+                    "scheme": "VISA",
+                    "source": "NFC_ICC",
+                    "customerVerification": "NONE",
+                    "maskedAccountNumber": "411111******1111",
+                },
+                "cardDetails": {
+                    "expiryMonth": 12,
+                    "expiryYear": 2030,
+                    "maskedCardNumber": "************1111",
+                    "fingerprint": "c0ffee00c0ffee00c0ffee00c0ffee00",
+                },
+                "customIdentifier": "order-%(n)d",
+                "subject": "Coffee and a croissant, table twelve, with extra oat milk please",
+            },
+        },
+    }
+).replace('"%(amount)s"', "%(amount)s")
+
+
+def message(n: int) -> bytes:
+    return (
+        _TEMPLATE % {"n": n, "ident": f"{n:032x}", "amount": f"{n % 10000}.{n % 100:02d}"}
+    ).encode()
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+async def _write(root: Path, count: int) -> None:
+    with EventLog.open(root) as log:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(index_writer, log)
+            for n in range(count):
+                log.record_message(f"s{n % 50}", "server", message(n))
+                if n % 2000 == 0:
+                    await trio.sleep(0)  # the tap yields at every read; let the writer run
+            nursery.cancel_scope.cancel()
+
+
+def phase_write(root: Path, count: int) -> dict[str, float]:
+    started = time.perf_counter()
+    trio.run(_write, root, count)
+    elapsed = time.perf_counter() - started
+    return {"seconds": elapsed, "events_per_s": count / elapsed, "rss_mb": peak_rss_mb()}
+
+
+def phase_ceiling(root: Path, count: int) -> dict[str, float]:
+    """The same rows, already sealed and in one Arrow table: only DuckDB's insert is timed."""
+    redactor = Redactor(b"k" * 32)
+    events, prev = [], GENESIS_HASH
+    for n in range(count):
+        body = wire_body(redactor, f"s{n % 50}", "server", message(n), Stamp.now())
+        events.append(seal(body, n + 1, prev))
+        prev = events[-1].hash
+    table = events_table(events)
+    del events
+    con = connect(root / "ceiling.duckdb")
+    create_schema(con)
+    started = time.perf_counter()
+    insert_table(con, table)
+    elapsed = time.perf_counter() - started
+    con.close()
+    return {"seconds": elapsed, "events_per_s": count / elapsed, "rss_mb": peak_rss_mb()}
+
+
+def phase_verify(root: Path, count: int) -> dict[str, float]:
+    started = time.perf_counter()
+    report = verify_store(root)
+    elapsed = time.perf_counter() - started
+    if not report.ok or report.count != count:
+        raise SystemExit(f"verify failed: {report}")
+    return {"seconds": elapsed, "events_per_s": count / elapsed, "rss_mb": peak_rss_mb()}
+
+
+PHASES = {"write": phase_write, "ceiling": phase_ceiling, "verify": phase_verify}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--dir", type=Path, default=None)
+    parser.add_argument("--phase", choices=PHASES, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.phase:  # child process: one phase, figures as JSON on stdout
+        print(json.dumps(PHASES[args.phase](args.dir, args.events)))
+        return
+
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        root = Path(tmp) / "store"
+        print(f"{args.events:,} events of {len(message(0))} bytes; store in {root}")
+        results = {}
+        for phase in ("write", "verify", "ceiling"):
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--phase",
+                    phase,
+                    "--events",
+                    str(args.events),
+                    "--dir",
+                    str(root),
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+            results[phase] = json.loads(out)
+        journal_mb = sum(p.stat().st_size for p in (root / "journal").glob("*")) / 2**20
+        index_mb = (root / "index.duckdb").stat().st_size / 2**20
+
+    write, ceiling, verify = results["write"], results["ceiling"], results["verify"]
+    print(f"{'phase':<42}{'seconds':>9}{'events/s':>12}{'peak RSS MB':>13}")
+    for label, figures in (
+        ("write path (redact, chain, journal, index)", write),
+        ("bare Arrow insert of the same rows", ceiling),
+        ("verify (journal and index)", verify),
+    ):
+        seconds, rate, rss = figures["seconds"], figures["events_per_s"], figures["rss_mb"]
+        print(f"{label:<42}{seconds:>9.2f}{rate:>12,.0f}{rss:>13.0f}")
+    print(f"write path / ceiling: {write['events_per_s'] / ceiling['events_per_s']:.2f}")
+    print(f"on disk: journal {journal_mb:,.0f} MB, index {index_mb:,.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

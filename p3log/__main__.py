@@ -1,0 +1,3 @@
+from p3log.cli import main
+
+main()

@@ -1,0 +1,98 @@
+"""Turn what was observed on a link into redacted event bodies.
+
+This is the one door into the store: every byte passes the redactor here, before
+it is parsed, journaled, indexed or logged, so nothing downstream ever holds a
+merchant secret or a full card number.
+
+The recorder is deliberately more forgiving than a P3 peer: it accepts the
+documentation's non-strict JSON (and says so in `parse_note`), and keeps bytes that
+are not P3 at all as `malformed` events with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+
+from p3log.protocol.jsontext import dumps
+from p3log.protocol.parse import Envelope, Malformed, MalformedReason, read_envelope
+from p3log.store.event import MALFORMED, MESSAGE, WIRE_KINDS, EventBody, Sender, Stamp
+from p3log.store.redact import REDACTION_POLICY, Redactor
+
+LENIENT_NOTE = "lenient JSON: comments or trailing commas were accepted"
+_LIFECYCLE_KIND = re.compile(r"[a-z][a-z0-9_]*\Z")
+_NOT_JSON = frozenset({MalformedReason.NOT_UTF8, MalformedReason.NOT_JSON})
+
+
+def wire_body(
+    redactor: Redactor, session_id: str, sender: Sender, data: bytes, stamp: Stamp
+) -> EventBody:
+    """The event for bytes a peer sent: a message, or malformed with the reason."""
+    if sender == "tap":
+        raise ValueError("wire events are sent by 'client' or 'server', not 'tap'")
+    redacted = redactor.redact(data)
+    parsed = read_envelope(redacted.data, lenient=True)
+    strict_json = not parsed.lenient and not (
+        isinstance(parsed, Malformed) and parsed.reason in _NOT_JSON
+    )
+    if strict_json:
+        payload: str | None = redacted.data.decode()
+    elif isinstance(parsed, Envelope) or parsed.obj is not None:
+        payload = dumps(parsed.obj)
+    else:
+        payload = None
+    raw = None if payload is not None and payload.encode() == redacted.data else redacted.data
+    if isinstance(parsed, Envelope):
+        kind, note = MESSAGE, (LENIENT_NOTE if parsed.lenient else None)
+    else:
+        kind, note = MALFORMED, str(parsed)
+    fields = parsed.obj if parsed.obj is not None else {}
+    return EventBody(
+        session_id=session_id,
+        sender=sender,
+        kind=kind,
+        msg_type=_text_or_none(fields.get("type")),
+        tag=_text_or_none(fields.get("tag")),
+        resource=_text_or_none(fields.get("resource")),
+        status=_text_or_none(fields.get("status")),
+        stamp=stamp,
+        payload=payload,
+        raw=raw,
+        parse_note=note,
+        redaction_policy=REDACTION_POLICY,
+        redactions=redacted.rules,
+    )
+
+
+def lifecycle_body(
+    redactor: Redactor,
+    session_id: str,
+    kind: str,
+    details: Mapping[str, object] | bytes,
+    stamp: Stamp,
+) -> EventBody:
+    """The event for something the tap itself observed (`details` as JSON)."""
+    if kind in WIRE_KINDS or not _LIFECYCLE_KIND.match(kind):
+        raise ValueError(f"{kind!r} is not a lifecycle kind (lower_snake_case, not a wire kind)")
+    data = details if isinstance(details, bytes) else json.dumps(details).encode()
+    redacted = redactor.redact(data)
+    return EventBody(
+        session_id=session_id,
+        sender="tap",
+        kind=kind,
+        msg_type=None,
+        tag=None,
+        resource=None,
+        status=None,
+        stamp=stamp,
+        payload=redacted.data.decode(),
+        raw=None,
+        parse_note=None,
+        redaction_policy=REDACTION_POLICY,
+        redactions=redacted.rules,
+    )
+
+
+def _text_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None

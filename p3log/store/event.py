@@ -1,0 +1,148 @@
+"""The event record and its place in the hash chain.
+
+An event is everything p3log knows about one thing that happened on a P3 link: a
+message (or bytes that failed to be one) that a peer sent, or a lifecycle fact the
+tap observed. Events are immutable; each one commits to its predecessor through
+`prev_hash`, so changing, deleting, inserting or reordering any of them breaks the
+chain from that point on.
+
+The canonical form that is hashed is defined once, as `CANONICAL_FIELDS`, and
+rendered both here (when sealing) and as SQL in `verify.py` (when checking a
+million events inside DuckDB), so the two can never disagree.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import time
+from typing import Literal, get_args
+
+import attrs
+
+Sender = Literal["client", "server", "tap"]
+SENDERS: frozenset[str] = frozenset(get_args(Sender))
+
+# `kind` of an event: a P3 message, bytes that did not parse as one, or (sender
+# "tap") a lifecycle kind such as "connection_opened".
+MESSAGE = "message"
+MALFORMED = "malformed"
+WIRE_KINDS = frozenset({MESSAGE, MALFORMED})
+
+GENESIS_HASH = "0" * 64
+
+
+@attrs.frozen
+class Stamp:
+    """When an event was observed: wall clock for people, monotonic for durations."""
+
+    recorded_at_us: int  # UTC, microseconds since the Unix epoch
+    mono_ns: int
+
+    @classmethod
+    def now(cls) -> Stamp:
+        return cls(recorded_at_us=time.time_ns() // 1000, mono_ns=time.monotonic_ns())
+
+
+@attrs.frozen
+class EventBody:
+    """An event's content before the store gives it a place in the chain."""
+
+    session_id: str
+    sender: Sender
+    kind: str
+    msg_type: str | None
+    tag: str | None
+    resource: str | None
+    status: str | None
+    stamp: Stamp
+    # The message as JSON text (for a strictly valid message: exactly the bytes that
+    # arrived, after redaction), or None when the bytes were not JSON.
+    payload: str | None
+    # The bytes as they arrived (after redaction), kept only where they differ from
+    # `payload` encoded as UTF-8, so the common case is not stored twice.
+    raw: bytes | None
+    parse_note: str | None
+    redaction_policy: str
+    redactions: tuple[str, ...]
+
+
+@attrs.frozen
+class Event:
+    """An event with its place in the chain: `seq` is global and gapless."""
+
+    seq: int
+    body: EventBody
+    prev_hash: str
+    hash: str
+
+    @property
+    def wire_bytes(self) -> bytes | None:
+        """The bytes a peer sent (after redaction); None for the tap's own events."""
+        body = self.body
+        if body.sender == "tap":
+            return None
+        if body.raw is not None:
+            return body.raw
+        return body.payload.encode() if body.payload is not None else None
+
+
+def seal(body: EventBody, seq: int, prev_hash: str) -> Event:
+    """Give `body` its place after `prev_hash` in the chain."""
+    digest = hashlib.sha256(prev_hash.encode("ascii") + canonical_bytes(seq, body))
+    return Event(seq=seq, body=body, prev_hash=prev_hash, hash=digest.hexdigest())
+
+
+# The hashed fields, in order. Each name is a column of the normalized relation
+# that `verify.py` checks; each renders as text here and in SQL alike.
+CANONICAL_FIELDS: tuple[str, ...] = (
+    "seq",
+    "session_id",
+    "sender",
+    "kind",
+    "msg_type",
+    "tag",
+    "resource",
+    "status",
+    "recorded_at_us",
+    "mono_ns",
+    "payload",
+    "raw_b64",
+    "parse_note",
+    "redaction_policy",
+    "redactions",
+)
+
+
+def canonical_texts(seq: int, body: EventBody) -> tuple[str | None, ...]:
+    """The values of CANONICAL_FIELDS as text (None stays None)."""
+    return (
+        str(seq),
+        body.session_id,
+        body.sender,
+        body.kind,
+        body.msg_type,
+        body.tag,
+        body.resource,
+        body.status,
+        str(body.stamp.recorded_at_us),
+        str(body.stamp.mono_ns),
+        body.payload,
+        base64.b64encode(body.raw).decode("ascii") if body.raw is not None else None,
+        body.parse_note,
+        body.redaction_policy,
+        ",".join(body.redactions),
+    )
+
+
+def canonical_bytes(seq: int, body: EventBody) -> bytes:
+    """Each field as `<utf-8 length>:<text>;`, or `-;` for None: unambiguous, and
+    computable by DuckDB's `strlen` and `||` without leaving SQL."""
+    out = bytearray()
+    for text in canonical_texts(seq, body):
+        if text is None:
+            out += b"-;"
+        else:
+            encoded = text.encode()
+            out += b"%d:%b;" % (len(encoded), encoded)
+    return bytes(out)

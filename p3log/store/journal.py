@@ -1,0 +1,159 @@
+"""The journal: append-only JSONL segments, the primary record of a store.
+
+An append is one `write(2)` of whole record lines on an unbuffered descriptor; once
+it returns, the bytes are in the kernel and survive SIGKILL of this process
+(`sync()` adds fsync for power loss). A process killed mid-write leaves a torn last
+line; `open_journal` sets it aside under `journal/torn/` before appending again,
+so a torn record is never mistaken for an event and never lost either.
+
+Segments are named after the seq of their first record (zero-padded, so names sort
+in seq order) and rotate at `SEGMENT_BYTES`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import attrs
+
+from p3log.store.errors import StoreCorrupt
+from p3log.store.event import GENESIS_HASH
+from p3log.store.records import RecordError, decode_event, decode_line
+
+SEGMENT_BYTES = 64 * 1024 * 1024
+SEGMENT_SUFFIX = ".jsonl"
+_TAIL_CHUNK = 1024 * 1024
+
+
+@attrs.frozen
+class JournalHead:
+    """The last event in the journal (seq 0 and the genesis hash when empty)."""
+
+    seq: int
+    hash: str
+
+
+def segment_paths(journal_dir: Path) -> list[Path]:
+    return sorted(journal_dir.glob(f"*{SEGMENT_SUFFIX}"))
+
+
+def segment_name(first_seq: int) -> str:
+    return f"{first_seq:020d}{SEGMENT_SUFFIX}"
+
+
+def segment_first_seq(path: Path) -> int:
+    return int(path.name.removesuffix(SEGMENT_SUFFIX))
+
+
+class Journal:
+    """Appends record lines for the store's one writer."""
+
+    def __init__(self, journal_dir: Path, head: JournalHead) -> None:
+        self._dir = journal_dir
+        self.head = head
+        self._fd: int | None = None
+        self._size = 0
+
+    def append(self, lines: bytes, last_seq: int, last_hash: str) -> None:
+        """Write whole record lines; `last_seq`/`last_hash` are their final event's."""
+        if self._fd is None or self._size >= SEGMENT_BYTES:
+            self._open_segment(first_seq=self.head.seq + 1)
+        assert self._fd is not None
+        view = memoryview(lines)
+        while view:  # write(2) may be partial, e.g. on a nearly full disk
+            written = os.write(self._fd, view)
+            view = view[written:]
+        self._size += len(lines)
+        self.head = JournalHead(last_seq, last_hash)
+
+    def sync(self) -> None:
+        if self._fd is not None:
+            os.fsync(self._fd)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _open_segment(self, first_seq: int) -> None:
+        segments = segment_paths(self._dir)
+        # Keep appending to the last segment after a restart unless it is full.
+        if self._fd is None and segments and segments[-1].stat().st_size < SEGMENT_BYTES:
+            path = segments[-1]
+        else:
+            self.close()
+            path = self._dir / segment_name(first_seq)
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._size = os.fstat(self._fd).st_size
+
+
+def open_journal(journal_dir: Path) -> Journal:
+    """Open for appending after setting aside a torn tail; find the head."""
+    journal_dir.mkdir(parents=True, exist_ok=True)
+    head = JournalHead(0, GENESIS_HASH)
+    for path in reversed(segment_paths(journal_dir)):
+        _set_aside_torn_tail(path)
+        last = _last_line(path)
+        if last is not None:
+            try:
+                event = decode_event(decode_line(last))
+            except RecordError as exc:
+                raise StoreCorrupt(
+                    f"the last record of {path} is damaged ({exc}); run p3log verify"
+                ) from exc
+            head = JournalHead(event.seq, event.hash)
+            break
+    return Journal(journal_dir, head)
+
+
+def _set_aside_torn_tail(path: Path) -> None:
+    """Move bytes after the last newline (a write cut short) to journal/torn/."""
+    size = path.stat().st_size
+    end = _last_newline_end(path, size)
+    if end == size:
+        return
+    torn_dir = path.parent / "torn"
+    torn_dir.mkdir(exist_ok=True)
+    with path.open("r+b") as segment:
+        segment.seek(end)
+        torn = segment.read()
+        keep = torn_dir / f"{path.stem}.at-{end}.partial"
+        keep.write_bytes(torn)
+        _fsync_path(keep)
+        segment.truncate(end)
+        segment.flush()
+        os.fsync(segment.fileno())
+
+
+def _last_newline_end(path: Path, size: int) -> int:
+    """Offset just past the last b"\\n" in the file (0 if there is none)."""
+    with path.open("rb") as segment:
+        pos = size
+        while pos > 0:
+            start = max(0, pos - _TAIL_CHUNK)
+            segment.seek(start)
+            chunk = segment.read(pos - start)
+            found = chunk.rfind(b"\n")
+            if found != -1:
+                return start + found + 1
+            pos = start
+    return 0
+
+
+def _last_line(path: Path) -> bytes | None:
+    size = path.stat().st_size
+    if size == 0:
+        return None
+    start = _last_newline_end(path, size - 1)  # skip the line's own final newline
+    with path.open("rb") as segment:
+        segment.seek(start)
+        return segment.read(size - start)
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

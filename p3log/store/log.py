@@ -1,0 +1,156 @@
+"""The event log: the one writer of a store.
+
+`EventLog.open` takes the store's writer lock and recovers: a torn journal tail is
+set aside, and journaled events the index lacks are ingested. Then:
+
+- `record_message` / `record_lifecycle` redact, assign the next seq, seal the event
+  into the hash chain and append it to the journal before returning. This is the
+  hot path and touches no database.
+- `take_pending` hands the events journaled since the last call to whoever moves
+  them into DuckDB (`flush` here, or `index_writer` in a trio program), in batches.
+
+Single-threaded by design: one thread calls the record methods, so seq order is
+journal order is index order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextlib import ExitStack
+from pathlib import Path
+from types import TracebackType
+
+import duckdb
+
+from p3log.store.capture import lifecycle_body, wire_body
+from p3log.store.errors import StoreCorrupt
+from p3log.store.event import Event, EventBody, Sender, Stamp, seal
+from p3log.store.index import connect, create_schema, indexed_head, ingest_journal, insert_events
+from p3log.store.journal import Journal, open_journal
+from p3log.store.layout import StoreLayout, StoreMeta, open_layout, read_redaction_key, writer_lock
+from p3log.store.records import encode_record
+from p3log.store.redact import Redactor
+
+
+class EventLog:
+    def __init__(
+        self,
+        layout: StoreLayout,
+        meta: StoreMeta,
+        journal: Journal,
+        index: duckdb.DuckDBPyConnection,
+        redactor: Redactor,
+        resources: ExitStack,
+    ) -> None:
+        self.layout = layout
+        self.meta = meta
+        self.index = index
+        self._journal = journal
+        self._redactor = redactor
+        self._resources = resources
+        self._pending: list[Event] = []
+
+    @classmethod
+    def open(cls, root: Path, *, create: bool = True) -> EventLog:
+        layout, meta = open_layout(root, create=create)
+        resources = ExitStack()
+        try:
+            resources.enter_context(writer_lock(layout))
+            journal = open_journal(layout.journal_dir)
+            resources.callback(journal.close)
+            index = connect(layout.index_path)
+            resources.callback(index.close)
+            create_schema(index)
+            recover_index(index, layout, journal.head.seq)
+            redactor = Redactor(read_redaction_key(layout))
+        except BaseException:
+            resources.close()
+            raise
+        return cls(layout, meta, journal, index, redactor, resources)
+
+    @property
+    def head(self) -> tuple[int, str]:
+        """The seq and hash of the last event appended."""
+        return self._journal.head.seq, self._journal.head.hash
+
+    def record_message(
+        self, session_id: str, sender: Sender, data: bytes, stamp: Stamp | None = None
+    ) -> Event:
+        """Record bytes a peer sent; returns once the event is in the journal."""
+        body = wire_body(self._redactor, session_id, sender, data, stamp or Stamp.now())
+        return self._append(body)
+
+    def record_lifecycle(
+        self,
+        session_id: str,
+        kind: str,
+        details: Mapping[str, object] | bytes,
+        stamp: Stamp | None = None,
+    ) -> Event:
+        """Record something the tap observed (connection opened, upstream failed, ...)."""
+        body = lifecycle_body(self._redactor, session_id, kind, details, stamp or Stamp.now())
+        return self._append(body)
+
+    def _append(self, body: EventBody) -> Event:
+        """Chain and journal a body that `capture` made (and so redacted)."""
+        seq, prev_hash = self.head
+        event = seal(body, seq + 1, prev_hash)
+        self._journal.append(encode_record(event), event.seq, event.hash)
+        self._pending.append(event)
+        return event
+
+    def sync(self) -> None:
+        """fsync the journal: what was appended now survives power loss too."""
+        self._journal.sync()
+
+    @property
+    def pending_count(self) -> int:
+        return len(self._pending)
+
+    def take_pending(self) -> list[Event]:
+        """The events journaled but not yet handed to the index, oldest first."""
+        batch, self._pending = self._pending, []
+        return batch
+
+    def flush(self) -> int:
+        """Move pending events into the index now; returns how many."""
+        batch = self.take_pending()
+        insert_events(self.index, batch)
+        return len(batch)
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            self._resources.close()
+
+    def __enter__(self) -> EventLog:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def recover_index(index: duckdb.DuckDBPyConnection, layout: StoreLayout, journal_head: int) -> int:
+    """Bring the index level with the journal; returns how many events it ingested."""
+    indexed = indexed_head(index)
+    if indexed > journal_head:
+        raise StoreCorrupt(
+            f"the index holds events up to seq {indexed} but the journal ends at seq "
+            f"{journal_head}; run p3log verify"
+        )
+    try:
+        return ingest_journal(index, layout.journal_dir)
+    except duckdb.Error as exc:
+        raise StoreCorrupt(
+            f"cannot read the journal of {layout.root} ({_first_line(exc)}); run p3log verify"
+        ) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0]

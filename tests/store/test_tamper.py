@@ -1,0 +1,164 @@
+"""verify names the first seq that does not match, whatever was done to the store."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import attrs
+import pytest
+
+from p3log.store.event import Event, seal
+from p3log.store.index import connect
+from p3log.store.journal import segment_paths
+from p3log.store.records import decode_event, decode_line, encode_record
+from p3log.store.verify import Checkpoint, make_checkpoint, verify_store
+from tests.conftest import fill_store
+
+EVENTS = 40
+
+
+@pytest.fixture
+def store(store_with: Callable[[int], Path]) -> Path:
+    root = store_with(EVENTS)
+    assert verify_store(root).ok
+    return root
+
+
+def _sql(root: Path, statement: str) -> None:
+    with connect(root / "index.duckdb") as con:
+        con.execute(statement)
+
+
+def _journal_lines(root: Path) -> tuple[Path, list[bytes]]:
+    (segment,) = segment_paths(root / "journal")
+    return segment, segment.read_bytes().splitlines(keepends=True)
+
+
+def _failure(root: Path, against: Checkpoint | None = None) -> tuple[int, str]:
+    report = verify_store(root, against=against)
+    assert report.problem is not None, "verify passed a tampered store"
+    return report.problem.seq, report.problem.source
+
+
+def test_an_untouched_store_verifies_with_count_and_head(store: Path) -> None:
+    report = verify_store(store)
+    assert (report.ok, report.count, report.indexed) == (True, EVENTS, EVENTS)
+    last = decode_event(decode_line(_journal_lines(store)[1][-1]))
+    assert report.head_hash == last.hash
+
+
+def test_a_changed_row_in_the_index_is_named(store: Path) -> None:
+    _sql(store, "UPDATE event_log SET payload = replace(payload, 'PING', 'PONG') WHERE seq = 17")
+    assert _failure(store) == (17, "index")
+
+
+def test_a_changed_timestamp_in_the_index_is_named(store: Path) -> None:
+    _sql(store, "UPDATE event_log SET recorded_at = recorded_at + INTERVAL 1 SECOND WHERE seq = 9")
+    assert _failure(store) == (9, "index")
+
+
+def test_a_deleted_row_in_the_index_is_named(store: Path) -> None:
+    _sql(store, "DELETE FROM event_log WHERE seq = 17")
+    assert _failure(store) == (17, "index")
+
+
+def test_an_inserted_row_in_the_index_is_named(store: Path) -> None:
+    _sql(store, "INSERT INTO event_log SELECT * FROM event_log WHERE seq = 17")
+    assert _failure(store) == (17, "index")
+
+
+def test_swapped_rows_in_the_index_are_named(store: Path) -> None:
+    _sql(
+        store,
+        "UPDATE event_log SET seq = CASE seq WHEN 10 THEN 20 ELSE 10 END WHERE seq IN (10, 20)",
+    )
+    assert _failure(store) == (10, "index")
+
+
+def test_a_rewritten_chain_in_the_index_is_caught_against_the_journal(store: Path) -> None:
+    """Rehashing every event from seq 30 on keeps the index chain consistent."""
+    with connect(store / "index.duckdb") as con:
+        con.execute("UPDATE event_log SET session_id = 'forged' WHERE seq >= 30")
+    _, lines = _journal_lines(store)
+    forged = _rechain([decode_event(decode_line(line)) for line in lines], start=30)
+    with connect(store / "index.duckdb") as con:
+        for event in forged[29:]:
+            con.execute(
+                "UPDATE event_log SET prev_hash = ?, hash = ? WHERE seq = ?",
+                [event.prev_hash, event.hash, event.seq],
+            )
+    assert _failure(store) == (30, "index")
+
+
+def test_a_changed_byte_in_the_journal_is_named(store: Path) -> None:
+    segment, lines = _journal_lines(store)
+    lines[22] = lines[22].replace(b"PING", b"PONG", 1)
+    segment.write_bytes(b"".join(lines))
+    assert _failure(store) == (23, "journal")
+
+
+def test_a_damaged_journal_line_is_named(store: Path) -> None:
+    segment, lines = _journal_lines(store)
+    lines[22] = lines[22][:40] + b"\x00garbage\n"
+    segment.write_bytes(b"".join(lines))
+    assert _failure(store) == (23, "journal")
+
+
+def test_a_deleted_journal_line_is_named(store: Path) -> None:
+    segment, lines = _journal_lines(store)
+    del lines[22]
+    segment.write_bytes(b"".join(lines))
+    assert _failure(store) == (23, "journal")
+
+
+def test_swapped_journal_records_are_named(store: Path) -> None:
+    segment, lines = _journal_lines(store)
+    lines[5] = lines[5].replace(b'"seq":6,', b'"seq":7,')
+    lines[6] = lines[6].replace(b'"seq":7,', b'"seq":6,')
+    segment.write_bytes(b"".join(lines))
+    assert _failure(store) == (6, "journal")
+
+
+def test_verify_against_a_checkpoint_passes_when_the_log_only_grew(store: Path) -> None:
+    checkpoint = make_checkpoint(store)
+    fill_store(store, 5)
+    report = verify_store(store, against=checkpoint)
+    assert report.ok
+    assert report.count == EVENTS + 5
+
+
+def test_verify_against_a_checkpoint_catches_a_consistently_rewritten_log(store: Path) -> None:
+    checkpoint = make_checkpoint(store)
+    segment, lines = _journal_lines(store)
+    forged = _rechain([decode_event(decode_line(line)) for line in lines], start=3)
+    segment.write_bytes(b"".join(encode_record(event) for event in forged))
+    (store / "index.duckdb").unlink()  # the forger rebuilds the index from the journal too
+    assert verify_store(store).ok  # self-consistent: only the checkpoint can tell
+    assert _failure(store, against=checkpoint) == (EVENTS, "checkpoint")
+
+
+def test_verify_against_a_checkpoint_catches_a_truncated_log(store: Path) -> None:
+    checkpoint = make_checkpoint(store)
+    segment, lines = _journal_lines(store)
+    segment.write_bytes(b"".join(lines[:-3]))
+    (store / "index.duckdb").unlink()
+    assert _failure(store, against=checkpoint) == (EVENTS, "checkpoint")
+
+
+def test_a_checkpoint_file_round_trips(store: Path, tmp_path: Path) -> None:
+    checkpoint = make_checkpoint(store)
+    path = tmp_path / "cp.json"
+    path.write_text(checkpoint.to_json())
+    assert Checkpoint.from_file(path) == checkpoint
+    assert json.loads(path.read_text())["count"] == EVENTS
+
+
+def _rechain(events: list[Event], start: int) -> list[Event]:
+    """Events with every body from seq `start` on changed and re-hashed consistently."""
+    out = events[: start - 1]
+    for event in events[start - 1 :]:
+        body = attrs.evolve(event.body, session_id="forged")
+        out.append(seal(body, event.seq, out[-1].hash))
+    return out

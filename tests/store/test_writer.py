@@ -1,0 +1,37 @@
+"""The trio index writer moves journaled events into DuckDB and flushes on shutdown."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import trio
+
+from p3log.store.index import indexed_head
+from p3log.store.log import EventLog
+from p3log.store.writer import index_writer
+from tests.conftest import message_bytes
+
+
+async def test_events_reach_the_index_without_blocking_the_recorder(tmp_path: Path) -> None:
+    with EventLog.open(tmp_path / "s") as log:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(index_writer, log)
+            for n in range(50):
+                log.record_message("s", "client", message_bytes("A_REQUEST", str(n)))
+            with trio.fail_after(10):
+                while indexed_head(log.index) < 50:
+                    await trio.sleep(0.01)
+            nursery.cancel_scope.cancel()
+        assert log.pending_count == 0
+
+
+async def test_cancellation_inserts_what_is_still_pending(tmp_path: Path) -> None:
+    with EventLog.open(tmp_path / "s") as log:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(partial(index_writer, log, interval=3600))
+            for n in range(7):
+                log.record_message("s", "client", message_bytes("A_REQUEST", str(n)))
+            nursery.cancel_scope.cancel()
+        assert log.pending_count == 0
+        assert indexed_head(log.index) == 7

@@ -1,0 +1,110 @@
+"""The command line as a user runs it: a real `p3log` process per call."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from p3log.store.index import connect
+
+
+def p3log(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "p3log", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def _one_line_error(result: subprocess.CompletedProcess[str], expected: str) -> None:
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert expected in lines[0]
+
+
+def test_help_lists_the_commands() -> None:
+    result = p3log("--help")
+    assert result.returncode == 0
+    for command in ("verify", "checkpoint", "import", "export", "sql", "demo"):
+        assert command in result.stdout
+
+
+def test_sql_formats(store_with: Callable[[int], Path]) -> None:
+    root = store_with(4)
+    query = "SELECT seq, sender, msg_type FROM events ORDER BY seq"
+    as_json = p3log("sql", "--store", root, "--format", "json", query)
+    assert as_json.returncode == 0, as_json.stderr
+    assert [row["seq"] for row in json.loads(as_json.stdout)] == [1, 2, 3, 4]
+    as_csv = p3log("sql", "--store", root, "--format", "csv", query)
+    rows = list(csv.reader(io.StringIO(as_csv.stdout)))
+    assert rows[0] == ["seq", "sender", "msg_type"]
+    assert rows[1] == ["1", "client", "PING_REQUEST"]
+    as_table = p3log("sql", "--store", root, query)
+    assert "PING_RESPONSE" in as_table.stdout
+
+
+def test_sql_is_read_only(store_with: Callable[[int], Path]) -> None:
+    root = store_with(2)
+    _one_line_error(p3log("sql", "--store", root, "DELETE FROM event_log"), "read-only")
+    assert p3log("verify", "--store", root).returncode == 0
+
+
+def test_verify_checkpoint_round(store_with: Callable[[int], Path], tmp_path: Path) -> None:
+    root = store_with(6)
+    ok = p3log("verify", "--store", root)
+    assert ok.returncode == 0
+    assert ok.stdout.startswith("verify OK: 6 events, head ")
+    cp = tmp_path / "cp.json"
+    assert p3log("checkpoint", "--store", root, "--out", cp).returncode == 0
+    assert p3log("verify", "--store", root, "--against", cp).returncode == 0
+
+    with connect(root / "index.duckdb") as con:
+        con.execute("UPDATE event_log SET tag = 'forged' WHERE seq = 4")
+    failed = p3log("verify", "--store", root)
+    assert failed.returncode == 1
+    assert failed.stderr.strip() == (
+        "verify FAILED at seq 4 (index): the event's content does not match its hash"
+    )
+
+
+def test_a_missing_store_is_one_line(tmp_path: Path) -> None:
+    _one_line_error(p3log("verify", "--store", tmp_path / "nope"), "no p3log store at")
+    _one_line_error(p3log("sql", "--store", tmp_path / "nope", "SELECT 1"), "no p3log store at")
+    assert not (tmp_path / "nope").exists()
+
+
+def test_a_store_from_a_newer_format_is_refused_unchanged(
+    store_with: Callable[[int], Path],
+) -> None:
+    root = store_with(2)
+    meta = json.loads((root / "store.json").read_text())
+    meta["format_version"] = 99
+    (root / "store.json").write_text(json.dumps(meta))
+    before = {path: path.read_bytes() for path in root.rglob("*") if path.is_file()}
+    _one_line_error(p3log("sql", "--store", root, "SELECT 1"), "newer p3log (format 99")
+    assert {path: path.read_bytes() for path in root.rglob("*") if path.is_file()} == before
+
+
+def test_import_and_export_commands(store_with: Callable[[int], Path], tmp_path: Path) -> None:
+    root = store_with(3)
+    out = tmp_path / "out.jsonl"
+    exported = p3log("export", "--store", root, "--to", out)
+    assert exported.returncode == 0 and "exported 3 events" in exported.stdout
+    imported = p3log("import", "--store", tmp_path / "copy", out)
+    assert imported.returncode == 0 and "imported 3 events" in imported.stdout
+    (tmp_path / "bad.jsonl").write_text("{}\n")
+    _one_line_error(p3log("import", "--store", root, tmp_path / "bad.jsonl"), "bad.jsonl:1:")
+
+
+def test_demo_records_and_verifies(tmp_path: Path) -> None:
+    result = p3log("demo", "--store", tmp_path / "demo")
+    assert result.returncode == 0, result.stderr
+    assert "verify OK" in result.stdout
+    assert "neither the merchant secret nor the card number" in result.stdout
