@@ -138,11 +138,9 @@ def canonical_texts(seq: int, body: EventBody) -> tuple[str | None, ...]:
 def canonical_bytes(seq: int, body: EventBody) -> bytes:
     """Each field as `<utf-8 length>:<text>;`, or `-;` for None: unambiguous, and
     computable by DuckDB's `strlen` and `||` without leaving SQL."""
-    out = bytearray()
-    for text in canonical_texts(seq, body):
-        if text is None:
-            out += b"-;"
-        else:
-            encoded = text.encode()
-            out += b"%d:%b;" % (len(encoded), encoded)
-    return bytes(out)
+    return b"".join(
+        [
+            b"-;" if text is None else b"%d:%b;" % (len(encoded := text.encode()), encoded)
+            for text in canonical_texts(seq, body)
+        ]
+    )

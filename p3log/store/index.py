@@ -8,38 +8,51 @@ order is seq order and readers never see a gap.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.json as pa_json
 
-from p3log.store.event import Event
 from p3log.store.journal import segment_first_seq, segment_paths
 from p3log.store.records import RECORD_COLUMNS
 
-_SCHEMA = pa.schema(
+# The journal's record columns as Arrow types, for parsing record lines in batches.
+_RECORD_SCHEMA = pa.schema(
     [
-        pa.field("seq", pa.int64(), nullable=False),
-        pa.field("session_id", pa.string(), nullable=False),
-        pa.field("sender", pa.string(), nullable=False),
-        pa.field("kind", pa.string(), nullable=False),
-        pa.field("msg_type", pa.string()),
-        pa.field("tag", pa.string()),
-        pa.field("resource", pa.string()),
-        pa.field("status", pa.string()),
-        pa.field("recorded_at", pa.timestamp("us", tz="UTC"), nullable=False),
-        pa.field("mono_ns", pa.int64(), nullable=False),
-        pa.field("payload", pa.string()),
-        pa.field("raw", pa.binary()),
-        pa.field("parse_note", pa.string()),
-        pa.field("redaction_policy", pa.string(), nullable=False),
-        pa.field("redactions", pa.list_(pa.string()), nullable=False),
-        pa.field("prev_hash", pa.string(), nullable=False),
-        pa.field("hash", pa.string(), nullable=False),
+        ("seq", pa.int64()),
+        ("session_id", pa.string()),
+        ("sender", pa.string()),
+        ("kind", pa.string()),
+        ("msg_type", pa.string()),
+        ("tag", pa.string()),
+        ("resource", pa.string()),
+        ("status", pa.string()),
+        ("recorded_at_us", pa.int64()),
+        ("mono_ns", pa.int64()),
+        ("payload", pa.string()),
+        ("raw_b64", pa.string()),
+        ("parse_note", pa.string()),
+        ("redaction_policy", pa.string()),
+        ("redactions", pa.list_(pa.string())),
+        ("prev_hash", pa.string()),
+        ("hash", pa.string()),
     ]
 )
+# Larger than any record line (a 1 MiB frame, escaped, plus its base64), so that no
+# line straddles two of pyarrow's parse blocks.
+_PARSE_BLOCK_BYTES = 8 * 1024 * 1024
+
+# Record columns (journal lines, parsed by DuckDB or pyarrow) -> event_log columns.
+_RECORDS_AS_ROWS = """
+SELECT seq, session_id, sender, kind, msg_type, tag, resource, status,
+       to_timestamp(0) + to_microseconds(recorded_at_us), mono_ns, payload,
+       from_base64(raw_b64), parse_note, redaction_policy,
+       coalesce(redactions, []), prev_hash, hash
+"""
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS event_log (
@@ -72,8 +85,18 @@ FROM event_log;
 """
 
 
-def connect(path: Path, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(str(path), read_only=read_only)
+# DuckDB's default is 80% of RAM for its buffer pool; a recorder that runs for weeks
+# next to the POS must not grow that large. Beyond this, DuckDB spills to disk.
+MEMORY_LIMIT = "128MB"
+
+
+def connect(path: Path | None = None, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """A connection to the index at `path` (in memory if None), UTC, memory-capped."""
+    con = duckdb.connect(
+        str(path) if path is not None else ":memory:",
+        read_only=read_only,
+        config={"memory_limit": MEMORY_LIMIT},
+    )
     con.execute("SET TimeZone = 'UTC'")
     return con
 
@@ -102,45 +125,34 @@ def indexed_head(con: duckdb.DuckDBPyConnection) -> int:
     return int(query_scalar(con, "SELECT coalesce(max(seq), 0) FROM event_log"))
 
 
-def insert_events(con: duckdb.DuckDBPyConnection, events: Sequence[Event]) -> None:
-    """Insert one batch as one Arrow table in one transaction."""
-    if events:
-        insert_table(con, events_table(events))
+def insert_records(con: duckdb.DuckDBPyConnection, lines: Sequence[bytes]) -> None:
+    """Insert journal record lines as one batch, in one transaction.
+
+    The lines are parsed by pyarrow's multi-threaded JSON reader, which releases the
+    GIL: the recording thread pays nothing for the index beyond handing the lines over.
+    """
+    if lines:
+        insert_table(con, records_table(lines))
 
 
-def insert_table(con: duckdb.DuckDBPyConnection, table: pa.Table) -> None:
-    con.register("_p3log_batch", table)
+def records_table(lines: Sequence[bytes]) -> pa.Table:
+    """Record lines as an Arrow table of record columns."""
+    return pa_json.read_json(
+        io.BytesIO(b"".join(lines)),
+        read_options=pa_json.ReadOptions(block_size=_PARSE_BLOCK_BYTES),
+        parse_options=pa_json.ParseOptions(
+            explicit_schema=_RECORD_SCHEMA, unexpected_field_behavior="error"
+        ),
+    )
+
+
+def insert_table(con: duckdb.DuckDBPyConnection, records: pa.Table) -> None:
+    """Insert an Arrow table of record columns."""
+    con.register("_p3log_batch", records)
     try:
-        con.execute("INSERT INTO event_log SELECT * FROM _p3log_batch")
+        con.execute(f"INSERT INTO event_log {_RECORDS_AS_ROWS} FROM _p3log_batch")
     finally:
         con.unregister("_p3log_batch")
-
-
-def events_table(events: Sequence[Event]) -> pa.Table:
-    """The events as an Arrow table with the index's schema."""
-    bodies = [event.body for event in events]
-    return pa.Table.from_arrays(
-        [
-            [event.seq for event in events],
-            [body.session_id for body in bodies],
-            [body.sender for body in bodies],
-            [body.kind for body in bodies],
-            [body.msg_type for body in bodies],
-            [body.tag for body in bodies],
-            [body.resource for body in bodies],
-            [body.status for body in bodies],
-            [body.stamp.recorded_at_us for body in bodies],
-            [body.stamp.mono_ns for body in bodies],
-            [body.payload for body in bodies],
-            [body.raw for body in bodies],
-            [body.parse_note for body in bodies],
-            [body.redaction_policy for body in bodies],
-            [list(body.redactions) for body in bodies],
-            [event.prev_hash for event in events],
-            [event.hash for event in events],
-        ],
-        schema=_SCHEMA,
-    )
 
 
 def journal_relation_sql(
@@ -165,7 +177,7 @@ def journal_relation_sql(
     columns = ", ".join(f"{name}: '{kind}'" for name, kind in RECORD_COLUMNS.items())
     return (
         f"SELECT * FROM read_json([{files}], format = 'newline_delimited', "
-        f"columns = {{{columns}}}, maximum_object_size = 268435456, "
+        f"columns = {{{columns}}}, maximum_object_size = 16777216, "
         f"ignore_errors = {str(ignore_errors).lower()}) "
         f"WHERE seq > {int(after_seq)}{' OR seq IS NULL' if ignore_errors else ''}"
     )
@@ -180,16 +192,7 @@ def ingest_journal(con: duckdb.DuckDBPyConnection, journal_dir: Path) -> int:
     source = journal_relation_sql(journal_dir, after_seq=before)
     if source is None:
         return 0
-    con.execute(
-        f"""
-        INSERT INTO event_log
-        SELECT seq, session_id, sender, kind, msg_type, tag, resource, status,
-               to_timestamp(0) + to_microseconds(recorded_at_us), mono_ns, payload,
-               from_base64(raw_b64), parse_note, redaction_policy,
-               coalesce(redactions, []), prev_hash, hash
-        FROM ({source}) ORDER BY seq
-        """
-    )
+    con.execute(f"INSERT INTO event_log {_RECORDS_AS_ROWS} FROM ({source})")
     return indexed_head(con) - before
 
 

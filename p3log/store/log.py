@@ -25,11 +25,15 @@ import duckdb
 from p3log.store.capture import lifecycle_body, wire_body
 from p3log.store.errors import StoreCorrupt
 from p3log.store.event import Event, EventBody, Sender, Stamp, seal
-from p3log.store.index import connect, create_schema, indexed_head, ingest_journal, insert_events
+from p3log.store.index import connect, create_schema, indexed_head, ingest_journal, insert_records
 from p3log.store.journal import Journal, open_journal
 from p3log.store.layout import StoreLayout, StoreMeta, open_layout, read_redaction_key, writer_lock
 from p3log.store.records import encode_record
 from p3log.store.redact import Redactor
+
+# Lines per index insert: large enough to amortise a DuckDB transaction, small
+# enough that parsing and inserting a batch stays within a few tens of MB.
+INDEX_BATCH_LINES = 4096
 
 
 class EventLog:
@@ -48,7 +52,7 @@ class EventLog:
         self._journal = journal
         self._redactor = redactor
         self._resources = resources
-        self._pending: list[Event] = []
+        self._pending: list[bytes] = []  # record lines journaled, not yet indexed
 
     @classmethod
     def open(cls, root: Path, *, create: bool = True) -> EventLog:
@@ -95,8 +99,9 @@ class EventLog:
         """Chain and journal a body that `capture` made (and so redacted)."""
         seq, prev_hash = self.head
         event = seal(body, seq + 1, prev_hash)
-        self._journal.append(encode_record(event), event.seq, event.hash)
-        self._pending.append(event)
+        line = encode_record(event)
+        self._journal.append(line, event.seq, event.hash)
+        self._pending.append(line)
         return event
 
     def sync(self) -> None:
@@ -107,16 +112,20 @@ class EventLog:
     def pending_count(self) -> int:
         return len(self._pending)
 
-    def take_pending(self) -> list[Event]:
-        """The events journaled but not yet handed to the index, oldest first."""
-        batch, self._pending = self._pending, []
+    def take_pending(self) -> list[bytes]:
+        """Up to INDEX_BATCH_LINES record lines journaled but not yet handed to the
+        index, oldest first. Bounding the batch bounds the memory an insert needs."""
+        batch = self._pending[:INDEX_BATCH_LINES]
+        del self._pending[:INDEX_BATCH_LINES]
         return batch
 
     def flush(self) -> int:
-        """Move pending events into the index now; returns how many."""
-        batch = self.take_pending()
-        insert_events(self.index, batch)
-        return len(batch)
+        """Move every pending event into the index now; returns how many."""
+        moved = 0
+        while batch := self.take_pending():
+            insert_records(self.index, batch)
+            moved += len(batch)
+        return moved
 
     def close(self) -> None:
         try:

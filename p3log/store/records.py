@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from typing import Any
+
+import orjson
 
 from p3log.store.event import SENDERS, WIRE_KINDS, Event, EventBody, Stamp
 
@@ -35,48 +36,45 @@ RECORD_COLUMNS: dict[str, str] = {
     "hash": "VARCHAR",
 }
 
-_encode = json.JSONEncoder(separators=(",", ":")).encode
-
 
 class RecordError(ValueError):
     """A record line that does not describe an event."""
 
 
 def encode_record(event: Event) -> bytes:
+    """The record line, newline included (compact JSON, UTF-8)."""
     body = event.body
-    return (
-        _encode(
-            {
-                "seq": event.seq,
-                "session_id": body.session_id,
-                "sender": body.sender,
-                "kind": body.kind,
-                "msg_type": body.msg_type,
-                "tag": body.tag,
-                "resource": body.resource,
-                "status": body.status,
-                "recorded_at_us": body.stamp.recorded_at_us,
-                "mono_ns": body.stamp.mono_ns,
-                "payload": body.payload,
-                "raw_b64": (
-                    base64.b64encode(body.raw).decode("ascii") if body.raw is not None else None
-                ),
-                "parse_note": body.parse_note,
-                "redaction_policy": body.redaction_policy,
-                "redactions": body.redactions,
-                "prev_hash": event.prev_hash,
-                "hash": event.hash,
-            }
-        ).encode()
-        + b"\n"
+    return orjson.dumps(
+        {
+            "seq": event.seq,
+            "session_id": body.session_id,
+            "sender": body.sender,
+            "kind": body.kind,
+            "msg_type": body.msg_type,
+            "tag": body.tag,
+            "resource": body.resource,
+            "status": body.status,
+            "recorded_at_us": body.stamp.recorded_at_us,
+            "mono_ns": body.stamp.mono_ns,
+            "payload": body.payload,
+            "raw_b64": (
+                base64.b64encode(body.raw).decode("ascii") if body.raw is not None else None
+            ),
+            "parse_note": body.parse_note,
+            "redaction_policy": body.redaction_policy,
+            "redactions": body.redactions,
+            "prev_hash": event.prev_hash,
+            "hash": event.hash,
+        },
+        option=orjson.OPT_APPEND_NEWLINE,
     )
 
 
 def decode_line(line: bytes | str) -> dict[str, Any]:
     """Parse one record line into its JSON object (not yet validated)."""
     try:
-        obj = json.loads(line)
-    except (ValueError, UnicodeDecodeError) as exc:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
         raise RecordError(f"not a JSON record: {exc}") from exc
     if not isinstance(obj, dict):
         raise RecordError("a record must be a JSON object")

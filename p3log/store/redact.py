@@ -63,10 +63,10 @@ _STRING_LITERAL: Final = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
 _BARE_VALUE: Final = re.compile(rb'[^\s,{}\[\]"](?:[^,{}\[\]"\r\n]*[^\s,{}\[\]"])?')
 _STRING_OR_BRACKET: Final = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"?|[\[\]{}]', re.DOTALL)
 
-# At least 13 digits, single separators allowed; the match is the whole run.
-_DIGIT_RUN: Final = re.compile(rb"[0-9](?:[ -]?[0-9]){12,}")
-# Such a run lies in a stretch of 13 or more digits, spaces and dashes. Finding those
-# stretches with translate and find runs at C speed; a regex scans ordinary text ten times
+# A run: digit groups joined by single spaces or dashes. Possessive, so it never backtracks.
+_RUN: Final = re.compile(rb"[0-9]++(?:[ -][0-9]++)*+")
+# A run of 13 digits lies in a stretch of 13 or more digits, spaces and dashes. Finding
+# those with translate and find runs at C speed; a regex scans ordinary text ten times
 # slower, so it only looks inside them.
 _RUN_CHARS_AS_ZERO: Final = bytes(0x30 if byte in b"0123456789 -" else 0x78 for byte in range(256))
 _STRETCH: Final = b"0" * 13
@@ -240,13 +240,16 @@ def _card_edits(raw: bytes, skip: list[tuple[int, int]]) -> list[_Edit]:
 
 
 def _digit_runs(data: bytes) -> Iterator[re.Match[bytes]]:
-    """What `_DIGIT_RUN.finditer(data)` finds, without a regex scan of ordinary text."""
+    """The runs of 13 or more digits, without a regex scan of ordinary text."""
     stretches = data.translate(_RUN_CHARS_AS_ZERO)
     start = stretches.find(_STRETCH)
     while start >= 0:
         end = stretches.find(b"x", start)
         end = len(data) if end < 0 else end
-        yield from _DIGIT_RUN.finditer(data, start, end)
+        for run in _RUN.finditer(data, start, end):
+            text = run.group()
+            if len(text) - text.count(b" ") - text.count(b"-") >= _PAN_MIN:
+                yield run
         start = stretches.find(_STRETCH, end)
 
 
@@ -276,7 +279,7 @@ def _mask_run(run: bytes) -> bytes | None:
 def _card_spans(run: bytes) -> Iterator[tuple[int, int]]:
     """The spans of a run (digits and single separators) that are card numbers."""
     if run.isdigit():  # the common case: a timestamp, an identifier, a card number
-        if len(run) <= _PAN_MAX and _luhn_valid(run):
+        if _PAN_MIN <= len(run) <= _PAN_MAX and _luhn_valid(run):
             yield 0, len(run)
         return
     groups = [(m.start(), m.end()) for m in _DIGIT_GROUP.finditer(run)]

@@ -21,7 +21,7 @@ import duckdb
 
 from p3log.store.errors import StoreBusy, StoreCorrupt, StoreError
 from p3log.store.event import CANONICAL_FIELDS, GENESIS_HASH
-from p3log.store.index import journal_relation_sql, query_one, query_scalar, sql_string
+from p3log.store.index import connect, journal_relation_sql, query_one, query_scalar, sql_string
 from p3log.store.layout import StoreLayout, StoreMeta, open_layout
 
 # How each canonical field reads as text in the normalized relation.
@@ -97,7 +97,7 @@ class Checkpoint:
 
 def verify_store(root: Path, against: Checkpoint | None = None) -> VerifyReport:
     layout, meta = open_layout(root, create=False)
-    with duckdb.connect() as con:
+    with connect() as con:
         _load_hashes(con, layout)
         problems = [
             _chain_problem(con, "journal_hashes", "journal"),

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import trio
 
-from p3log.store.index import insert_events
+from p3log.store.index import insert_records
 from p3log.store.log import EventLog
 
 
@@ -31,6 +31,5 @@ async def index_writer(
 
 
 async def _insert_pending(log: EventLog) -> None:
-    batch = log.take_pending()
-    if batch:
-        await trio.to_thread.run_sync(insert_events, log.index, batch)
+    while batch := log.take_pending():
+        await trio.to_thread.run_sync(insert_records, log.index, batch)
