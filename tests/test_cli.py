@@ -108,3 +108,14 @@ def test_demo_records_and_verifies(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "verify OK" in result.stdout
     assert "neither the merchant secret nor the card number" in result.stdout
+
+
+def test_a_damaged_store_description_is_one_line(store_with: Callable[[int], Path]) -> None:
+    root = store_with(1)
+    (root / "store.json").write_text("{not json")
+    _one_line_error(p3log("verify", "--store", root), "is not a p3log store description")
+
+
+def test_a_file_where_a_store_should_be_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "plain.txt").write_text("hello")
+    _one_line_error(p3log("sql", "--store", tmp_path / "plain.txt", "SELECT 1"), "no p3log store")

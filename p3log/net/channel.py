@@ -11,6 +11,8 @@ dialect's framing (`p3log.protocol.framing`).
 
 from __future__ import annotations
 
+import functools
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Literal, Protocol
@@ -74,13 +76,13 @@ class WebSocketChannel:
         try:
             await self._ws.send_message(message)
         except trio_websocket.ConnectionClosed as exc:
-            raise _closed(exc) from None
+            raise closed_error(exc) from None
 
     async def receive(self) -> bytes:
         try:
             message = await self._ws.get_message()
         except trio_websocket.ConnectionClosed as exc:
-            raise _closed(exc) from None
+            raise closed_error(exc) from None
         return message.encode() if isinstance(message, str) else message
 
     async def aclose(self, code: int = NORMAL_CLOSURE, reason: str = "") -> None:
@@ -128,24 +130,40 @@ class TcpChannel:
         await self._stream.aclose()
 
 
-def _closed(exc: trio_websocket.ConnectionClosed) -> ChannelClosed:
+def closed_error(exc: trio_websocket.ConnectionClosed) -> ChannelClosed:
+    """The `ChannelClosed` for a trio-websocket close, with its code and reason."""
     reason = exc.reason
     return ChannelClosed(reason.code, reason.reason or "") if reason else ChannelClosed(None)
 
 
 @asynccontextmanager
-async def open_channel(url: str, dialect: Dialect = DEFAULT_DIALECT) -> AsyncIterator[Channel]:
-    """Dial `ws://`, `wss://` or `tcp://HOST:PORT`."""
+async def open_channel(
+    url: str, dialect: Dialect = DEFAULT_DIALECT, *, connect_timeout: float | None = None
+) -> AsyncIterator[Channel]:
+    """Dial `ws://`, `wss://` or `tcp://HOST:PORT`.
+
+    `connect_timeout` bounds the dial and the WebSocket handshake, and raises
+    `trio.TooSlowError`. It has to be given here rather than as a cancel scope around
+    the call: the WebSocket connection runs a task in a nursery that outlives the dial.
+    (trio-websocket's own `connect_timeout` is not used: when it fires, its reader
+    task keeps waiting on a silent peer and the dial never returns.)
+    """
     parts = urlsplit(url)
+    limit = math.inf if connect_timeout is None else connect_timeout
     if parts.scheme in ("ws", "wss"):
-        async with trio_websocket.open_websocket_url(
-            url, max_message_size=dialect.tcp.max_frame_bytes
-        ) as ws:
-            yield WebSocketChannel(ws)
+        with trio.move_on_after(limit) as dial:
+            async with trio_websocket.open_websocket_url(
+                url, max_message_size=dialect.tcp.max_frame_bytes, connect_timeout=math.inf
+            ) as ws:
+                dial.deadline = math.inf
+                yield WebSocketChannel(ws)
+                return
+        raise trio.TooSlowError(f"{url}: no WebSocket connection within {limit:g} s")
     elif parts.scheme == "tcp":
         if parts.hostname is None or parts.port is None:
             raise ValueError(f"{url}: a tcp:// URL needs a host and a port")
-        stream = await trio.open_tcp_stream(parts.hostname, parts.port)
+        with trio.fail_after(limit):
+            stream = await trio.open_tcp_stream(parts.hostname, parts.port)
         channel = TcpChannel(stream, dialect)
         try:
             yield channel
@@ -193,7 +211,9 @@ async def serve_channels(
                 await channel.aclose()
 
         async with trio.open_nursery() as nursery:
-            listeners = await nursery.start(trio.serve_tcp, accept_tcp, port, host)
+            listeners = await nursery.start(
+                functools.partial(trio.serve_tcp, accept_tcp, port, host=host)
+            )
             task_status.started(listeners[0].socket.getsockname()[1])
 
 

@@ -88,6 +88,9 @@ FROM event_log;
 # DuckDB's default is 80% of RAM for its buffer pool; a recorder that runs for weeks
 # next to the POS must not grow that large. Beyond this, DuckDB spills to disk.
 MEMORY_LIMIT = "128MB"
+# The writer's inserts are background work: one thread, so that a core stays free
+# for the recorder's hot path (reads and verify use every core).
+WRITER_THREADS = 1
 
 
 def connect(path: Path | None = None, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
@@ -139,7 +142,8 @@ def records_table(lines: Sequence[bytes]) -> pa.Table:
     """Record lines as an Arrow table of record columns."""
     return pa_json.read_json(
         io.BytesIO(b"".join(lines)),
-        read_options=pa_json.ReadOptions(block_size=_PARSE_BLOCK_BYTES),
+        # One thread: the index is background work and must leave a core to the hot path.
+        read_options=pa_json.ReadOptions(block_size=_PARSE_BLOCK_BYTES, use_threads=False),
         parse_options=pa_json.ParseOptions(
             explicit_schema=_RECORD_SCHEMA, unexpected_field_behavior="error"
         ),

@@ -61,9 +61,15 @@ class Journal:
             self._open_segment(first_seq=self.head.seq + 1)
         assert self._fd is not None
         view = memoryview(lines)
-        while view:  # write(2) may be partial, e.g. on a nearly full disk
-            written = os.write(self._fd, view)
-            view = view[written:]
+        try:
+            while view:  # write(2) may be partial, e.g. on a nearly full disk
+                written = os.write(self._fd, view)
+                view = view[written:]
+        except OSError:
+            # Take back a partial record, so the next append starts on a line boundary
+            # and the failed event leaves no trace (its seq is used again).
+            os.ftruncate(self._fd, self._size)
+            raise
         self._size += len(lines)
         self.head = JournalHead(last_seq, last_hash)
 

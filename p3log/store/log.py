@@ -25,7 +25,14 @@ import duckdb
 from p3log.store.capture import lifecycle_body, wire_body
 from p3log.store.errors import StoreCorrupt
 from p3log.store.event import Event, EventBody, Sender, Stamp, seal
-from p3log.store.index import connect, create_schema, indexed_head, ingest_journal, insert_records
+from p3log.store.index import (
+    WRITER_THREADS,
+    connect,
+    create_schema,
+    indexed_head,
+    ingest_journal,
+    insert_records,
+)
 from p3log.store.journal import Journal, open_journal
 from p3log.store.layout import StoreLayout, StoreMeta, open_layout, read_redaction_key, writer_lock
 from p3log.store.records import encode_record
@@ -64,6 +71,7 @@ class EventLog:
             resources.callback(journal.close)
             index = connect(layout.index_path)
             resources.callback(index.close)
+            index.execute(f"SET threads = {WRITER_THREADS}")
             create_schema(index)
             recover_index(index, layout, journal.head.seq)
             redactor = Redactor(read_redaction_key(layout))

@@ -304,13 +304,9 @@ def test_planted_card_never_survives(
     message = plant(document, f"{prefix}{joiner}{written}{joiner}{suffix}", where)
     text = json.dumps(message, indent=indent, ensure_ascii=ensure_ascii)
     # Spell some of the card's characters as \u escapes, which text matching cannot see.
-    spelled = (
-        "".join(
-            f"\\u{ord(char):04x}" if escape[i % len(escape)] else char
-            for i, char in enumerate(written)
-        )
-        if escape
-        else written
+    flags = escape or [False]
+    spelled = "".join(
+        f"\\u{ord(char):04x}" if flags[i % len(flags)] else char for i, char in enumerate(written)
     )
     raw = text.replace(written, spelled).encode()
 

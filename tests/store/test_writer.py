@@ -9,7 +9,7 @@ import trio
 
 from p3log.store.index import indexed_head
 from p3log.store.log import EventLog
-from p3log.store.writer import index_writer
+from p3log.store.writer import IndexWriter, index_writer
 from tests.conftest import message_bytes
 
 
@@ -19,8 +19,9 @@ async def test_events_reach_the_index_without_blocking_the_recorder(tmp_path: Pa
             await nursery.start(index_writer, log)
             for n in range(50):
                 log.record_message("s", "client", message_bytes("A_REQUEST", str(n)))
+            reader = log.index.cursor()  # the writer's thread owns log.index meanwhile
             with trio.fail_after(10):
-                while indexed_head(log.index) < 50:
+                while indexed_head(reader) < 50:
                     await trio.sleep(0.01)
             nursery.cancel_scope.cancel()
         assert log.pending_count == 0
@@ -35,3 +36,21 @@ async def test_cancellation_inserts_what_is_still_pending(tmp_path: Path) -> Non
             nursery.cancel_scope.cancel()
         assert log.pending_count == 0
         assert indexed_head(log.index) == 7
+
+
+async def test_a_recorder_waits_for_room_once_too_much_is_pending(tmp_path: Path) -> None:
+    with EventLog.open(tmp_path / "s") as log:
+        writer = IndexWriter(log, interval=3600, max_pending=10)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(writer.run)
+            for n in range(9):
+                log.record_message("s", "client", message_bytes("A_REQUEST", str(n)))
+            with trio.fail_after(1):
+                await writer.wait_for_room()  # 9 < 10: no wait, no insert
+            assert log.pending_count == 9
+            log.record_message("s", "client", message_bytes("A_REQUEST", "9"))
+            with trio.fail_after(10):
+                await writer.wait_for_room()  # 10 pending: the writer is hurried along
+            assert log.pending_count < 10
+            nursery.cancel_scope.cancel()
+        assert indexed_head(log.index) == 10

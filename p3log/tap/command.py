@@ -1,0 +1,49 @@
+"""`p3log tap` as a process: record until SIGINT/SIGTERM, then shut down in order."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import trio
+
+from p3log.store.log import EventLog
+from p3log.tap.server import TapConfig, run_tap
+
+
+def run_tap_process(config: TapConfig, store: Path, announce: Callable[[str], None]) -> None:
+    # Problems the tap survives (a full disk, a failing index) are one line each on stderr.
+    logging.basicConfig(format="p3log tap: %(message)s", level=logging.INFO, stream=sys.stderr)
+    # Past a file-size limit, write(2) fails with EFBIG (handled like a full disk)
+    # instead of the default SIGXFSZ killing the process.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    trio.run(_main, config, store, announce)
+
+
+async def _main(config: TapConfig, store: Path, announce: Callable[[str], None]) -> None:
+    # The signal receiver stays installed until the store is closed, so a signal
+    # during shutdown is one more request to stop, never a KeyboardInterrupt.
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        with EventLog.open(store) as log:
+            stop = trio.Event()
+            async with trio.open_nursery() as watcher:
+                watcher.start_soon(_stop_on_signal, signals, stop)
+                async with trio.open_nursery() as recording:
+                    port = await recording.start(run_tap, config, log, stop)
+                    scheme = {"ws": "wss" if config.tls_cert else "ws", "tcp": "tcp"}
+                    announce(
+                        f"p3log tap: listening on {scheme[config.transport]}://{config.host}:"
+                        f"{port}/ -> {config.upstream}, recording into {store} "
+                        f"(durability {config.durability})"
+                    )
+                # run_tap returns once stopped and shut down; the watcher is done too.
+                watcher.cancel_scope.cancel()
+        announce(f"p3log tap: stopped; {log.head[0]} events in {store}")
+
+
+async def _stop_on_signal(signals: AsyncIterator[int], stop: trio.Event) -> None:
+    async for _ in signals:
+        stop.set()

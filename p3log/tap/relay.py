@@ -1,0 +1,162 @@
+"""One tapped connection: two pumps, POS -> server and server -> POS.
+
+Each pump reads a message, stamps it, records it and forwards it, in the order the
+durability mode asks for. When either side closes, the close (who, code, reason) is
+recorded once and carried to the other side; the relay then ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import attrs
+import trio
+
+from p3log.net.channel import MESSAGE_TOO_BIG, ChannelClosed
+from p3log.store.event import Sender, Stamp
+from p3log.store.log import EventLog
+from p3log.store.writer import IndexWriter
+from p3log.tap.durability import Durability, GroupSync
+from p3log.tap.links import INTERNAL_ERROR, Link, WireMessage
+
+logger = logging.getLogger("p3log")
+
+GOING_AWAY = 1001
+_OTHER: dict[Sender, Sender] = {"client": "server", "server": "client"}
+
+
+@attrs.define
+class _Gap:
+    """Messages forwarded while the journal could not be written."""
+
+    since_us: int
+    error: str
+    missed: dict[Sender, int] = attrs.field(factory=lambda: {"client": 0, "server": 0})
+
+    def details(self) -> dict[str, object]:
+        return {"since_us": self.since_us, "error": self.error, "missed": self.missed}
+
+
+class _TargetGone(Exception):
+    """Forwarding failed because the receiving side has closed."""
+
+    def __init__(self, closed: ChannelClosed) -> None:
+        self.closed = closed
+
+
+@attrs.frozen
+class Recording:
+    """What every relay shares: where events go and how safe they must be first."""
+
+    log: EventLog
+    writer: IndexWriter
+    durability: Durability
+    group_sync: GroupSync | None = None
+
+    def note(self, session_id: str, kind: str, details: dict[str, object]) -> None:
+        """Record a lifecycle event; a journal that cannot be written must not stop
+        the payment, so that failure is only logged."""
+        try:
+            self.log.record_lifecycle(session_id, kind, details)
+        except OSError as exc:
+            logger.error("cannot record %s (%s)", kind, exc.strerror or exc)
+
+
+class Relay:
+    def __init__(self, recording: Recording, session_id: str, pos: Link, upstream: Link) -> None:
+        self._recording = recording
+        self._session_id = session_id
+        self._pos = pos
+        self._upstream = upstream
+        self._ended = False
+        self._gap: _Gap | None = None
+
+    async def run(self) -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._pump, self._pos, self._upstream, "client", nursery)
+                nursery.start_soon(self._pump, self._upstream, self._pos, "server", nursery)
+        finally:
+            if not self._ended:  # cancelled from outside: the tap is shutting down
+                with trio.CancelScope(shield=True):
+                    await self._end("tap", GOING_AWAY, "p3log tap shutting down")
+
+    async def _pump(
+        self, source: Link, target: Link, sender: Sender, nursery: trio.Nursery
+    ) -> None:
+        try:
+            while True:
+                message = await source.receive()
+                await self._pass_on(message, sender, target, Stamp.now())
+        except ChannelClosed as closed:
+            await self._end(sender, closed.code, closed.reason)
+        except _TargetGone as gone:
+            await self._end(_OTHER[sender], gone.closed.code, gone.closed.reason)
+        nursery.cancel_scope.cancel()
+
+    async def _pass_on(
+        self, message: WireMessage, sender: Sender, target: Link, stamp: Stamp
+    ) -> None:
+        recording = self._recording
+        if recording.durability is Durability.async_:
+            await self._forward(message, target, sender)
+            self._record(message, sender, stamp)
+        else:
+            seq = self._record(message, sender, stamp)
+            if recording.group_sync is not None and seq is not None:
+                await recording.group_sync.wait_synced(seq)
+            await self._forward(message, target, sender)
+        await recording.writer.wait_for_room()
+
+    def _record(self, message: WireMessage, sender: Sender, stamp: Stamp) -> int | None:
+        """Record a message; if the journal cannot be written, the payment still goes
+        through: the message is counted, and the gap is recorded once writing works."""
+        log = self._recording.log
+        try:
+            event = log.record_message(self._session_id, sender, message.data, stamp)
+        except OSError as exc:
+            if self._gap is None:
+                logger.error(
+                    "cannot write the journal (%s); forwarding unrecorded until it can",
+                    exc.strerror or exc,
+                )
+                self._gap = _Gap(since_us=stamp.recorded_at_us, error=str(exc.strerror or exc))
+            self._gap.missed[sender] += 1
+            return None
+        if self._gap is not None:
+            gap, self._gap = self._gap, None
+            self._recording.note(self._session_id, "recording_gap", gap.details())
+        return event.seq
+
+    async def _forward(self, message: WireMessage, target: Link, sender: Sender) -> None:
+        try:
+            await target.send(message)
+        except ChannelClosed as closed:
+            # This message is recorded but never reached the other side: say so.
+            self._recording.note(
+                self._session_id,
+                "forward_failed",
+                {"from": sender, "code": closed.code, "reason": closed.reason},
+            )
+            raise _TargetGone(closed) from None
+
+    async def _end(self, by: str, code: int | None, reason: str) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        log = self._recording.log
+        if code == MESSAGE_TOO_BIG:
+            log.record_lifecycle(
+                self._session_id, "frame_too_large", {"from": by, "reason": reason}
+            )
+        log.record_lifecycle(
+            self._session_id, "connection_closed", {"by": by, "code": code, "reason": reason}
+        )
+        carried = code if code is not None else INTERNAL_ERROR
+        for link in (self._pos, self._upstream):
+            with trio.move_on_after(2):  # a peer that will not finish the close handshake
+                with contextlib.suppress(
+                    ChannelClosed, trio.BrokenResourceError, trio.ClosedResourceError, OSError
+                ):
+                    await link.close(carried, reason or "peer closed the connection")

@@ -1,0 +1,114 @@
+"""The whole recording loop as a user runs it: sim, tap and POS as real processes."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from p3log.store.read import open_store
+from p3log.store.verify import verify_store
+
+ROOT = Path(__file__).parents[2]
+PORT = re.compile(r"listening on \w+://[^/\s]+:(\d+)")
+
+
+@contextmanager
+def serving(*argv: str) -> Iterator[int]:
+    """A `p3log` server process; yields the port from its banner, SIGINTs it after."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "p3log", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "300"},
+    )
+    assert process.stdout is not None
+    banner = process.stdout.readline()
+    found = PORT.search(banner)
+    if found is None:
+        process.kill()
+        raise AssertionError(f"{argv[0]} did not start: {banner!r}")
+    try:
+        yield int(found.group(1))
+    finally:
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 0
+
+
+@pytest.mark.parametrize("transport", ["ws", "tcp"])
+def test_a_scripted_pos_through_the_tap_is_recorded_completely(
+    tmp_path: Path, transport: str
+) -> None:
+    store = tmp_path / "store"
+    scheme = "ws" if transport == "ws" else "tcp"
+    with serving(
+        "sim",
+        "--listen",
+        "127.0.0.1:0",
+        "--transport",
+        transport,
+        "--time-scale",
+        "0.01",
+        "--seed",
+        "7",
+    ) as sim_port:
+        upstream = f"{scheme}://127.0.0.1:{sim_port}" + ("/" if scheme == "ws" else "")
+        with serving(
+            "tap", "--listen", "127.0.0.1:0", "--upstream", upstream, "--store", str(store)
+        ) as tap_port:
+            url = f"{scheme}://127.0.0.1:{tap_port}" + ("/" if scheme == "ws" else "")
+            pos = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "p3log",
+                    "pos",
+                    "--url",
+                    url,
+                    "--script",
+                    str(ROOT / "fixtures" / "pos" / "demo.toml"),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert pos.returncode == 0, pos.stdout + pos.stderr
+    report = verify_store(store)
+    assert report.ok, report.problem
+    con = open_store(store)
+    try:
+        kinds = dict(con.execute("SELECT kind, count(*) FROM events GROUP BY ALL").fetchall())
+        requests = con.execute(
+            "SELECT count(*) FROM events WHERE sender = 'client' AND msg_type LIKE '%_REQUEST'"
+        ).fetchall()[0][0]
+        unanswered = con.execute(
+            """
+            SELECT q.msg_type,
+                   q.payload->>'$.executeTransactionRequest.transactionParameters.amount'
+            FROM events q
+            WHERE q.sender = 'client' AND q.msg_type LIKE '%_REQUEST' AND NOT EXISTS (
+                SELECT 1 FROM events r WHERE r.session_id = q.session_id AND r.tag = q.tag
+                  AND r.sender = 'server' AND r.msg_type LIKE '%_RESPONSE')
+            """
+        ).fetchall()
+        secrets = con.execute(
+            "SELECT payload->>'$.loginMerchantRequest.merchantSecret' FROM events "
+            "WHERE msg_type = 'LOGIN_MERCHANT_REQUEST'"
+        ).fetchall()
+    finally:
+        con.close()
+    assert kinds["connection_opened"] == kinds["connection_closed"] >= 1  # all closed
+    assert kinds.get("malformed", 0) == 0
+    assert requests > 15
+    # Every request was answered, and every answer recorded, but for the execute during
+    # which the simulator dropped the connection (the script's transaction 14).
+    assert unanswered == [("EXECUTE_TRANSACTION_REQUEST", "90.05")]
+    assert secrets and all(s[0].startswith("[REDACTED merchantSecret") for s in secrets)
