@@ -146,6 +146,13 @@ async def push(url: str, messages: int, connections: int = 8) -> None:
             nursery.start_soon(one, c)
 
 
+def tap_argv(upstream: str, store: str, durability: str) -> list[str]:
+    return [
+        *(sys.executable, "-m", "p3log", "tap", "--listen", "127.0.0.1:0"),
+        *("--upstream", upstream, "--store", store, "--durability", durability),
+    ]
+
+
 def measure(url: str, args: argparse.Namespace) -> tuple[list[float], float]:
     """Warm up (imports, first DuckDB insert, JIT-less caches), then measure."""
     trio.run(fixed_rate, url, args.rate, 1.0)
@@ -181,23 +188,7 @@ def main() -> None:
             ("direct", None),
             ("bare relay", [python, str(HERE / "bare_relay.py"), upstream]),
         ] + [
-            (
-                f"tap/{mode}",
-                [
-                    python,
-                    "-m",
-                    "p3log",
-                    "tap",
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--upstream",
-                    upstream,
-                    "--store",
-                    f"{tmp}/{mode}",
-                    "--durability",
-                    mode,
-                ],
-            )
+            (f"tap/{mode}", tap_argv(upstream, f"{tmp}/{mode}", mode))
             for mode in ("journal", "fsync", "async")
         ]
         for label, argv in paths:
@@ -219,18 +210,7 @@ def main() -> None:
 
         rss = None
         if args.rss_messages:
-            argv = [
-                python,
-                "-m",
-                "p3log",
-                "tap",
-                "--listen",
-                "127.0.0.1:0",
-                "--upstream",
-                upstream,
-                "--store",
-                f"{tmp}/rss",
-            ]
+            argv = tap_argv(upstream, f"{tmp}/rss", "journal")
             with process(*argv, ready=port_line) as (tap, port):
                 url = f"ws://127.0.0.1:{port}/"
                 trio.run(push, url, 10_000)

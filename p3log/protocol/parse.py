@@ -70,6 +70,18 @@ class Envelope:
     status: str | None
     lenient: bool
 
+    @classmethod
+    def of(cls, obj: dict[str, Any], msg_type: str, *, lenient: bool) -> Envelope:
+        """The envelope of a JSON object whose `type` is the string `msg_type`."""
+        return cls(
+            obj=obj,
+            msg_type=msg_type,
+            tag=_string_or_none(obj.get("tag")),
+            resource=_string_or_none(obj.get("resource")),
+            status=_string_or_none(obj.get("status")),
+            lenient=lenient,
+        )
+
 
 def read_envelope(data: bytes | str, *, lenient: bool = False) -> Envelope | Malformed:
     """Decode bytes far enough to know they are a P3 message; never raises."""
@@ -100,14 +112,7 @@ def read_envelope(data: bytes | str, *, lenient: bool = False) -> Envelope | Mal
             else f'"type" is {jsontext.json_kind(msg_type)}, not string'
         )
         return Malformed(MalformedReason.NO_TYPE, detail, obj, needed_leniency)
-    return Envelope(
-        obj=obj,
-        msg_type=msg_type,
-        tag=_string_or_none(obj.get("tag")),
-        resource=_string_or_none(obj.get("resource")),
-        status=_string_or_none(obj.get("status")),
-        lenient=needed_leniency,
-    )
+    return Envelope.of(obj, msg_type, lenient=needed_leniency)
 
 
 def parse(

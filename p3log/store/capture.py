@@ -109,14 +109,7 @@ def _strict_envelope(data: bytes) -> Envelope | None:
         return None
     if not isinstance(obj, dict) or not isinstance(msg_type := obj.get("type"), str):
         return None
-    return Envelope(
-        obj=obj,
-        msg_type=msg_type,
-        tag=_text_or_none(obj.get("tag")),
-        resource=_text_or_none(obj.get("resource")),
-        status=_text_or_none(obj.get("status")),
-        lenient=False,
-    )
+    return Envelope.of(obj, msg_type, lenient=False)
 
 
 def _text_or_none(value: object) -> str | None:
