@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint pytest demo bench fmt clean
+.PHONY: test lint pytest demo bench fixtures fmt clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,8 @@ $(STAMP): $(BIN)/python pyproject.toml
 test: lint pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check p3log tests bench
-	$(BIN)/ruff format --check p3log tests bench
+	$(BIN)/ruff check p3log tests bench fixtures
+	$(BIN)/ruff format --check p3log tests bench fixtures
 	$(BIN)/mypy
 
 pytest: $(STAMP)
@@ -30,10 +30,16 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/store.py
+	$(BIN)/python bench/sim.py
+	$(BIN)/python bench/tap.py
+
+# Re-record fixtures/sessions/ from the POS scripts in fixtures/pos/.
+fixtures: $(STAMP)
+	$(BIN)/python fixtures/record.py
 
 fmt: $(STAMP)
-	$(BIN)/ruff check --fix p3log tests bench
-	$(BIN)/ruff format p3log tests bench
+	$(BIN)/ruff check --fix p3log tests bench fixtures
+	$(BIN)/ruff format p3log tests bench fixtures
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -1,176 +1,67 @@
-"""`p3log demo`: one P3 conversation recorded, queried, verified and checked for secrets.
+"""`p3log demo`: the whole loop on its embedded default.
 
-Until the simulator and the tap exist, the conversation is a fixed script of the
-documented signature flow, with two things a careless peer might send: the merchant
-secret (on login, as always) and a full card number (a server that forgot to mask).
-Both are redacted before anything reaches the store, and the demo proves it by
-searching every file the store wrote.
+A simulated PayServer, a tap recording into DIR, and the scripted POS running
+`fixtures/pos/demo.toml` (approve, refund, abort, signature, sign on receipt, abort
+during the signature, decline, capture, tip adjust, busy reader, server error,
+dropped connection) through the tap, over real sockets on 127.0.0.1. Then: what was
+recorded, the hash-chain check, a checkpoint, and proof that the merchant secret is
+in no file of the store.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+import trio
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+from p3log.loop import run_through_tap
+from p3log.pos.runner import DEMO_MERCHANT_SECRET, StepResult, format_result
+from p3log.pos.script import load_script
 from p3log.render import OutputFormat, render_rows
-from p3log.store.event import Sender
+from p3log.sim.config import SimConfig
 from p3log.store.log import EventLog
 from p3log.store.read import open_store
 from p3log.store.verify import make_checkpoint, verify_store
 
-DEMO_SECRET = "demo-merchant-secret-0f9a"
-DEMO_PAN = "4111111111111111"
-_RESOURCE = "devices/usbReader"
-_TRANSACTION = {
-    "identifier": "9f86d081884c7d659a2feaa0c55ad015",
-    "amount": 12.5,
-    "currency": "EUR",
-    "type": "CHARGE",
-    "status": "PENDING",
-}
-
-
-def _script() -> list[tuple[Sender, object]]:
-    def update(state: str, details: str, abortable: bool) -> dict[str, object]:
-        return {
-            "type": "EXECUTE_TRANSACTION_UPDATE",
-            "tag": "tx-1",
-            "resource": _RESOURCE,
-            "status": "OK",
-            "executeTransactionUpdate": {
-                "state": state,
-                "stateDetails": details,
-                "information": [state.replace("_", " ").title(), ""],
-                "abortable": abortable,
-                "transaction": _TRANSACTION,
-            },
-        }
-
-    approved = {**_TRANSACTION, "status": "APPROVED", "cardDetails": {"maskedCardNumber": DEMO_PAN}}
-    return [
-        (
-            "client",
-            {
-                "type": "LOGIN_MERCHANT_REQUEST",
-                "tag": "login-1",
-                "loginMerchantRequest": {
-                    "providerMode": "MOCK",
-                    "merchantIdentifier": "demo-merchant",
-                    "merchantSecret": DEMO_SECRET,
-                },
-            },
-        ),
-        (
-            "server",
-            {
-                "type": "LOGIN_MERCHANT_RESPONSE",
-                "tag": "login-1",
-                "status": "OK",
-                "loginMerchantResponse": {
-                    "information": {"location": "Demo shop"},
-                    "devices": [
-                        {
-                            "name": "Reader",
-                            "identifier": "r1",
-                            "resource": _RESOURCE,
-                            "type": "MOCK",
-                            "comlink": "MOCK",
-                        }
-                    ],
-                },
-            },
-        ),
-        (
-            "client",
-            {
-                "type": "EXECUTE_TRANSACTION_REQUEST",
-                "tag": "tx-1",
-                "resource": _RESOURCE,
-                "executeTransactionRequest": {
-                    "transactionParameters": {
-                        "amount": 12.5,
-                        "currency": "EUR",
-                        "type": "CHARGE",
-                        "autoCapture": True,
-                    }
-                },
-            },
-        ),
-        (
-            "server",
-            update(
-                "WAITING_FOR_CARD_PRESENTATION", "PROCESSING_WAITING_FOR_CARD_PRESENTATION", True
-            ),
-        ),
-        ("server", update("PROCESSING", "PROCESSING_ACTION_REQUIRED", False)),
-        (
-            "server",
-            {
-                "type": "EXECUTE_TRANSACTION_ACTION",
-                "tag": "tx-1",
-                "resource": _RESOURCE,
-                "status": "OK",
-                "executeTransactionAction": {"action": "SIGNATURE", "transaction": _TRANSACTION},
-            },
-        ),
-        (
-            "client",
-            {
-                "type": "SUBMIT_SIGNATURE_REQUEST",
-                "tag": "sig-1",
-                "resource": _RESOURCE,
-                "submitSignatureRequest": {"signOnReceipt": True},
-            },
-        ),
-        (
-            "server",
-            {
-                "type": "SUBMIT_SIGNATURE_RESPONSE",
-                "tag": "sig-1",
-                "resource": _RESOURCE,
-                "status": "OK",
-                "submitSignatureResponse": {},
-            },
-        ),
-        ("server", update("APPROVED", "APPROVED", False)),
-        (
-            "server",
-            {
-                "type": "EXECUTE_TRANSACTION_RESPONSE",
-                "tag": "tx-1",
-                "resource": _RESOURCE,
-                "status": "OK",
-                "executeTransactionResponse": {"transaction": approved},
-            },
-        ),
-    ]
-
-
-def record_demo_session(log: EventLog, session_id: str) -> None:
-    log.record_lifecycle(session_id, "connection_opened", {"peer": "127.0.0.1:50312"})
-    for sender, message in _script():
-        log.record_message(session_id, sender, json.dumps(message).encode())
-    log.record_message(session_id, "client", b'{"type": "EXECUTE_TRANSACTION_REQ')
-    log.record_lifecycle(session_id, "connection_closed", {"by": "client", "code": 1000})
+DEMO_SCRIPT = Path(__file__).resolve().parents[1] / "fixtures" / "pos" / "demo.toml"
+# Fast enough for a demo, slow enough that the abort windows are real.
+DEMO_TIME_SCALE = 0.05
 
 
 def run_demo(root: Path, console: Console) -> None:
-    with EventLog.open(root) as log:
-        session = f"demo-{log.head[0] + 1}"
-        record_demo_session(log, session)
-    console.print(f"recorded session [bold]{session}[/] into {root}")
+    script = load_script(DEMO_SCRIPT)
+    sim = SimConfig.from_files(scenario="default", seed=1, time_scale=DEMO_TIME_SCALE)
+    lines: list[str] = []
+    with (
+        EventLog.open(root) as log,
+        Progress(
+            TextColumn("POS transactions"), BarColumn(), MofNCompleteColumn(), console=console
+        ) as progress,
+    ):
+        first_seq = log.head[0] + 1
+        task = progress.add_task("pos", total=len(script.steps))
+
+        def show(result: StepResult) -> None:
+            lines.append(format_result(result))
+            progress.advance(task)
+
+        results = trio.run(lambda: run_through_tap(log, script, sim, on_result=show))
+    for line in lines:
+        console.print(line, highlight=False)
+    unexpected = sum(result.as_expected is False for result in results)
+    console.print(f"{len(results)} transactions, {unexpected} not as scripted\n")
 
     con = open_store(root)
     try:
         result = con.execute(
-            "SELECT seq, sender, kind, msg_type, tag, status, redactions FROM events "
-            "WHERE session_id = ? ORDER BY seq",
-            [session],
+            "SELECT sender, kind, msg_type, count(*) AS events FROM events WHERE seq >= ? "
+            "GROUP BY ALL ORDER BY min(seq)",
+            [first_seq],
         )
         columns = [column[0] for column in result.description or []]
-        render_rows(console, columns, result.fetchall(), OutputFormat.table, title="events")
+        render_rows(console, columns, result.fetchall(), OutputFormat.table, title="recorded")
     finally:
         con.close()
 
@@ -178,19 +69,16 @@ def run_demo(root: Path, console: Console) -> None:
     verdict = "OK" if report.ok else f"FAILED at {report.problem}"
     console.print(f"verify {verdict}: {report.count} events, head {report.head_hash[:16]}…")
     checkpoint = make_checkpoint(root)
-    console.print(f"checkpoint: {checkpoint.count} events, head {checkpoint.head_hash[:16]}…")
+    (root.parent / f"{root.name}.checkpoint.json").write_text(checkpoint.to_json())
+    console.print(f"checkpoint written to {root.name}.checkpoint.json (keep it outside the store)")
 
     files = [path for path in root.rglob("*") if path.is_file()]
-    leaks = [
-        path
-        for path in files
-        if any(s.encode() in path.read_bytes() for s in (DEMO_SECRET, DEMO_PAN))
-    ]
+    leaks = [path for path in files if DEMO_MERCHANT_SECRET.encode() in path.read_bytes()]
     if leaks:
-        console.print(f"[red]secret or card number found in {leaks}[/]")
+        console.print(f"[red]the merchant secret was found in {leaks}[/]")
     else:
-        console.print(
-            f"neither the merchant secret nor the card number is in any of the {len(files)} "
-            "files of the store"
-        )
-    console.print(f'try: p3log sql --store {root} "SELECT * FROM events LIMIT 5"')
+        console.print(f"the merchant secret appears in none of the {len(files)} files of the store")
+    console.print(
+        f"next: p3log sql --store {root} "
+        '"SELECT msg_type, count(*) FROM events GROUP BY ALL ORDER BY 2 DESC"'
+    )

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from p3log.store.index import connect
+from p3log.store.verify import Checkpoint
 
 
 def p3log(*args: str | Path) -> subprocess.CompletedProcess[str]:
@@ -103,11 +104,13 @@ def test_import_and_export_commands(store_with: Callable[[int], Path], tmp_path:
     _one_line_error(p3log("import", "--store", root, tmp_path / "bad.jsonl"), "bad.jsonl:1:")
 
 
-def test_demo_records_and_verifies(tmp_path: Path) -> None:
+def test_demo_runs_every_flow_through_the_tap_and_verifies(tmp_path: Path) -> None:
     result = p3log("demo", "--store", tmp_path / "demo")
     assert result.returncode == 0, result.stderr
+    assert "16 transactions, 0 not as scripted" in result.stdout
     assert "verify OK" in result.stdout
-    assert "neither the merchant secret nor the card number" in result.stdout
+    assert "the merchant secret appears in none of the" in result.stdout
+    assert Checkpoint.from_file(tmp_path / "demo.checkpoint.json").count > 100
 
 
 def test_a_damaged_store_description_is_one_line(store_with: Callable[[int], Path]) -> None:

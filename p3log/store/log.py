@@ -20,11 +20,12 @@ from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
 
+import attrs
 import duckdb
 
 from p3log.store.capture import lifecycle_body, wire_body
 from p3log.store.errors import StoreCorrupt
-from p3log.store.event import Event, EventBody, Sender, Stamp, seal
+from p3log.store.event import WIRE_KINDS, Event, EventBody, Sender, Stamp, seal
 from p3log.store.index import (
     WRITER_THREADS,
     connect,
@@ -102,6 +103,22 @@ class EventLog:
         """Record something the tap observed (connection opened, upstream failed, ...)."""
         body = lifecycle_body(self._redactor, session_id, kind, details, stamp or Stamp.now())
         return self._append(body)
+
+    def record_imported(self, earlier: EventBody) -> Event:
+        """Record an event from another store's export as if its bytes had just arrived:
+        redacted and classified again here, keeping the rules that fired before."""
+        if earlier.kind in WIRE_KINDS:
+            wire = earlier.raw if earlier.raw is not None else (earlier.payload or "").encode()
+            body = wire_body(
+                self._redactor, earlier.session_id, earlier.sender, wire, earlier.stamp
+            )
+        else:
+            details = (earlier.payload or "{}").encode()
+            body = lifecycle_body(
+                self._redactor, earlier.session_id, earlier.kind, details, earlier.stamp
+            )
+        redactions = tuple(sorted({*body.redactions, *earlier.redactions}))
+        return self._append(attrs.evolve(body, redactions=redactions))
 
     def _append(self, body: EventBody) -> Event:
         """Chain and journal a body that `capture` made (and so redacted)."""

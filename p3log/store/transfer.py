@@ -16,7 +16,7 @@ import duckdb
 import pyarrow as pa
 
 from p3log.store.errors import ImportFileError, StoreError
-from p3log.store.event import WIRE_KINDS, Event, EventBody, Stamp
+from p3log.store.event import Event, EventBody, Stamp
 from p3log.store.index import query_scalar, sql_string
 from p3log.store.log import EventLog
 from p3log.store.read import open_store
@@ -35,7 +35,7 @@ def import_jsonl(root: Path, source: Path) -> int:
     bodies = list(_read_bodies(source))
     with EventLog.open(root) as log:
         for body in bodies:
-            _record_again(log, body)
+            log.record_imported(body)
             if log.pending_count >= _BATCH_ROWS:
                 log.flush()
     return len(bodies)
@@ -73,17 +73,6 @@ def _read_bodies(source: Path) -> Iterator[EventBody]:
                     raise ImportFileError(f"{source}:{number}: {exc}") from None
     except OSError as exc:
         raise ImportFileError(f"cannot read {source}: {exc.strerror}") from exc
-
-
-def _record_again(log: EventLog, body: EventBody) -> None:
-    """Record an imported event as if its bytes had just arrived (redacted, classified)."""
-    if body.kind in WIRE_KINDS:
-        wire = body.raw if body.raw is not None else (body.payload or "").encode()
-        log.record_message(body.session_id, body.sender, wire, body.stamp)
-    else:
-        log.record_lifecycle(
-            body.session_id, body.kind, (body.payload or "{}").encode(), body.stamp
-        )
 
 
 def _events_in_order(con: duckdb.DuckDBPyConnection) -> Iterator[Event]:
