@@ -43,7 +43,7 @@ def _final_statuses(con: duckdb.DuckDBPyConnection) -> list[str | None]:
 
 def test_there_is_a_session_for_every_pos_script() -> None:
     scripts = sorted(path.stem for path in (SESSIONS.parent / "pos").glob("*.toml"))
-    assert NAMES == scripts
+    assert scripts == NAMES
 
 
 @pytest.mark.parametrize("name", NAMES)
