@@ -83,7 +83,8 @@ def test_abort_has_an_accepted_and_a_refused_abort_each_followed_by_a_final_resp
         statuses = [
             row[0]
             for row in con.execute(
-                "SELECT status FROM events WHERE msg_type = 'ABORT_TRANSACTION_RESPONSE' ORDER BY seq"
+                "SELECT status FROM events "
+                "WHERE msg_type = 'ABORT_TRANSACTION_RESPONSE' ORDER BY seq"
             ).fetchall()
         ]
         assert statuses[0] == "OK"
