@@ -29,7 +29,7 @@ from p3log.store.index import connect, create_schema, insert_table, records_tabl
 from p3log.store.journal import segment_paths
 from p3log.store.log import EventLog
 from p3log.store.verify import verify_store
-from p3log.store.writer import index_writer
+from p3log.store.writer import IndexWriter
 
 # An EXECUTE_TRANSACTION_UPDATE of realistic shape, about 1 KB.
 _TEMPLATE = json.dumps(
@@ -85,12 +85,16 @@ def peak_rss_mb() -> float:
 
 
 async def _write(root: Path, count: int) -> None:
+    """Record as the tap does: journal on the calling task, DuckDB batches in the
+    index writer, and the writer's backpressure after every event."""
     with EventLog.open(root) as log:
+        writer = IndexWriter(log)
         async with trio.open_nursery() as nursery:
-            await nursery.start(index_writer, log)
+            await nursery.start(writer.run)
             for n in range(count):
                 log.record_message(f"s{n % 50}", "server", message(n))
-                if n % 2000 == 0:
+                await writer.wait_for_room()
+                if n % 1000 == 0:
                     await trio.sleep(0)  # the tap yields at every read; let the writer run
             nursery.cancel_scope.cancel()
 
@@ -163,7 +167,7 @@ def main() -> None:
                     str(root),
                 ],
                 check=True,
-                capture_output=True,
+                stdout=subprocess.PIPE,
                 text=True,
             ).stdout
             results[phase] = json.loads(out)

@@ -91,6 +91,11 @@ MEMORY_LIMIT = "128MB"
 # The writer's inserts are background work: one thread, so that a core stays free
 # for the recorder's hot path (reads and verify use every core).
 WRITER_THREADS = 1
+# DuckDB checkpoints (recompresses and rewrites row groups) whenever its WAL passes
+# this size. Its 16 MB default checkpoints every ~10k events and triples the cost
+# of an insert; a crash only means a longer WAL replay, and the journal is the
+# primary record anyway.
+WRITER_CHECKPOINT_THRESHOLD = "256MB"
 
 
 def connect(path: Path | None = None, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:

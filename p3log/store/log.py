@@ -27,6 +27,7 @@ from p3log.store.capture import lifecycle_body, wire_body
 from p3log.store.errors import StoreCorrupt
 from p3log.store.event import WIRE_KINDS, Event, EventBody, Sender, Stamp, seal
 from p3log.store.index import (
+    WRITER_CHECKPOINT_THRESHOLD,
     WRITER_THREADS,
     connect,
     create_schema,
@@ -73,6 +74,7 @@ class EventLog:
             index = connect(layout.index_path)
             resources.callback(index.close)
             index.execute(f"SET threads = {WRITER_THREADS}")
+            index.execute(f"SET checkpoint_threshold = '{WRITER_CHECKPOINT_THRESHOLD}'")
             create_schema(index)
             recover_index(index, layout, journal.head.seq)
             redactor = Redactor(read_redaction_key(layout))

@@ -23,7 +23,7 @@ from p3log.store.log import EventLog
 
 logger = logging.getLogger("p3log")
 
-DEFAULT_MAX_PENDING = 20_000
+DEFAULT_MAX_PENDING = 8_192
 
 
 class IndexWriter:
@@ -56,21 +56,28 @@ class IndexWriter:
             await self._progress.wait()
 
     async def _insert_pending(self) -> None:
-        while batch := self._log.take_pending():
-            if not self._failed:
-                try:
-                    await trio.to_thread.run_sync(insert_records, self._log.index, batch)
-                except (duckdb.Error, OSError) as exc:
-                    # The journal still has every event. Inserting later batches would
-                    # leave a hole in the index; stop, and let the next open catch up.
-                    self._failed = True
-                    logger.error(
-                        "index writes are failing (%s); recording continues in the journal, "
-                        "and the index catches up when the store is next opened",
-                        str(exc).strip().splitlines()[0],
-                    )
+        while self._log.pending_count:
+            # Shielded from taking the batch to inserting it: a cancellation (shutdown)
+            # in between would drop a batch the journal has but the index never gets.
+            with trio.CancelScope(shield=True):
+                await self._insert_batch(self._log.take_pending())
             self._progress.set()
             self._progress = trio.Event()
+
+    async def _insert_batch(self, batch: list[bytes]) -> None:
+        if self._failed:
+            return
+        try:
+            await trio.to_thread.run_sync(insert_records, self._log.index, batch)
+        except (duckdb.Error, OSError) as exc:
+            # The journal still has every event. Inserting later batches would leave a
+            # hole in the index; stop, and let the next open catch up.
+            self._failed = True
+            logger.error(
+                "index writes are failing (%s); recording continues in the journal, "
+                "and the index catches up when the store is next opened",
+                str(exc).strip().splitlines()[0],
+            )
 
 
 async def index_writer(

@@ -8,7 +8,7 @@ from pathlib import Path
 import trio
 
 from p3log.store.index import indexed_head
-from p3log.store.log import EventLog
+from p3log.store.log import INDEX_BATCH_LINES, EventLog
 from p3log.store.writer import IndexWriter, index_writer
 from tests.conftest import message_bytes
 
@@ -54,3 +54,23 @@ async def test_a_recorder_waits_for_room_once_too_much_is_pending(tmp_path: Path
             assert log.pending_count < 10
             nursery.cancel_scope.cancel()
         assert indexed_head(log.index) == 10
+
+
+async def test_shutdown_at_any_moment_leaves_no_hole_in_the_index(tmp_path: Path) -> None:
+    """A batch taken for insertion is inserted even if shutdown cancels the writer."""
+    for yields in range(8):
+        root = tmp_path / f"s{yields}"
+        with EventLog.open(root) as log:
+            for n in range(3 * INDEX_BATCH_LINES):
+                log.record_message("s", "client", message_bytes("A_REQUEST", str(n)))
+            async with trio.open_nursery() as nursery:
+                await nursery.start(partial(index_writer, log, interval=0))
+                for _ in range(yields):
+                    await trio.sleep(0)
+                nursery.cancel_scope.cancel()
+            assert log.pending_count == 0
+            seqs = [
+                row[0]
+                for row in log.index.execute("SELECT seq FROM event_log ORDER BY seq").fetchall()
+            ]
+        assert seqs == list(range(1, 3 * INDEX_BATCH_LINES + 1)), f"hole after {yields} yields"
