@@ -1,7 +1,7 @@
 """The p3log command line: one thin command per user task.
 
 Commands only parse arguments, call the library and print; every user-facing
-failure is a `StoreError` or `DialectError` that becomes one line on stderr and a
+failure is a `StoreError`, `SettingsError` or `UsageError` that becomes one line on stderr and a
 non-zero exit.
 """
 
@@ -20,9 +20,10 @@ from rich.console import Console
 from p3log.demo import run_demo
 from p3log.net.channel import Transport, parse_listen
 from p3log.pos.runner import DEFAULT_SECRET_ENV, run_pos
-from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect, DialectError
+from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect
 from p3log.render import OutputFormat, render_rows
-from p3log.sim import SimConfig, SimConfigError
+from p3log.settings import SettingsError
+from p3log.sim import SimConfig
 from p3log.sim.run import DEFAULT_PORTS, listen_url, run_sim
 from p3log.store.errors import StoreError
 from p3log.store.read import open_store
@@ -63,7 +64,7 @@ def user_errors(command: Callable[P, R]) -> Callable[P, R]:
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return command(*args, **kwargs)
-        except (StoreError, DialectError, UsageError, SimConfigError) as exc:
+        except (StoreError, SettingsError, UsageError) as exc:
             errors.print(f"p3log: {exc}", highlight=False, markup=False)
             raise typer.Exit(EXIT_BAD_INPUT) from None
 

@@ -28,12 +28,13 @@ the key. Nothing is coerced: `amount = "12"` is an error (write `12` or `12.0`).
 
 from __future__ import annotations
 
-import tomllib
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal, NoReturn, cast
 
 import attrs
+
+from p3log.settings import SettingsError, read_settings_file
 
 __all__ = [
     "EXPECTABLE_OUTCOMES",
@@ -71,7 +72,7 @@ _AMEND_KEYS: dict[str, AmendKind] = {
 }
 
 
-class ScriptError(ValueError):
+class ScriptError(SettingsError):
     """A script file that cannot be read or does not describe a run (one line)."""
 
 
@@ -154,13 +155,7 @@ class Script:
 
 def load_script(path: Path) -> Script:
     """Read and check a script file; raises `ScriptError`."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ScriptError(f"cannot read script {path}: {exc.strerror}") from exc
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ScriptError(f"script {path} is not valid TOML: {exc}") from exc
-    return script_from_dict(data, source=str(path))
+    return script_from_dict(read_settings_file(path, "script", ScriptError), source=str(path))
 
 
 def script_from_dict(data: dict[str, Any], source: str = "script") -> Script:

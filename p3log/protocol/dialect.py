@@ -9,12 +9,12 @@ loaded from a TOML file (see docs/dialect.md).
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 import attrs
-import cattrs
+
+from p3log.settings import SettingsError, read_settings_file, structure_strict
 
 FramingName = Literal["u32be", "u32le", "u16be", "u16le", "newline"]
 AbortCorrelation = Literal["session_resource", "body_tag"]
@@ -22,7 +22,7 @@ AbortCorrelation = Literal["session_resource", "body_tag"]
 ONE_MIB = 1024 * 1024
 
 
-class DialectError(ValueError):
+class DialectError(SettingsError):
     """A dialect file that cannot be read or does not describe a dialect."""
 
 
@@ -87,46 +87,13 @@ class Dialect:
     @classmethod
     def from_toml(cls, path: Path) -> Dialect:
         """Load a dialect file; keys it leaves out keep their default values."""
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise DialectError(f"cannot read dialect file {path}: {exc.strerror}") from exc
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise DialectError(f"dialect file {path} is not valid TOML: {exc}") from exc
+        data = read_settings_file(path, "dialect", DialectError)
         return dialect_from_dict(data, source=str(path))
 
 
 def dialect_from_dict(data: dict[str, Any], source: str = "dialect") -> Dialect:
     """Build a dialect from plain data, rejecting unknown keys and wrong types."""
-    try:
-        return _STRICT.structure(data, Dialect)
-    except cattrs.BaseValidationError as exc:
-        problems = "; ".join(_describe(exc))
-        raise DialectError(f"{source}: {problems}") from exc
+    return structure_strict(data, Dialect, source, DialectError)
 
-
-def _describe(exc: BaseException) -> list[str]:
-    if isinstance(exc, cattrs.ForbiddenExtraKeysError):
-        return [f"unknown key(s) {sorted(exc.extra_fields)}"]
-    if isinstance(exc, BaseExceptionGroup):
-        found: list[str] = []
-        for sub in exc.exceptions:
-            found.extend(_describe(sub))
-        return found
-    note = getattr(exc, "__notes__", None)
-    where = f" ({note[0]})" if note else ""
-    return [f"{exc}{where}"]
-
-
-def _structure_exact(value: Any, kind: type) -> Any:
-    # TOML already yields the right Python types; coercing "3" to 3 would hide typos.
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise TypeError(f"expected {kind.__name__}, got {type(value).__name__} {value!r}")
-    return value
-
-
-_STRICT = cattrs.Converter(forbid_extra_keys=True)
-for _kind in (str, int, bool):
-    _STRICT.register_structure_hook(_kind, _structure_exact)
 
 DEFAULT_DIALECT = Dialect()

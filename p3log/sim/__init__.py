@@ -15,7 +15,7 @@ messages), `card`, `receipts`, `pacing`. See docs/sim.md.
 
 from p3log.sim.config import SimConfig
 from p3log.sim.devices import DEFAULT_DEVICES, DevicesConfig, SimDevice, load_devices
-from p3log.sim.files import SimConfigError
+from p3log.sim.errors import SimConfigError
 from p3log.sim.replies import GENERIC_ERROR_TYPE
 from p3log.sim.scenario import Rule, Scenario, load_scenario, scenario_dir, scenario_names
 from p3log.sim.server import serve_sim

@@ -25,7 +25,8 @@ from typing import Literal
 import attrs
 
 from p3log.protocol.model import Device
-from p3log.sim.files import read_data_file, structure_strict
+from p3log.settings import read_settings_file, structure_strict
+from p3log.sim.errors import SimConfigError
 
 __all__ = ["DEFAULT_DEVICES", "DevicesConfig", "SimDevice", "load_devices"]
 
@@ -110,4 +111,5 @@ def _matches(configured: str | None, given: str) -> bool:
 
 def load_devices(path: Path) -> DevicesConfig:
     """A devices file (TOML, or JSON by its `.json` suffix); raises `SimConfigError`."""
-    return structure_strict(read_data_file(path, "devices"), DevicesConfig, str(path))
+    data = read_settings_file(path, "devices", SimConfigError)
+    return structure_strict(data, DevicesConfig, str(path), SimConfigError)

@@ -9,7 +9,7 @@ import trio
 
 from p3log.net.channel import Transport
 from p3log.sim.config import SimConfig
-from p3log.sim.files import SimConfigError
+from p3log.sim.errors import SimConfigError
 from p3log.sim.server import serve_sim
 
 __all__ = ["DEFAULT_PORTS", "listen_url", "run_sim"]

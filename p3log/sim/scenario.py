@@ -25,7 +25,8 @@ from typing import Literal, get_args
 
 import attrs
 
-from p3log.sim.files import SimConfigError, read_data_file, structure_strict
+from p3log.settings import read_settings_file, structure_strict
+from p3log.sim.errors import SimConfigError
 
 __all__ = [
     "FAULT_STATES",
@@ -178,8 +179,8 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
             raise SimConfigError(f"no scenario named {name_or_path!r} (known: {known})")
     else:
         path = Path(name_or_path)
-    data = read_data_file(path, "scenario")
-    parsed = structure_strict(data, _ScenarioFile, str(path))
+    data = read_settings_file(path, "scenario", SimConfigError)
+    parsed = structure_strict(data, _ScenarioFile, str(path), SimConfigError)
     try:
         return Scenario(
             name=parsed.name or path.stem,

@@ -55,9 +55,9 @@ def test_the_documented_example_file_loads(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
-        ("[tcp]\nframing = 'u24be'\n", "u24be not in literal"),
-        ("[tcpp]\nframing = 'u32be'\n", "unknown key(s) ['tcpp']"),
-        ("[tcp]\nmax_frame_bytes = '1024'\n", "expected int, got str"),
+        ("[tcp]\nframing = 'u24be'\n", "tcp.framing: expected one of u32be, u32le, u16be"),
+        ("[tcpp]\nframing = 'u32be'\n", "unknown key(s) tcpp"),
+        ("[tcp]\nmax_frame_bytes = '1024'\n", "tcp.max_frame_bytes: expected int, got str"),
         ("[tcp]\nmax_frame_bytes = 0\n", "must be >= 1"),
         ("lenient_json = 1\n", "expected bool, got int"),
         ("[abort\n", "is not valid TOML"),

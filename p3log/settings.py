@@ -1,9 +1,10 @@
-"""The simulator's data files (scenarios, devices), read strictly into attrs classes.
+"""Settings files (dialects, scenarios, devices), read strictly into attrs classes.
 
-Like dialect files (`p3log.protocol.dialect`), a data file is never coerced or
-half-read: an unknown key, a value of the wrong type or out of range is refused with
-one line that names where it is, e.g.
+A settings file is never coerced or half-read: an unknown key, a value of the wrong
+type or out of range is refused with one line that names where it is, e.g.
 `fixtures/scenarios/x.toml: transaction[2].pin_ms: expected int, got str '3'`.
+Each kind of file raises its own `SettingsError` subclass (`DialectError`,
+`SimConfigError`), so callers can tell them apart.
 
 A file is TOML unless its name ends in `.json`.
 """
@@ -18,46 +19,50 @@ from typing import Any, Literal, TypeVar, get_args, get_origin
 
 import cattrs
 
-__all__ = ["SimConfigError", "read_data_file", "structure_strict"]
+__all__ = ["SettingsError", "read_settings_file", "structure_strict"]
 
 T = TypeVar("T")
 
 
-class SimConfigError(ValueError):
-    """A scenario, devices or other simulator setting that cannot be used; one line."""
+class SettingsError(ValueError):
+    """A settings file or value that cannot be used; one line."""
 
 
-def read_data_file(path: Path, what: str) -> dict[str, Any]:
+def read_settings_file(
+    path: Path, what: str, error: type[SettingsError] = SettingsError
+) -> dict[str, Any]:
     """The top-level table of a TOML (or `.json`) file; `what` names it in errors."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise SimConfigError(f"cannot read {what} file {path}: {exc.strerror}") from exc
+        raise error(f"cannot read {what} file {path}: {exc.strerror}") from exc
     except UnicodeDecodeError as exc:
-        raise SimConfigError(f"{what} file {path} is not UTF-8 text") from exc
+        raise error(f"{what} file {path} is not UTF-8 text") from exc
     if path.suffix.lower() == ".json":
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise SimConfigError(f"{what} file {path} is not valid JSON: {exc}") from exc
+            raise error(f"{what} file {path} is not valid JSON: {exc}") from exc
         if not isinstance(data, dict):
-            raise SimConfigError(f"{what} file {path} must hold a JSON object")
+            raise error(f"{what} file {path} must hold a JSON object")
         return data
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise SimConfigError(f"{what} file {path} is not valid TOML: {exc}") from exc
+        raise error(f"{what} file {path} is not valid TOML: {exc}") from exc
 
 
-def structure_strict(data: Any, cls: type[T], source: str) -> T:
-    """`cls` built from plain data, or a `SimConfigError` naming every problem."""
+def structure_strict(
+    data: Any, cls: type[T], source: str, error: type[SettingsError] = SettingsError
+) -> T:
+    """`cls` built from plain data, or an `error` naming every problem."""
     try:
         return _STRICT.structure(data, cls)
     except cattrs.BaseValidationError as exc:
         problems = cattrs.transform_error(exc, path="$", format_exception=_format)
-        raise SimConfigError(f"{source}: {'; '.join(map(_where_first, problems))}") from exc
+        raise error(f"{source}: {'; '.join(map(_where_first, problems))}") from exc
     except (TypeError, ValueError) as exc:  # a whole-object check (validator, post-init)
-        raise SimConfigError(f"{source}: {exc}") from exc
+        raise error(f"{source}: {exc}") from exc
 
 
 def _where_first(problem: str) -> str:
