@@ -122,3 +122,18 @@ def test_a_damaged_store_description_is_one_line(store_with: Callable[[int], Pat
 def test_a_file_where_a_store_should_be_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "plain.txt").write_text("hello")
     _one_line_error(p3log("sql", "--store", tmp_path / "plain.txt", "SELECT 1"), "no p3log store")
+
+
+def test_a_bad_dialect_file_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "d.toml").write_text("[tcp]\nframing = 'u24be'\n")
+    result = p3log(
+        "tap",
+        "--upstream",
+        "ws://127.0.0.1:9/",
+        "--store",
+        tmp_path / "s",
+        "--dialect",
+        tmp_path / "d.toml",
+    )
+    _one_line_error(result, "tcp.framing: expected one of")
+    assert not (tmp_path / "s").exists()
