@@ -17,7 +17,6 @@ Figures, not assertions: nothing here is a test.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import signal
@@ -32,29 +31,9 @@ from pathlib import Path
 
 import trio
 import trio_websocket
+from messages import message
 
 HERE = Path(__file__).resolve().parent
-MESSAGE = json.dumps(
-    {
-        "type": "EXECUTE_TRANSACTION_UPDATE",
-        "tag": "%s",
-        "resource": "devices/usbReader",
-        "status": "OK",
-        "executeTransactionUpdate": {
-            "state": "PROCESSING",
-            "stateDetails": "PROCESSING_WAITING_FOR_PROCESSOR_APPROVAL",
-            "information": ["Processing", "Please wait"],
-            "abortable": False,
-            "transaction": {
-                "identifier": "0" * 32,
-                "amount": 12.5,
-                "currency": "EUR",
-                "pad": "x" * 700,
-            },
-        },
-    },
-    separators=(",", ":"),
-)
 
 
 @contextmanager
@@ -104,7 +83,7 @@ async def fixed_rate(url: str, rate: int, seconds: float) -> list[float]:
                 await trio.sleep_until(start + n / rate)
                 tag = f"t{n}"
                 sent[tag] = time.perf_counter()
-                await ws.send_message(MESSAGE % tag)
+                await ws.send_message(message(n, tag).decode())
     return rtts
 
 
@@ -117,7 +96,7 @@ async def max_throughput(url: str, connections: int, seconds: float) -> float:
         async with trio_websocket.open_websocket_url(url) as ws:
             n = 0
             while trio.current_time() < deadline:
-                await ws.send_message(MESSAGE % f"c{c}-{n}")
+                await ws.send_message(message(n, f"c{c}-{n}").decode())
                 await ws.get_message()
                 n += 1
                 done += 1
@@ -135,7 +114,7 @@ async def push(url: str, messages: int, connections: int = 8) -> None:
         async with trio_websocket.open_websocket_url(url) as ws:
             window = 16  # keep a few messages in flight per connection
             for n in range(per):
-                await ws.send_message(MESSAGE % f"r{c}-{n}")
+                await ws.send_message(message(n, f"r{c}-{n}").decode())
                 if n >= window:
                     await ws.get_message()
             for _ in range(min(window, per)):
@@ -223,7 +202,7 @@ def main() -> None:
     direct = rows[0]
     bare = rows[1]
     print(
-        f"\n~{len(MESSAGE)} byte messages; fixed rate {args.rate} msg/s for {args.seconds:g} s; "
+        f"\n~{len(message(0))} byte messages; fixed rate {args.rate} msg/s for {args.seconds:g} s; "
         f"throughput with {args.connections} connections"
     )
     print(

@@ -81,6 +81,19 @@ async def start_tap(
     return TapProcess(process, int(found.group(1)), banner)
 
 
+async def close_reason(
+    ws: trio_websocket.WebSocketConnection, timeout: float = 10
+) -> trio_websocket.CloseReason:
+    """How `ws` was closed; fails the test if a message arrives instead."""
+    try:
+        with trio.fail_after(timeout):
+            message = await ws.get_message()
+    except trio_websocket.ConnectionClosed as closed:
+        assert closed.reason is not None
+        return closed.reason
+    raise AssertionError(f"expected the connection to close, got a message: {message!r}")
+
+
 Handler = Callable[[trio_websocket.WebSocketConnection], Awaitable[None]]
 
 
