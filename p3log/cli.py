@@ -20,7 +20,7 @@ from rich.console import Console
 from p3log.demo import run_demo
 from p3log.net.channel import Transport, parse_listen
 from p3log.pos.runner import DEFAULT_SECRET_ENV, run_pos
-from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect
+from p3log.protocol.dialect import load_dialect
 from p3log.render import OutputFormat, render_rows
 from p3log.settings import SettingsError
 from p3log.sim import SimConfig
@@ -69,10 +69,6 @@ def user_errors(command: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(EXIT_BAD_INPUT) from None
 
     return run
-
-
-def _load_dialect(path: Path | None) -> Dialect:
-    return DEFAULT_DIALECT if path is None else Dialect.from_toml(path)
 
 
 def _listen_address(text: str) -> tuple[str, int]:
@@ -231,7 +227,7 @@ def tap(
             transport=transport or ("tcp" if upstream.startswith("tcp://") else "ws"),
             durability=durability,
             grace=grace,
-            dialect=_load_dialect(dialect),
+            dialect=load_dialect(dialect),
             tls_cert=tls_cert,
             tls_key=tls_key,
             upstream_ca=upstream_ca,

@@ -38,7 +38,7 @@ from p3log.client import (
 from p3log.net.channel import Channel
 from p3log.net.recording import RecordingChannel
 from p3log.pos.script import Script, ScriptError, Step, load_script
-from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect, DialectError
+from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect, DialectError, load_dialect
 from p3log.protocol.model import (
     AmendParameters,
     Device,
@@ -439,7 +439,7 @@ def run_pos(
     try:
         _check_url(url)
         script = load_script(script_path)
-        dialect = Dialect.from_toml(dialect_path) if dialect_path else DEFAULT_DIALECT
+        dialect = load_dialect(dialect_path)
     except (ScriptError, DialectError, ValueError) as exc:
         err.print(f"p3log: {exc}", highlight=False, markup=False)
         return EXIT_BAD_INPUT

@@ -91,6 +91,11 @@ class Dialect:
         return dialect_from_dict(data, source=str(path))
 
 
+def load_dialect(path: Path | None) -> Dialect:
+    """The dialect in the file at `path`, or PROTOCOL.md's default dialect if None."""
+    return DEFAULT_DIALECT if path is None else Dialect.from_toml(path)
+
+
 def dialect_from_dict(data: dict[str, Any], source: str = "dialect") -> Dialect:
     """Build a dialect from plain data, rejecting unknown keys and wrong types."""
     return structure_strict(data, Dialect, source, DialectError)

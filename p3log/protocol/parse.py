@@ -76,9 +76,9 @@ class Envelope:
         return cls(
             obj=obj,
             msg_type=msg_type,
-            tag=_string_or_none(obj.get("tag")),
-            resource=_string_or_none(obj.get("resource")),
-            status=_string_or_none(obj.get("status")),
+            tag=string_or_none(obj.get("tag")),
+            resource=string_or_none(obj.get("resource")),
+            status=string_or_none(obj.get("status")),
             lenient=lenient,
         )
 
@@ -137,5 +137,6 @@ def serialize(msg: Message, dialect: Dialect = DEFAULT_DIALECT) -> bytes:
     return jsontext.dumps(converter_for(dialect).unstructure_message(msg)).encode("utf-8")
 
 
-def _string_or_none(value: Any) -> str | None:
+def string_or_none(value: Any) -> str | None:
+    """`value` if it is a string, else None (envelope keys may hold anything)."""
     return value if isinstance(value, str) else None

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import attrs
 
-from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect
+from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect, load_dialect
 from p3log.sim.devices import DevicesConfig, load_devices
 from p3log.sim.scenario import Scenario, load_scenario
 
@@ -48,7 +48,7 @@ class SimConfig:
             devices=load_devices(devices) if devices else DevicesConfig(),
             seed=seed,
             time_scale=time_scale,
-            dialect=Dialect.from_toml(dialect) if dialect else DEFAULT_DIALECT,
+            dialect=load_dialect(dialect),
         )
 
     @property

@@ -18,7 +18,13 @@ from collections.abc import Mapping
 import orjson
 
 from p3log.protocol.jsontext import dumps
-from p3log.protocol.parse import Envelope, Malformed, MalformedReason, read_envelope
+from p3log.protocol.parse import (
+    Envelope,
+    Malformed,
+    MalformedReason,
+    read_envelope,
+    string_or_none,
+)
 from p3log.store.event import MALFORMED, MESSAGE, WIRE_KINDS, EventBody, Sender, Stamp
 from p3log.store.redact import REDACTION_POLICY, Redactor
 
@@ -38,13 +44,14 @@ def wire_body(
     strict_json = not parsed.lenient and not (
         isinstance(parsed, Malformed) and parsed.reason in _NOT_JSON
     )
+    # Valid JSON is kept as the text that arrived; anything else keeps its raw bytes,
+    # with a strict re-serialisation as payload when it could still be read.
+    raw: bytes | None = redacted.data
+    payload: str | None = None
     if strict_json:
-        payload: str | None = redacted.data.decode()
+        payload, raw = redacted.data.decode(), None
     elif isinstance(parsed, Envelope) or parsed.obj is not None:
         payload = dumps(parsed.obj)
-    else:
-        payload = None
-    raw = None if payload is not None and payload.encode() == redacted.data else redacted.data
     if isinstance(parsed, Envelope):
         kind, note = MESSAGE, (LENIENT_NOTE if parsed.lenient else None)
     else:
@@ -54,10 +61,10 @@ def wire_body(
         session_id=session_id,
         sender=sender,
         kind=kind,
-        msg_type=_text_or_none(fields.get("type")),
-        tag=_text_or_none(fields.get("tag")),
-        resource=_text_or_none(fields.get("resource")),
-        status=_text_or_none(fields.get("status")),
+        msg_type=string_or_none(fields.get("type")),
+        tag=string_or_none(fields.get("tag")),
+        resource=string_or_none(fields.get("resource")),
+        status=string_or_none(fields.get("status")),
         stamp=stamp,
         payload=payload,
         raw=raw,
@@ -110,7 +117,3 @@ def _strict_envelope(data: bytes) -> Envelope | None:
     if not isinstance(obj, dict) or not isinstance(msg_type := obj.get("type"), str):
         return None
     return Envelope.of(obj, msg_type, lenient=False)
-
-
-def _text_or_none(value: object) -> str | None:
-    return value if isinstance(value, str) else None

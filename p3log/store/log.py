@@ -7,7 +7,7 @@ set aside, and journaled events the index lacks are ingested. Then:
   into the hash chain and append it to the journal before returning. This is the
   hot path and touches no database.
 - `take_pending` hands the events journaled since the last call to whoever moves
-  them into DuckDB (`flush` here, or `index_writer` in a trio program), in batches.
+  them into DuckDB (`flush` here, or `IndexWriter` in a trio program), in batches.
 
 Single-threaded by design: one thread calls the record methods, so seq order is
 journal order is index order.

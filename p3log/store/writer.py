@@ -78,13 +78,3 @@ class IndexWriter:
                 "and the index catches up when the store is next opened",
                 str(exc).strip().splitlines()[0],
             )
-
-
-async def index_writer(
-    log: EventLog,
-    *,
-    interval: float = 0.5,
-    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-) -> None:
-    """Run an `IndexWriter` with default limits (for code that needs no backpressure)."""
-    await IndexWriter(log, interval=interval).run(task_status=task_status)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import re
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,32 +12,19 @@ import pytest
 
 from p3log.store.read import open_store
 from p3log.store.verify import verify_store
+from tests.processes import ServerProcess, start_p3log_server
 
 ROOT = Path(__file__).parents[2]
-PORT = re.compile(r"listening on \w+://[^/\s]+:(\d+)")
 
 
 @contextmanager
-def serving(*argv: str) -> Iterator[int]:
-    """A `p3log` server process; yields the port from its banner, SIGINTs it after."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "p3log", *argv],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "COLUMNS": "300"},
-    )
-    assert process.stdout is not None
-    banner = process.stdout.readline()
-    found = PORT.search(banner)
-    if found is None:
-        process.kill()
-        raise AssertionError(f"{argv[0]} did not start: {banner!r}")
+def serving(*argv: str) -> Iterator[ServerProcess]:
+    """A `p3log` server process for the block; it must stop cleanly on SIGINT."""
+    server = start_p3log_server(*argv)
     try:
-        yield int(found.group(1))
+        yield server
     finally:
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=60) == 0
+        assert server.stop(timeout=60) == 0
 
 
 @pytest.mark.parametrize("transport", ["ws", "tcp"])
@@ -48,23 +32,11 @@ def test_a_scripted_pos_through_the_tap_is_recorded_completely(
     tmp_path: Path, transport: str
 ) -> None:
     store = tmp_path / "store"
-    scheme = "ws" if transport == "ws" else "tcp"
-    with serving(
-        "sim",
-        "--listen",
-        "127.0.0.1:0",
-        "--transport",
-        transport,
-        "--time-scale",
-        "0.01",
-        "--seed",
-        "7",
-    ) as sim_port:
-        upstream = f"{scheme}://127.0.0.1:{sim_port}" + ("/" if scheme == "ws" else "")
-        with serving(
-            "tap", "--listen", "127.0.0.1:0", "--upstream", upstream, "--store", str(store)
-        ) as tap_port:
-            url = f"{scheme}://127.0.0.1:{tap_port}" + ("/" if scheme == "ws" else "")
+    sim_args = ("--listen", "127.0.0.1:0", "--transport", transport, "--time-scale", "0.01")
+    with serving("sim", *sim_args, "--seed", "7") as sim:
+        tap_args = ("--listen", "127.0.0.1:0", "--upstream", sim.url, "--store", str(store))
+        with serving("tap", *tap_args) as tap:
+            url = tap.url
             pos = subprocess.run(
                 [
                     sys.executable,

@@ -13,6 +13,7 @@ import pytest
 
 from p3log.pos.script import load_script
 from p3log.store.read import open_store
+from tests.processes import start_p3log_server
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "pos"
 pytestmark = pytest.mark.slow
@@ -21,34 +22,21 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(params=["ws", "tcp"])
 def sim_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh `p3log sim` process (default scenario); its URL from its first line."""
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "p3log",
-            "sim",
-            "--listen",
-            "127.0.0.1:0",
-            "--transport",
-            request.param,
-            "--scenario",
-            "default",
-            "--time-scale",
-            "0.01",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    sim = start_p3log_server(
+        "sim",
+        "--listen",
+        "127.0.0.1:0",
+        "--transport",
+        request.param,
+        "--scenario",
+        "default",
+        "--time-scale",
+        "0.01",
     )
     try:
-        assert process.stdout is not None
-        first = process.stdout.readline()
-        found = re.search(r"(ws|tcp)://127\.0\.0\.1:\d+/?", first)
-        assert found, f"no URL in the simulator's first line: {first!r}"
-        yield found.group(0)
+        yield sim.url
     finally:
-        process.terminate()
-        process.communicate(timeout=10)
+        sim.stop()
 
 
 def pos(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-from functools import partial
 from pathlib import Path
 
 import trio
 
 from p3log.store.index import indexed_head
 from p3log.store.log import INDEX_BATCH_LINES, EventLog
-from p3log.store.writer import IndexWriter, index_writer
+from p3log.store.writer import IndexWriter
 from tests.conftest import message_bytes
 
 
 async def test_events_reach_the_index_without_blocking_the_recorder(tmp_path: Path) -> None:
     with EventLog.open(tmp_path / "s") as log:
         async with trio.open_nursery() as nursery:
-            await nursery.start(index_writer, log)
+            await nursery.start(IndexWriter(log).run)
             for n in range(50):
                 log.record_message("s", "client", message_bytes("A_REQUEST", str(n)))
             reader = log.index.cursor()  # the writer's thread owns log.index meanwhile
@@ -30,7 +29,7 @@ async def test_events_reach_the_index_without_blocking_the_recorder(tmp_path: Pa
 async def test_cancellation_inserts_what_is_still_pending(tmp_path: Path) -> None:
     with EventLog.open(tmp_path / "s") as log:
         async with trio.open_nursery() as nursery:
-            await nursery.start(partial(index_writer, log, interval=3600))
+            await nursery.start(IndexWriter(log, interval=3600).run)
             for n in range(7):
                 log.record_message("s", "client", message_bytes("A_REQUEST", str(n)))
             nursery.cancel_scope.cancel()
@@ -64,7 +63,7 @@ async def test_shutdown_at_any_moment_leaves_no_hole_in_the_index(tmp_path: Path
             for n in range(3 * INDEX_BATCH_LINES):
                 log.record_message("s", "client", message_bytes("A_REQUEST", str(n)))
             async with trio.open_nursery() as nursery:
-                await nursery.start(partial(index_writer, log, interval=0))
+                await nursery.start(IndexWriter(log, interval=0).run)
                 for _ in range(yields):
                     await trio.sleep(0)
                 nursery.cancel_scope.cancel()

@@ -2,43 +2,22 @@
 
 from __future__ import annotations
 
-import os
-import re
 import resource
-import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 
-import attrs
 import trio
 import trio_websocket
 
-
-@attrs.define
-class TapProcess:
-    process: subprocess.Popen[str]
-    port: int
-    banner: str
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/"
-
-    def stop(self, sig: int = signal.SIGINT, timeout: float = 30) -> int:
-        """Signal the tap and wait for it; returns its exit code."""
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-        return self.process.wait(timeout=timeout)
+from tests.processes import ServerProcess, start_p3log_server
 
 
-async def start_tap(
+def start_tap(
     store: Path, upstream: str, *options: str, file_size_limit: int | None = None
-) -> TapProcess:
-    """Run `p3log tap --listen 127.0.0.1:0` and read its port from the banner line.
+) -> ServerProcess:
+    """Run `p3log tap --listen 127.0.0.1:0 …` and wait until it listens.
 
     `file_size_limit` (RLIMIT_FSIZE) makes every write past that size fail with EFBIG,
     which is how the tests run out of disk without filling one.
@@ -48,37 +27,17 @@ async def start_tap(
         if file_size_limit is not None:
             resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
 
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "p3log",
-            "tap",
-            "--listen",
-            "127.0.0.1:0",
-            "--upstream",
-            upstream,
-            "--store",
-            str(store),
-            *options,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "COLUMNS": "300"},
+    return start_p3log_server(
+        "tap",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        upstream,
+        "--store",
+        str(store),
+        *options,
         preexec_fn=limit_file_size,
     )
-    assert process.stdout is not None
-    with trio.fail_after(60):
-        banner = await trio.to_thread.run_sync(process.stdout.readline)
-    if "listening on" not in banner:
-        process.kill()
-        raise AssertionError(
-            f"tap did not start: {banner!r} {process.stderr.read() if process.stderr else ''}"
-        )
-    found = re.search(r"listening on \w+://[^/]+:(\d+)/", banner)
-    assert found is not None, banner
-    return TapProcess(process, int(found.group(1)), banner)
 
 
 async def close_reason(

@@ -56,7 +56,7 @@ async def test_sigkill_during_20_sessions_loses_no_message_a_peer_received(
             pass  # the tap was killed under us
 
     async with websocket_upstream(recording_echo) as upstream_port:
-        tap = await start_tap(store, f"ws://127.0.0.1:{upstream_port}/", "--durability", durability)
+        tap = start_tap(store, f"ws://127.0.0.1:{upstream_port}/", "--durability", durability)
         async with trio.open_nursery() as nursery:
             for session in range(SESSIONS):
                 nursery.start_soon(pos, tap.ws_url, session)
@@ -78,7 +78,7 @@ async def test_sigkill_during_20_sessions_loses_no_message_a_peer_received(
 
     # A restarted tap continues the same chain.
     async with websocket_upstream() as upstream_port:
-        tap = await start_tap(store, f"ws://127.0.0.1:{upstream_port}/")
+        tap = start_tap(store, f"ws://127.0.0.1:{upstream_port}/")
         async with trio_websocket.open_websocket_url(tap.ws_url) as ws:
             await ws.send_message('{"type":"PING_REQUEST","tag":"after restart"}')
             await ws.get_message()
@@ -90,7 +90,7 @@ async def test_sigkill_during_20_sessions_loses_no_message_a_peer_received(
 async def test_sigterm_gives_open_sessions_their_grace_then_closes_them(tmp_path: Path) -> None:
     store = tmp_path / "store"
     async with websocket_upstream() as upstream_port:
-        tap = await start_tap(store, f"ws://127.0.0.1:{upstream_port}/", "--grace", "0.5")
+        tap = start_tap(store, f"ws://127.0.0.1:{upstream_port}/", "--grace", "0.5")
         async with trio_websocket.open_websocket_url(tap.ws_url) as ws:
             await ws.send_message('{"type":"PING_REQUEST","tag":"1"}')
             await ws.get_message()
@@ -114,7 +114,7 @@ async def test_secrets_sent_through_the_tap_reach_no_file_of_the_store(tmp_path:
     store = tmp_path / "store"
     secret, pan = "tap-secret-5d2e", "4012888888881881"
     async with websocket_upstream() as upstream_port:
-        tap = await start_tap(store, f"ws://127.0.0.1:{upstream_port}/")
+        tap = start_tap(store, f"ws://127.0.0.1:{upstream_port}/")
         try:
             async with trio_websocket.open_websocket_url(tap.ws_url) as ws:
                 login = {

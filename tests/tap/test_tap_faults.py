@@ -32,7 +32,7 @@ async def test_messages_pass_byte_for_byte_and_are_recorded_once(tmp_path: Path)
     store = tmp_path / "store"
     texts = ['{"type":"PING_REQUEST","tag":"a"}', '{ "type" : "X_REQUEST",  "tag":"b" }']
     async with websocket_upstream() as upstream_port:
-        tap = await start_tap(store, f"ws://127.0.0.1:{upstream_port}/")
+        tap = start_tap(store, f"ws://127.0.0.1:{upstream_port}/")
         try:
             async with trio_websocket.open_websocket_url(tap.ws_url + "p3/path") as ws:
                 for text in texts:
@@ -59,7 +59,7 @@ async def test_messages_pass_byte_for_byte_and_are_recorded_once(tmp_path: Path)
 async def test_malformed_json_and_binary_frames_are_forwarded_and_recorded(tmp_path: Path) -> None:
     store = tmp_path / "store"
     async with websocket_upstream() as upstream_port:
-        tap = await start_tap(store, f"ws://127.0.0.1:{upstream_port}/")
+        tap = start_tap(store, f"ws://127.0.0.1:{upstream_port}/")
         try:
             async with trio_websocket.open_websocket_url(tap.ws_url) as ws:
                 await ws.send_message('{"type": "EXECUTE_TRANSACTION_REQ')
@@ -85,7 +85,7 @@ async def test_malformed_json_and_binary_frames_are_forwarded_and_recorded(tmp_p
 async def test_an_oversized_frame_closes_only_its_session_with_1009(tmp_path: Path) -> None:
     store = tmp_path / "store"
     async with websocket_upstream() as upstream_port:
-        tap = await start_tap(store, f"ws://127.0.0.1:{upstream_port}/")
+        tap = start_tap(store, f"ws://127.0.0.1:{upstream_port}/")
         try:
             async with (
                 trio_websocket.open_websocket_url(tap.ws_url) as healthy,
@@ -112,7 +112,7 @@ async def test_an_unreachable_upstream_gets_the_pos_a_1011_and_the_tap_carries_o
     with trio.socket.socket() as placeholder:  # a port nobody listens on
         await placeholder.bind(("127.0.0.1", 0))
         dead_port = placeholder.getsockname()[1]
-    tap = await start_tap(store, f"ws://127.0.0.1:{dead_port}/")
+    tap = start_tap(store, f"ws://127.0.0.1:{dead_port}/")
     try:
         async with trio_websocket.open_websocket_url(tap.ws_url) as ws:
             reason = await close_reason(ws)
@@ -135,7 +135,7 @@ async def test_an_upstream_that_dies_mid_conversation_gets_the_pos_a_1011(tmp_pa
         await ws._close_stream()
 
     async with websocket_upstream(answer_once_then_vanish) as upstream_port:
-        tap = await start_tap(store, f"ws://127.0.0.1:{upstream_port}/")
+        tap = start_tap(store, f"ws://127.0.0.1:{upstream_port}/")
         try:
             async with trio_websocket.open_websocket_url(tap.ws_url) as ws:
                 await ws.send_message('{"type":"EXECUTE_TRANSACTION_REQUEST","tag":"t1"}')
@@ -151,7 +151,7 @@ async def test_an_upstream_that_dies_mid_conversation_gets_the_pos_a_1011(tmp_pa
 async def test_a_pos_that_vanishes_is_recorded_and_the_tap_carries_on(tmp_path: Path) -> None:
     store = tmp_path / "store"
     async with websocket_upstream() as upstream_port:
-        tap = await start_tap(store, f"ws://127.0.0.1:{upstream_port}/")
+        tap = start_tap(store, f"ws://127.0.0.1:{upstream_port}/")
         try:
             stream = await trio.open_tcp_stream("127.0.0.1", tap.port)
             await stream.send_all(

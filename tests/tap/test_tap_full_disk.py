@@ -17,9 +17,7 @@ MESSAGES = 3000
 async def test_payments_flow_on_when_the_journal_cannot_be_written(tmp_path: Path) -> None:
     store = tmp_path / "store"
     async with websocket_upstream() as upstream_port:
-        tap = await start_tap(
-            store, f"ws://127.0.0.1:{upstream_port}/", file_size_limit=2 * 1024 * 1024
-        )
+        tap = start_tap(store, f"ws://127.0.0.1:{upstream_port}/", file_size_limit=2 * 1024 * 1024)
         try:
             async with trio_websocket.open_websocket_url(tap.ws_url) as ws:
                 for n in range(MESSAGES):

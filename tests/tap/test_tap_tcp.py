@@ -47,7 +47,7 @@ async def test_frames_pass_unchanged_and_are_recorded(tmp_path: Path) -> None:
     store = tmp_path / "store"
     payloads = [b'{"type":"PING_REQUEST","tag":"1"}', b"not json at all"]
     async with tcp_echo_upstream() as upstream_port:
-        tap = await start_tap(store, f"tcp://127.0.0.1:{upstream_port}")
+        tap = start_tap(store, f"tcp://127.0.0.1:{upstream_port}")
         try:
             stream = await trio.open_tcp_stream("127.0.0.1", tap.port)
             decoder = FrameDecoder()
@@ -82,7 +82,7 @@ async def test_frames_pass_unchanged_and_are_recorded(tmp_path: Path) -> None:
 async def test_an_oversized_frame_closes_that_connection_only(tmp_path: Path) -> None:
     store = tmp_path / "store"
     async with tcp_echo_upstream() as upstream_port:
-        tap = await start_tap(store, f"tcp://127.0.0.1:{upstream_port}")
+        tap = start_tap(store, f"tcp://127.0.0.1:{upstream_port}")
         try:
             healthy = await trio.open_tcp_stream("127.0.0.1", tap.port)
             big = await trio.open_tcp_stream("127.0.0.1", tap.port)

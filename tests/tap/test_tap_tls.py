@@ -33,7 +33,7 @@ async def test_wss_in_and_out_with_a_private_ca(tmp_path: Path) -> None:
         upstream = await nursery.start(
             partial(trio_websocket.serve_websocket, accept, "127.0.0.1", 0, server_context)
         )
-        tap = await start_tap(
+        tap = start_tap(
             tmp_path / "store",
             f"wss://127.0.0.1:{upstream.port}/",
             "--tls-cert",
@@ -73,7 +73,7 @@ async def test_an_upstream_with_an_untrusted_certificate_is_refused(tmp_path: Pa
         upstream = await nursery.start(
             partial(trio_websocket.serve_websocket, accept, "127.0.0.1", 0, server_context)
         )
-        tap = await start_tap(tmp_path / "store", f"wss://127.0.0.1:{upstream.port}/")
+        tap = start_tap(tmp_path / "store", f"wss://127.0.0.1:{upstream.port}/")
         try:
             async with trio_websocket.open_websocket_url(tap.ws_url) as ws:
                 reason = await close_reason(ws, timeout=30)
