@@ -19,10 +19,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from p3log.loop import run_through_tap
 from p3log.pos.runner import DEMO_MERCHANT_SECRET, StepResult, format_result
 from p3log.pos.script import load_script
+from p3log.projections.opening import open_log, open_store
 from p3log.render import OutputFormat, render_rows
 from p3log.sim.config import SimConfig
-from p3log.store.log import EventLog
-from p3log.store.read import open_store
 from p3log.store.verify import make_checkpoint, verify_store
 
 DEMO_SCRIPT = Path(__file__).resolve().parents[1] / "fixtures" / "pos" / "demo.toml"
@@ -35,7 +34,7 @@ def run_demo(root: Path, console: Console) -> None:
     sim = SimConfig.from_files(scenario="default", seed=1, time_scale=DEMO_TIME_SCALE)
     lines: list[str] = []
     with (
-        EventLog.open(root) as log,
+        open_log(root) as log,
         Progress(
             TextColumn("POS transactions"), BarColumn(), MofNCompleteColumn(), console=console
         ) as progress,

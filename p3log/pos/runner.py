@@ -38,6 +38,7 @@ from p3log.client import (
 from p3log.net.channel import Channel
 from p3log.net.recording import RecordingChannel
 from p3log.pos.script import Script, ScriptError, Step, load_script
+from p3log.projections.opening import open_log
 from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect, DialectError, load_dialect
 from p3log.protocol.model import (
     AmendParameters,
@@ -448,7 +449,7 @@ def run_pos(
     started = time.monotonic()
     try:
         if record is not None:
-            log = EventLog.open(record)
+            log = open_log(record, dialect=dialect)
 
         def show(result: StepResult) -> None:
             out.print(format_result(result), highlight=False, markup=False)

@@ -53,6 +53,12 @@ def camel_case(snake: str) -> str:
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
+def status_is_error(status: str | None) -> bool:
+    """True when a status is present and is not OK (the docs write both "error" and
+    "ERROR", so statuses compare case-insensitively)."""
+    return status is not None and status.casefold() != "ok"
+
+
 def body_key(msg_type: str) -> str:
     """The envelope key of a message's body: `LOGIN_MERCHANT_REQUEST` -> `loginMerchantRequest`."""
     return camel_case(msg_type.lower())
@@ -371,5 +377,4 @@ class Message(WireObject):
 
     @property
     def is_error(self) -> bool:
-        """True when a status is present and is not OK (compared case-insensitively)."""
-        return self.status is not None and self.status.casefold() != "ok"
+        return status_is_error(self.status)

@@ -15,10 +15,12 @@ journal order is index order.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
+from typing import Protocol
 
 import attrs
 import duckdb
@@ -40,9 +42,19 @@ from p3log.store.layout import StoreLayout, StoreMeta, open_layout, read_redacti
 from p3log.store.records import encode_record
 from p3log.store.redact import Redactor
 
+logger = logging.getLogger("p3log")
+
 # Lines per index insert: large enough to amortise a DuckDB transaction, small
 # enough that parsing and inserting a batch stays within a few tens of MB.
 INDEX_BATCH_LINES = 4096
+
+
+class IndexFollower(Protocol):
+    """Tables derived from the index that keep up with it (the projections)."""
+
+    def follow(self, index: duckdb.DuckDBPyConnection) -> object:
+        """Bring the derived tables level with the events in `index`."""
+        ...
 
 
 class EventLog:
@@ -54,6 +66,7 @@ class EventLog:
         index: duckdb.DuckDBPyConnection,
         redactor: Redactor,
         resources: ExitStack,
+        followers: Sequence[IndexFollower] = (),
     ) -> None:
         self.layout = layout
         self.meta = meta
@@ -62,9 +75,12 @@ class EventLog:
         self._redactor = redactor
         self._resources = resources
         self._pending: list[bytes] = []  # record lines journaled, not yet indexed
+        self._followers = list(followers)
 
     @classmethod
-    def open(cls, root: Path, *, create: bool = True) -> EventLog:
+    def open(
+        cls, root: Path, *, create: bool = True, followers: Sequence[IndexFollower] = ()
+    ) -> EventLog:
         layout, meta = open_layout(root, create=create)
         resources = ExitStack()
         try:
@@ -81,7 +97,9 @@ class EventLog:
         except BaseException:
             resources.close()
             raise
-        return cls(layout, meta, journal, index, redactor, resources)
+        log = cls(layout, meta, journal, index, redactor, resources, followers)
+        log.follow_index()
+        return log
 
     @property
     def head(self) -> tuple[int, str]:
@@ -146,11 +164,31 @@ class EventLog:
         del self._pending[:INDEX_BATCH_LINES]
         return batch
 
+    def index_batch(self, batch: Sequence[bytes]) -> None:
+        """Insert record lines into the index, then let its followers catch up."""
+        insert_records(self.index, batch)
+        self.follow_index()
+
+    def follow_index(self) -> None:
+        """Let each follower catch up with the index. A follower that fails is dropped
+        for the life of this log: derived tables must never stop a recording, and the
+        next open (or `p3log rebuild`) brings them level again."""
+        for follower in list(self._followers):
+            try:
+                follower.follow(self.index)
+            except Exception as exc:
+                self._followers.remove(follower)
+                logger.error(
+                    "projections stopped following the events (%s); they catch up when "
+                    "the store is next opened, or run p3log rebuild",
+                    _first_line(exc),
+                )
+
     def flush(self) -> int:
         """Move every pending event into the index now; returns how many."""
         moved = 0
         while batch := self.take_pending():
-            insert_records(self.index, batch)
+            self.index_batch(batch)
             moved += len(batch)
         return moved
 

@@ -9,19 +9,24 @@ alongside a live recording is the job of the live read path (docs/architecture.m
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
 
 from p3log.store.errors import StoreBusy
 from p3log.store.index import connect
-from p3log.store.log import EventLog
+from p3log.store.log import EventLog, IndexFollower
 
 
-def open_store(root: str | Path) -> duckdb.DuckDBPyConnection:
-    """A read-only DuckDB connection with every view of the store at `root`."""
+def open_store(
+    root: str | Path, followers: Sequence[IndexFollower] = ()
+) -> duckdb.DuckDBPyConnection:
+    """A read-only DuckDB connection with every view of the store at `root`, after
+    the index (and its `followers`) caught up with the journal."""
     root = Path(root)
-    with EventLog.open(root, create=False) as log:  # the writer lock, briefly: catch up
+    # The writer lock, briefly: catch up.
+    with EventLog.open(root, create=False, followers=followers) as log:
         index_path = log.layout.index_path
     try:
         return connect(index_path, read_only=True)

@@ -18,7 +18,6 @@ import logging
 import duckdb
 import trio
 
-from p3log.store.index import insert_records
 from p3log.store.log import EventLog
 
 logger = logging.getLogger("p3log")
@@ -68,7 +67,7 @@ class IndexWriter:
         if self._failed:
             return
         try:
-            await trio.to_thread.run_sync(insert_records, self._log.index, batch)
+            await trio.to_thread.run_sync(self._log.index_batch, batch)
         except (duckdb.Error, OSError) as exc:
             # The journal still has every event. Inserting later batches would leave a
             # hole in the index; stop, and let the next open catch up.

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import trio
 
-from p3log.store.log import EventLog
+from p3log.projections.opening import open_log
 from p3log.tap.server import TapConfig, run_tap
 
 
@@ -27,7 +27,7 @@ async def _main(config: TapConfig, store: Path, announce: Callable[[str], None])
     # The signal receiver stays installed until the store is closed, so a signal
     # during shutdown is one more request to stop, never a KeyboardInterrupt.
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        with EventLog.open(store) as log:
+        with open_log(store, dialect=config.dialect) as log:
             stop = trio.Event()
             async with trio.open_nursery() as watcher:
                 watcher.start_soon(_stop_on_signal, signals, stop)

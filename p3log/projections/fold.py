@@ -1,0 +1,653 @@
+"""The P3 lifecycle as a fold: events in, in seq order; projection rows out.
+
+Rules this module keeps (after h11's `_state.py`):
+
+- Everything that decides what a message means for a transaction lives here. It
+  does no I/O and reads no clock: times are the events' recorded times, so a
+  rebuild gives the same rows today as the day they were recorded.
+- State is per session (one POS connection): tags, the execute in flight on each
+  resource and open actions never cross connections. `connection_closed` ends a
+  session: open requests become `missing_response` and the state is dropped, so
+  the rows of a session depend only on its events since its last close (which is
+  what lets `store.py` resume a fold part-way through).
+- What the state cannot take is a finding, named after the rule of PROTOCOL.md §7
+  it breaks; the message is still applied as far as it makes sense.
+
+Theory of operation. A client `*_REQUEST` opens its tag; the server's `*_RESPONSE`
+with that tag closes it, and `*_UPDATE`/`*_ACTION` may only come while it is open:
+
+    server message   tag unknown    tag open     tag answered
+    *_RESPONSE       unknown_tag    close        duplicate_response
+    *_UPDATE/ACTION  unknown_tag    apply        message_after_response
+
+An execute or amend request starts a transaction. The dialect says which execute an
+abort aborts (the one in flight on its session and resource, or the one its body
+names); a signature answers the open action of the execute on its resource.
+
+Rows change while their transaction lives (a state's time ends with the next
+update; a window closes), so `take_changes()` hands out the current version of
+every row touched since the last call; the store replaces rows by their key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from decimal import Decimal
+from typing import Any
+
+import attrs
+
+from p3log.projections.observed import Observed, amount, text
+from p3log.projections.rows import (
+    TABLE_BY_ROW,
+    AbortRow,
+    AbortWindowRow,
+    ActionWaitRow,
+    FindingRow,
+    LatencyRow,
+    Micros,
+    Table,
+    TransactionEventRow,
+    TransactionRow,
+    TransactionStateRow,
+)
+from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect
+from p3log.protocol.model import MessageType, status_is_error
+
+CONNECTION_CLOSED = "connection_closed"
+
+# Findings (PROTOCOL.md §7), by the name each row carries in `rule`.
+ABORT_NOT_ABORTABLE = "abort_not_abortable"
+EXECUTE_WHILE_BUSY = "execute_while_busy"
+UNKNOWN_TAG = "unknown_tag"
+DUPLICATE_RESPONSE = "duplicate_response"
+MESSAGE_AFTER_RESPONSE = "message_after_response"
+MISSING_RESPONSE = "missing_response"
+TAG_REUSED = "tag_reused"
+SIGNATURE_WITHOUT_ACTION = "signature_without_action"
+MALFORMED_MESSAGE = "malformed_message"
+RULES = (
+    ABORT_NOT_ABORTABLE,
+    EXECUTE_WHILE_BUSY,
+    UNKNOWN_TAG,
+    DUPLICATE_RESPONSE,
+    MESSAGE_AFTER_RESPONSE,
+    MISSING_RESPONSE,
+    TAG_REUSED,
+    SIGNATURE_WITHOUT_ACTION,
+    MALFORMED_MESSAGE,
+)
+
+INCOMPLETE = "INCOMPLETE"
+ERROR = "ERROR"
+UNKNOWN = "UNKNOWN"  # a response that is OK but names no transaction status
+
+_EXECUTE = MessageType.EXECUTE_TRANSACTION_REQUEST.value
+_AMEND = MessageType.AMEND_TRANSACTION_REQUEST.value
+_SIGNATURE = MessageType.SUBMIT_SIGNATURE_REQUEST.value
+_UPDATES = frozenset(
+    {MessageType.EXECUTE_TRANSACTION_UPDATE.value, MessageType.AMEND_TRANSACTION_UPDATE.value}
+)
+_ACTION = MessageType.EXECUTE_TRANSACTION_ACTION.value
+_OPERATIONS = {_EXECUTE: "execute", _AMEND: "amend"}
+
+
+def _ms(start_us: int, end_us: int | None) -> float | None:
+    return None if end_us is None else (end_us - start_us) / 1000
+
+
+class _Row:
+    """Mutable state behind one row; `row()` is its current immutable version."""
+
+    __slots__ = ()
+
+    def row(self) -> Any:
+        raise NotImplementedError
+
+
+class _Transaction(_Row):
+    __slots__ = (
+        "abort_requested",
+        "action",
+        "action_count",
+        "amount",
+        "currency",
+        "error_type",
+        "identifier",
+        "key",
+        "latest_state",
+        "operation",
+        "outcome",
+        "referenced",
+        "request",
+        "resource",
+        "response",
+        "session_id",
+        "status_details_code",
+        "tag",
+        "transaction_type",
+        "update_count",
+        "waited_us",
+        "window",
+    )
+
+    def __init__(self, key: str, request: Observed, operation: str) -> None:
+        self.key = key
+        self.session_id = request.session_id
+        self.tag = request.tag
+        self.operation = operation
+        self.resource = request.resource
+        self.request = request
+        self.response: Observed | None = None
+        self.outcome = INCOMPLETE
+        params = request.body().get("transactionParameters")
+        params = params if isinstance(params, dict) else {}
+        self.identifier: str | None = None
+        self.amount: Decimal | None = amount(params.get("amount"))
+        self.currency = text(params.get("currency"))
+        self.transaction_type = text(params.get("type"))
+        self.status_details_code: str | None = None
+        self.error_type: str | None = None
+        self.referenced = text(params.get("referencedTransactionIdentifier"))
+        self.abort_requested = False
+        self.update_count = 0
+        self.action_count = 0
+        self.latest_state: _State | None = None
+        self.window: _Window | None = None  # open while the latest update said abortable
+        self.action: _Action | None = None  # the action waiting for the POS
+        self.waited_us = 0  # time the server spent waiting for answers to actions
+
+    @property
+    def abortable(self) -> bool:
+        """May the POS abort now? While the latest update said so, or an action waits."""
+        return self.window is not None or self.action is not None
+
+    def learn(self, transaction: object) -> None:
+        """Take what the server's transaction object says about this transaction."""
+        if not isinstance(transaction, dict):
+            return
+        self.identifier = text(transaction.get("identifier")) or self.identifier
+        if self.amount is None:
+            self.amount = amount(transaction.get("amount"))
+        self.currency = self.currency or text(transaction.get("currency"))
+        self.transaction_type = self.transaction_type or text(transaction.get("type"))
+        details = transaction.get("statusDetails")
+        if isinstance(details, dict) and details.get("code") is not None:
+            self.status_details_code = text(details.get("code"))
+
+    def row(self) -> TransactionRow:
+        request, response = self.request, self.response
+        return TransactionRow(
+            transaction_key=self.key,
+            session_id=self.session_id,
+            tag=self.tag,
+            operation=self.operation,
+            resource=self.resource,
+            requested_at=Micros(request.at_us),
+            completed_at=Micros(response.at_us) if response else None,
+            outcome=self.outcome,
+            transaction_identifier=self.identifier,
+            amount=self.amount,
+            currency=self.currency,
+            abort_requested=self.abort_requested,
+            update_count=self.update_count,
+            action_count=self.action_count,
+            duration_ms=_ms(request.at_us, response.at_us) if response else None,
+            transaction_type=self.transaction_type,
+            status_details_code=self.status_details_code,
+            error_type=self.error_type,
+            referenced_transaction_identifier=self.referenced,
+            request_seq=request.seq,
+            response_seq=response.seq if response else None,
+        )
+
+
+class _State(_Row):
+    __slots__ = ("abortable", "details", "left_us", "state", "txn", "update")
+
+    def __init__(self, txn: _Transaction, update: Observed, body: dict[str, Any]) -> None:
+        self.txn = txn
+        self.update = update
+        self.state = text(body.get("state"))
+        self.details = text(body.get("stateDetails"))
+        self.abortable = body.get("abortable") is True
+        self.left_us: int | None = None
+
+    def row(self) -> TransactionStateRow:
+        return TransactionStateRow(
+            transaction_key=self.txn.key,
+            session_id=self.txn.session_id,
+            seq=self.update.seq,
+            state=self.state,
+            state_details=self.details,
+            abortable=self.abortable,
+            entered_at=Micros(self.update.at_us),
+            time_in_state_ms=_ms(self.update.at_us, self.left_us),
+        )
+
+
+class _Window(_Row):
+    __slots__ = ("closed", "opened", "txn")
+
+    def __init__(self, txn: _Transaction, opened: Observed) -> None:
+        self.txn = txn
+        self.opened = opened
+        self.closed: Observed | None = None
+
+    def row(self) -> AbortWindowRow:
+        opened, closed = self.opened, self.closed
+        return AbortWindowRow(
+            transaction_key=self.txn.key,
+            opened_at=Micros(opened.at_us),
+            closed_at=Micros(closed.at_us) if closed else None,
+            duration_ms=_ms(opened.at_us, closed.at_us) if closed else None,
+            session_id=self.txn.session_id,
+            opened_seq=opened.seq,
+            closed_seq=closed.seq if closed else None,
+        )
+
+
+class _Action(_Row):
+    __slots__ = ("answer", "answered", "asked", "attempts", "name", "txn")
+
+    def __init__(self, txn: _Transaction, asked: Observed, name: str | None) -> None:
+        self.txn = txn
+        self.asked = asked
+        self.name = name
+        self.answered: Observed | None = None
+        self.answer: str | None = None
+        self.attempts = 0
+
+    def row(self) -> ActionWaitRow:
+        asked, answered = self.asked, self.answered
+        return ActionWaitRow(
+            transaction_key=self.txn.key,
+            action=self.name,
+            asked_at=Micros(asked.at_us),
+            answered_at=Micros(answered.at_us) if answered else None,
+            answer=self.answer,
+            wait_ms=_ms(asked.at_us, answered.at_us) if answered else None,
+            session_id=self.txn.session_id,
+            asked_seq=asked.seq,
+            answered_seq=answered.seq if answered else None,
+            attempts=self.attempts,
+        )
+
+
+class _Abort(_Row):
+    __slots__ = ("error_type", "request", "response", "txn", "was_abortable")
+
+    def __init__(self, txn: _Transaction | None, request: Observed) -> None:
+        self.txn = txn
+        self.request = request
+        self.was_abortable = txn is not None and txn.abortable
+        self.response: Observed | None = None
+        self.error_type: str | None = None
+
+    def row(self) -> AbortRow:
+        request, response = self.request, self.response
+        return AbortRow(
+            transaction_key=self.txn.key if self.txn else None,
+            requested_at=Micros(request.at_us),
+            was_abortable=self.was_abortable,
+            response_status=response.status if response else None,
+            answered_at=Micros(response.at_us) if response else None,
+            session_id=request.session_id,
+            tag=request.tag,
+            error_type=self.error_type,
+            request_seq=request.seq,
+            response_seq=response.seq if response else None,
+        )
+
+
+@attrs.define
+class _Request:
+    """A client request and what it belongs to, while its tag is remembered."""
+
+    event: Observed
+    txn: _Transaction | None = None  # the transaction it starts or acts on
+    abort: _Abort | None = None
+    action: _Action | None = None  # the action a signature request answers
+    answered: bool = False
+    first_update: bool = False
+
+
+class _Session:
+    """The fold's state for one POS connection."""
+
+    def __init__(self, projector: Projector, session_id: str) -> None:
+        self._out = projector
+        self._dialect = projector.dialect
+        self._session_id = session_id
+        self._requests: dict[str | None, _Request] = {}  # by tag; the latest use of a tag
+        self._open: dict[int, _Request] = {}  # by request seq, in arrival order
+        self._tag_uses: dict[str | None, int] = {}
+        self._in_flight: dict[str | None, _Transaction] = {}  # execute by resource
+
+    # --- dispatch -------------------------------------------------------------------
+
+    def feed(self, event: Observed) -> None:
+        if event.kind == "malformed":
+            self._find(event, MALFORMED_MESSAGE, None, event.parse_note or "not a P3 message")
+        elif event.kind != "message" or event.msg_type is None:
+            return
+        elif event.sender == "client" and event.msg_type.endswith("_REQUEST"):
+            self._on_request(event)
+        elif event.sender == "server" and event.msg_type.endswith("_RESPONSE"):
+            self._on_response(event)
+        elif event.sender == "server" and event.msg_type.endswith(("_UPDATE", "_ACTION")):
+            self._on_progress(event)
+
+    def close(self, event: Observed) -> None:
+        """The connection closed: every open request is missing its response."""
+        for request in self._open.values():
+            txn = request.txn if request.abort is None and request.action is None else None
+            self._find(
+                event,
+                MISSING_RESPONSE,
+                request.txn,
+                f"{request.event.msg_type} (tag {request.event.tag}, seq {request.event.seq}) "
+                "had no response when the connection closed",
+            )
+            if txn is not None:
+                self._end_observation(txn, event)
+
+    # --- client requests ------------------------------------------------------------
+
+    def _on_request(self, event: Observed) -> None:
+        msg_type, tag = event.msg_type, event.tag
+        uses = self._tag_uses.get(tag, 0) + 1
+        self._tag_uses[tag] = uses
+        request = _Request(event)
+        operation = _OPERATIONS.get(msg_type or "")
+        if operation is not None:
+            key = f"{self._session_id}:{tag}" + (f"#{uses}" if uses > 1 else "")
+            request.txn = _Transaction(key, event, operation)
+            self._out.touch(request.txn)
+            self._link(request.txn, event)
+        if uses > 1:
+            earlier = self._requests[tag].event
+            self._find(
+                event,
+                TAG_REUSED,
+                request.txn,
+                f"tag {tag} was already used by {earlier.msg_type} at seq {earlier.seq}",
+            )
+        self._requests[tag] = request
+        self._open[event.seq] = request
+        if msg_type == _EXECUTE:
+            self._on_execute(request)
+        elif msg_type == self._dialect.abort.request_type:
+            self._on_abort(request)
+        elif msg_type == _SIGNATURE:
+            self._on_signature(request)
+
+    def _on_execute(self, request: _Request) -> None:
+        txn = request.txn
+        assert txn is not None
+        busy = self._in_flight.get(txn.resource)
+        if busy is not None:
+            self._find(
+                request.event,
+                EXECUTE_WHILE_BUSY,
+                txn,
+                f"{txn.resource} is still running {busy.key} (no final response yet)",
+            )
+        self._in_flight[txn.resource] = txn
+
+    def _on_abort(self, request: _Request) -> None:
+        event = request.event
+        txn = self._abort_target(event)
+        abort = _Abort(txn, event)
+        request.abort, request.txn = abort, txn
+        self._out.touch(abort)
+        if txn is None:
+            self._find(
+                event, ABORT_NOT_ABORTABLE, None, f"no execute in flight on {event.resource}"
+            )
+            return
+        self._link(txn, event)
+        if not txn.abortable:
+            state = txn.latest_state.state if txn.latest_state else None
+            self._find(
+                event,
+                ABORT_NOT_ABORTABLE,
+                txn,
+                f"the latest update ({state or 'none yet'}) was not abortable "
+                "and no action was waiting",
+            )
+        txn.abort_requested = True
+        self._out.touch(txn)
+        if txn.action is not None:  # answering an action with an abort is allowed
+            self._answer(txn.action, event, "abort")
+
+    def _abort_target(self, event: Observed) -> _Transaction | None:
+        rules = self._dialect.abort
+        if rules.correlation == "session_resource":
+            return self._in_flight.get(event.resource)
+        named = self._requests.get(text(event.body().get(rules.tag_key)))
+        txn = named.txn if named is not None and not named.answered else None
+        return txn if txn is not None and txn.operation == "execute" else None
+
+    def _on_signature(self, request: _Request) -> None:
+        event = request.event
+        txn = self._in_flight.get(event.resource)
+        if txn is None or txn.action is None:
+            self._find(
+                event,
+                SIGNATURE_WITHOUT_ACTION,
+                txn,
+                f"no action was waiting on {event.resource}",
+            )
+            return
+        request.txn, request.action = txn, txn.action
+        self._link(txn, event)
+        on_receipt = event.body().get(self._dialect.signature.on_receipt_key) is True
+        self._answer(txn.action, event, "on_receipt" if on_receipt else "signature")
+
+    def _answer(self, action: _Action, event: Observed, answer: str) -> None:
+        action.answered, action.answer = event, answer
+        action.attempts += 1
+        txn = action.txn
+        txn.action = None
+        txn.waited_us += event.at_us - action.asked.at_us
+        self._out.touch(action)
+
+    # --- server messages ------------------------------------------------------------
+
+    def _on_response(self, event: Observed) -> None:
+        request = self._known_request(event, DUPLICATE_RESPONSE, "a second response")
+        if request is None:
+            return
+        request.answered = True
+        del self._open[request.event.seq]
+        txn = request.txn
+        if txn is not None:
+            self._link(txn, event)
+        if request.abort is not None:
+            self._on_abort_response(request.abort, event)
+        elif request.action is not None:
+            self._on_signature_response(request.action, event)
+        elif txn is not None:
+            self._finish(txn, event)
+        self._latency(request, "response", event)
+
+    def _on_abort_response(self, abort: _Abort, event: Observed) -> None:
+        abort.response = event
+        if status_is_error(event.status):
+            abort.error_type = event.error_type(self._dialect.error.type_key)
+        self._out.touch(abort)
+
+    def _on_signature_response(self, action: _Action, event: Observed) -> None:
+        txn = action.txn
+        # A refused signature leaves the action open: the POS may answer again.
+        if status_is_error(event.status) and txn.response is None and txn.action is None:
+            if action.answered is not None:
+                txn.waited_us -= action.answered.at_us - action.asked.at_us
+            action.answered, action.answer = None, None
+            txn.action = action
+            self._out.touch(action)
+
+    def _finish(self, txn: _Transaction, event: Observed) -> None:
+        txn.response = event
+        if status_is_error(event.status):
+            txn.outcome = ERROR
+            txn.error_type = event.error_type(self._dialect.error.type_key)
+        else:
+            transaction = event.body().get("transaction")
+            txn.learn(transaction)
+            status = transaction.get("status") if isinstance(transaction, dict) else None
+            txn.outcome = text(status) or UNKNOWN
+        if self._in_flight.get(txn.resource) is txn:
+            del self._in_flight[txn.resource]
+        self._end_observation(txn, event)
+
+    def _end_observation(self, txn: _Transaction, event: Observed) -> None:
+        """The transaction ends (response or close): its state, window and action too."""
+        if txn.latest_state is not None and txn.latest_state.left_us is None:
+            txn.latest_state.left_us = event.at_us
+            self._out.touch(txn.latest_state)
+        if txn.window is not None:
+            txn.window.closed = event
+            self._out.touch(txn.window)
+            txn.window = None
+        txn.action = None
+        self._out.touch(txn)
+
+    def _on_progress(self, event: Observed) -> None:
+        request = self._known_request(event, MESSAGE_AFTER_RESPONSE, "arrived after the response")
+        if request is None or request.txn is None or request.abort or request.action:
+            return
+        txn = request.txn
+        self._link(txn, event)
+        body = event.body()
+        txn.learn(body.get("transaction"))
+        if event.msg_type in _UPDATES:
+            self._on_update(txn, event, body)
+        elif event.msg_type == _ACTION:
+            self._on_action(request, event, body)
+        else:
+            return
+        if not request.first_update and event.msg_type in _UPDATES:
+            request.first_update = True
+            self._latency(request, "first_update", event)
+
+    def _on_update(self, txn: _Transaction, event: Observed, body: dict[str, Any]) -> None:
+        state = _State(txn, event, body)
+        previous = txn.latest_state
+        if previous is not None:
+            previous.left_us = event.at_us
+            self._out.touch(previous)
+        txn.latest_state = state
+        txn.update_count += 1
+        self._out.touch(state)
+        self._out.touch(txn)
+        if state.abortable and txn.window is None:
+            txn.window = _Window(txn, event)
+            self._out.touch(txn.window)
+        elif not state.abortable and txn.window is not None:
+            txn.window.closed = event
+            self._out.touch(txn.window)
+            txn.window = None
+
+    def _on_action(self, request: _Request, event: Observed, body: dict[str, Any]) -> None:
+        txn = request.txn
+        assert txn is not None
+        txn.action = _Action(txn, event, text(body.get(self._dialect.action.action_key)))
+        txn.action_count += 1
+        self._out.touch(txn.action)
+        self._out.touch(txn)
+        self._latency(request, "action", event)
+
+    def _known_request(self, event: Observed, after_rule: str, after: str) -> _Request | None:
+        """The open request a server message belongs to, or None and a finding."""
+        request = self._requests.get(event.tag)
+        if request is None:
+            self._find(event, UNKNOWN_TAG, None, f"no request was sent with tag {event.tag}")
+            return None
+        if request.answered:
+            self._find(
+                event,
+                after_rule,
+                request.txn,
+                f"{event.msg_type} {after} to {request.event.msg_type} (seq {request.event.seq})",
+            )
+            return None
+        return request
+
+    # --- output ---------------------------------------------------------------------
+
+    def _latency(self, request: _Request, step: str, event: Observed) -> None:
+        start = request.event
+        latency = (event.at_us - start.at_us) / 1000
+        # The POS's share is the time actions waited for it, within its own transaction.
+        starts = request.txn is not None and request.txn.request is start
+        pos_ms = request.txn.waited_us / 1000 if starts and request.txn else 0.0
+        self._out.add(
+            LatencyRow(
+                session_id=self._session_id,
+                transaction_key=request.txn.key if request.txn else None,
+                tag=start.tag,
+                request_type=start.msg_type or "",
+                step=step,
+                requested_at=Micros(start.at_us),
+                step_at=Micros(event.at_us),
+                latency_ms=latency,
+                server_ms=latency - pos_ms,
+                pos_ms=pos_ms,
+                request_seq=start.seq,
+                step_seq=event.seq,
+            )
+        )
+
+    def _link(self, txn: _Transaction, event: Observed) -> None:
+        self._out.add(TransactionEventRow(txn.key, self._session_id, event.seq))
+
+    def _find(self, event: Observed, rule: str, txn: _Transaction | None, detail: str) -> None:
+        self._out.add(
+            FindingRow(self._session_id, txn.key if txn else None, event.seq, rule, detail)
+        )
+
+
+class Projector:
+    """The fold over a whole store: `feed` events in seq order, `take_changes` rows."""
+
+    def __init__(self, dialect: Dialect = DEFAULT_DIALECT) -> None:
+        self.dialect = dialect
+        self._sessions: dict[str, _Session] = {}
+        self._touched: dict[int, _Row] = {}  # by id: rows to (re)write, in first-touch order
+        self._added: list[Any] = []  # rows that never change once made
+
+    def feed(self, event: Observed) -> None:
+        session = self._sessions.get(event.session_id)
+        if event.kind == CONNECTION_CLOSED:
+            if session is not None:
+                session.close(event)
+                del self._sessions[event.session_id]
+            return
+        if session is None:
+            session = self._sessions[event.session_id] = _Session(self, event.session_id)
+        session.feed(event)
+
+    def feed_all(self, events: Iterable[Observed]) -> None:
+        for event in events:
+            self.feed(event)
+
+    @property
+    def open_sessions(self) -> int:
+        return len(self._sessions)
+
+    def take_changes(self) -> dict[Table, list[Any]]:
+        """Every row made or changed since the last call, grouped by table."""
+        changes: dict[Table, list[Any]] = {}
+        for row in (*(state.row() for state in self._touched.values()), *self._added):
+            changes.setdefault(TABLE_BY_ROW[type(row)], []).append(row)
+        self._touched.clear()
+        self._added.clear()
+        return changes
+
+    def touch(self, state: _Row) -> None:
+        self._touched[id(state)] = state
+
+    def add(self, row: object) -> None:
+        self._added.append(row)

@@ -1,0 +1,38 @@
+"""A store with its projections: how every recorder and reader opens one.
+
+The store layer knows nothing of transactions; the projections follow its index
+(`store.py`). Everything above both layers opens a store here, so the projection
+tables are current whenever the events are.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from p3log.projections.store import Progress, ProjectionStore
+from p3log.protocol.dialect import Dialect
+from p3log.store import read
+from p3log.store.log import EventLog
+
+
+def open_log(root: Path, *, create: bool = True, dialect: Dialect | None = None) -> EventLog:
+    """The store's single writer, with projections following what it records.
+    `dialect` None keeps the dialect the store was projected with."""
+    return EventLog.open(root, create=create, followers=[ProjectionStore(dialect)])
+
+
+def open_store(root: str | Path) -> duckdb.DuckDBPyConnection:
+    """A read-only DuckDB connection with the `events` view and every projection
+    (`transactions`, `abort_windows`, ...), caught up with the journal."""
+    return read.open_store(root, followers=[ProjectionStore()])
+
+
+def rebuild_projections(
+    root: Path, *, dialect: Dialect | None = None, progress: Progress | None = None
+) -> int:
+    """Fold every event of the store at `root` again into empty projection tables;
+    returns how many events were folded. Takes the writer lock, like a recorder."""
+    with EventLog.open(root, create=False) as log:
+        return ProjectionStore(dialect).rebuild(log.index, progress)

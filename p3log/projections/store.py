@@ -1,0 +1,204 @@
+"""The projection tables in the index, kept level with its events.
+
+Projections are tables, not SQL views: the fold (`fold.py`) is the one definition
+of the lifecycle, and a table is what lets `p3log sql` read a million transactions
+without refolding ten million events per query. Whoever writes the index (the tap's
+index writer, recovery on open, an import) calls `ProjectionStore.follow` after each
+batch; it folds the new events and replaces the rows they changed, in the same
+transaction that advances `projection_meta.projected_through`. The tables are
+therefore always exactly the fold of events 1..projected_through.
+
+A process that starts on an existing store has no fold state. It rebuilds just what
+it needs: the sessions still open at `projected_through` are trimmed back to their
+last close and folded again from there (state is per session and dropped at close,
+see `fold.py`), and the fold continues. A store projected under another projection
+version or dialect is rebuilt from scratch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import cattrs
+import duckdb
+import orjson
+import pyarrow as pa
+
+from p3log.projections.fold import CONNECTION_CLOSED, Projector
+from p3log.projections.observed import EVENT_COLUMNS_SQL, Observed
+from p3log.projections.rows import TABLES, Table
+from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect, dialect_from_dict
+from p3log.store.index import indexed_head, query_one, query_scalar
+
+logger = logging.getLogger("p3log")
+
+# Bump when the fold's rules or the tables change: stores projected before rebuild.
+PROJECTION_VERSION = 1
+# Events folded per transaction: bounds the rows one insert holds in memory.
+CHUNK_EVENTS = 50_000
+
+_META_DDL = """
+CREATE TABLE IF NOT EXISTS projection_meta (
+    version INTEGER NOT NULL,
+    dialect VARCHAR NOT NULL,
+    projected_through BIGINT NOT NULL
+)
+"""
+
+Progress = Callable[[int, int], None]
+"""Called with (events folded so far, events to fold) after each chunk."""
+
+
+class ProjectionStore:
+    """Keeps one index's projection tables level with its events.
+
+    `dialect` None means the dialect the store was last projected with (PROTOCOL.md's
+    default for a new store); a different explicit dialect rebuilds the projections.
+    """
+
+    def __init__(self, dialect: Dialect | None = None) -> None:
+        self._requested = dialect
+        self._projector: Projector | None = None
+        self._through = -1
+
+    def follow(self, con: duckdb.DuckDBPyConnection, progress: Progress | None = None) -> int:
+        """Fold every event the tables have not seen; returns how many."""
+        state = _read_meta(con)
+        if self._projector is None or state is None or state[1] != self._through:
+            self._projector = self._resume(con, state)
+        head = indexed_head(con)
+        total = head - self._through
+        folded = 0
+        while self._through < head:
+            upto = min(self._through + CHUNK_EVENTS, head)
+            folded += self._fold(con, _events_between(con, self._through, upto), upto)
+            if progress is not None:
+                progress(folded, total)
+        return folded
+
+    def rebuild(self, con: duckdb.DuckDBPyConnection, progress: Progress | None = None) -> int:
+        """Fold every event again, from empty tables; returns how many."""
+        _drop(con)
+        self._projector = None
+        return self.follow(con, progress)
+
+    def _resume(
+        self, con: duckdb.DuckDBPyConnection, state: tuple[Dialect, int] | None
+    ) -> Projector:
+        recorded = state[0] if state is not None else None
+        dialect = self._requested or recorded or DEFAULT_DIALECT
+        if state is None or dialect != recorded:
+            _drop(con)
+            _create(con, dialect)
+            self._through = 0
+            return Projector(dialect)
+        self._through = state[1]
+        self._projector = Projector(dialect)
+        self._fold(con, _reopen_sessions(con, self._through), self._through)
+        return self._projector
+
+    def _fold(self, con: duckdb.DuckDBPyConnection, events: Iterator[Observed], upto: int) -> int:
+        projector = self._projector
+        assert projector is not None
+        count = 0
+        for event in events:
+            projector.feed(event)
+            count += 1
+        changes = projector.take_changes()
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for table, rows in changes.items():
+                _write(con, table, rows)
+            con.execute("UPDATE projection_meta SET projected_through = ?", [upto])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        self._through = upto
+        return count
+
+
+def _read_meta(con: duckdb.DuckDBPyConnection) -> tuple[Dialect, int] | None:
+    """The dialect and head the tables were projected with; None if they must be built."""
+    exists = query_scalar(
+        con,
+        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'projection_meta'",
+    )
+    if not exists:
+        return None
+    row = query_one(con, "SELECT version, dialect, projected_through FROM projection_meta")
+    if row is None or row[0] != PROJECTION_VERSION:
+        return None
+    return dialect_from_dict(orjson.loads(row[1]), "projection_meta.dialect"), int(row[2])
+
+
+def _create(con: duckdb.DuckDBPyConnection, dialect: Dialect) -> None:
+    for table in TABLES:
+        con.execute(table.ddl())
+    con.execute(_META_DDL)
+    dialect_json = orjson.dumps(cattrs.unstructure(dialect)).decode()
+    con.execute("INSERT INTO projection_meta VALUES (?, ?, 0)", [PROJECTION_VERSION, dialect_json])
+
+
+def _drop(con: duckdb.DuckDBPyConnection) -> None:
+    for table in (*(table.name for table in TABLES), "projection_meta"):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
+
+
+def _reopen_sessions(con: duckdb.DuckDBPyConnection, through: int) -> Iterator[Observed]:
+    """Trim the sessions open at `through` back to their last close; returns their
+    events since that close, to fold again. (Trimming outside the fold's transaction
+    is safe: a crash before the fold commits just trims and folds them again.)"""
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE reopened AS
+        SELECT session_id,
+               coalesce(max(seq) FILTER (WHERE kind = '{CONNECTION_CLOSED}'), 0) AS since
+        FROM events WHERE seq <= ?
+        GROUP BY session_id
+        HAVING max(seq) > since
+        """,
+        [through],
+    )
+    for table in TABLES:
+        con.execute(
+            f"DELETE FROM {table.name} t USING reopened r "
+            f"WHERE t.session_id = r.session_id AND t.{table.origin} > r.since"
+        )
+    return _observe(
+        con,
+        f"SELECT {EVENT_COLUMNS_SQL} FROM events e JOIN reopened r USING (session_id) "
+        "WHERE e.seq > r.since AND e.seq <= ? ORDER BY e.seq",
+        [through],
+    )
+
+
+def _events_between(con: duckdb.DuckDBPyConnection, after: int, upto: int) -> Iterator[Observed]:
+    return _observe(
+        con,
+        f"SELECT {EVENT_COLUMNS_SQL} FROM events WHERE seq > ? AND seq <= ? ORDER BY seq",
+        [after, upto],
+    )
+
+
+def _observe(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> Iterator[Observed]:
+    table: pa.Table = con.sql(sql, params=params).to_arrow_table()
+    columns = [column.to_pylist() for column in table.columns]
+    return map(Observed, *columns)
+
+
+def _write(con: duckdb.DuckDBPyConnection, table: Table, rows: list[Any]) -> None:
+    """Insert rows; a keyed table's rows replace the earlier versions of themselves."""
+    changed = table.arrow_table(rows)
+    con.register("changed_rows", changed)
+    try:
+        if table.key is not None:
+            con.execute(
+                f"DELETE FROM {table.name} "
+                f"WHERE {table.key} IN (SELECT {table.key} FROM changed_rows)"
+            )
+        con.execute(f"INSERT INTO {table.name} SELECT * FROM changed_rows")
+    finally:
+        con.unregister("changed_rows")
