@@ -11,22 +11,35 @@ from pathlib import Path
 
 import duckdb
 
+from p3log.projections.snapshots import ProjectionSnapshots, SnapshotLoader
 from p3log.projections.store import Progress, ProjectionStore
 from p3log.protocol.dialect import Dialect
 from p3log.store import read
-from p3log.store.log import EventLog
+from p3log.store.log import EventLog, IndexFollower
+from p3log.store.segments import EventSegments
 
 
 def open_log(root: Path, *, create: bool = True, dialect: Dialect | None = None) -> EventLog:
-    """The store's single writer, with projections following what it records.
+    """The store's single writer, with projections following what it records, and
+    sealed segments and snapshots published for readers while it does.
     `dialect` None keeps the dialect the store was projected with."""
-    return EventLog.open(root, create=create, followers=[ProjectionStore(dialect)])
+    followers: list[IndexFollower] = [
+        ProjectionStore(dialect),
+        EventSegments(root),
+        ProjectionSnapshots(root),
+    ]
+    return EventLog.open(root, create=create, followers=followers)
 
 
 def open_store(root: str | Path) -> duckdb.DuckDBPyConnection:
-    """A read-only DuckDB connection with the `events` view and every projection
-    (`transactions`, `abort_windows`, ...), caught up with the journal."""
-    return read.open_store(root, followers=[ProjectionStore()])
+    """A DuckDB connection with the `events` view and every projection
+    (`transactions`, `abort_windows`, ...), as of now: also while a tap records."""
+    root = Path(root)
+    return read.open_store(
+        root,
+        followers=[ProjectionStore()],
+        live_followers=[SnapshotLoader(root), ProjectionStore()],
+    )
 
 
 def rebuild_projections(

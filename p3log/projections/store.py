@@ -65,7 +65,7 @@ class ProjectionStore:
 
     def follow(self, con: duckdb.DuckDBPyConnection, progress: Progress | None = None) -> int:
         """Fold every event the tables have not seen; returns how many."""
-        state = _read_meta(con)
+        state = projected_state(con)
         if self._projector is None or state is None or state[1] != self._through:
             self._projector = self._resume(con, state)
         head = indexed_head(con)
@@ -91,7 +91,7 @@ class ProjectionStore:
         dialect = self._requested or recorded or DEFAULT_DIALECT
         if state is None or dialect != recorded:
             _drop(con)
-            _create(con, dialect)
+            create_tables(con, dialect)
             self._through = 0
             return Projector(dialect)
         self._through = state[1]
@@ -120,7 +120,7 @@ class ProjectionStore:
         return count
 
 
-def _read_meta(con: duckdb.DuckDBPyConnection) -> tuple[Dialect, int] | None:
+def projected_state(con: duckdb.DuckDBPyConnection) -> tuple[Dialect, int] | None:
     """The dialect and head the tables were projected with; None if they must be built."""
     exists = query_scalar(
         con,
@@ -134,12 +134,16 @@ def _read_meta(con: duckdb.DuckDBPyConnection) -> tuple[Dialect, int] | None:
     return dialect_from_dict(orjson.loads(row[1]), "projection_meta.dialect"), int(row[2])
 
 
-def _create(con: duckdb.DuckDBPyConnection, dialect: Dialect) -> None:
+def create_tables(con: duckdb.DuckDBPyConnection, dialect: Dialect, through: int = 0) -> None:
+    """Empty projection tables, and the meta row saying they hold events 1..through."""
     for table in TABLES:
         con.execute(table.ddl())
     con.execute(_META_DDL)
     dialect_json = orjson.dumps(cattrs.unstructure(dialect)).decode()
-    con.execute("INSERT INTO projection_meta VALUES (?, ?, 0)", [PROJECTION_VERSION, dialect_json])
+    con.execute(
+        "INSERT INTO projection_meta VALUES (?, ?, ?)",
+        [PROJECTION_VERSION, dialect_json, through],
+    )
 
 
 def _drop(con: duckdb.DuckDBPyConnection) -> None:

@@ -47,15 +47,15 @@ _RECORD_SCHEMA = pa.schema(
 _PARSE_BLOCK_BYTES = 8 * 1024 * 1024
 
 # Record columns (journal lines, parsed by DuckDB or pyarrow) -> event_log columns.
-_RECORDS_AS_ROWS = """
+RECORDS_AS_ROWS = """
 SELECT seq, session_id, sender, kind, msg_type, tag, resource, status,
        to_timestamp(0) + to_microseconds(recorded_at_us), mono_ns, payload,
        from_base64(raw_b64), parse_note, redaction_policy,
        coalesce(redactions, []), prev_hash, hash
 """
 
-_DDL = """
-CREATE TABLE IF NOT EXISTS event_log (
+_EVENT_TABLE_DDL = """
+CREATE TABLE IF NOT EXISTS {name} (
     seq BIGINT NOT NULL,
     session_id VARCHAR NOT NULL,
     sender VARCHAR NOT NULL,
@@ -73,7 +73,11 @@ CREATE TABLE IF NOT EXISTS event_log (
     redactions VARCHAR[] NOT NULL,
     prev_hash VARCHAR NOT NULL,
     hash VARCHAR NOT NULL
-);
+)
+"""
+# The contract's view over `event_log` (a table in the index; for a live reader, a
+# view over sealed segments and the journal's tail).
+EVENTS_VIEW_DDL = """
 -- The contract's view. `raw` is stored only where it differs from the payload text;
 -- here it is always the bytes the peer sent (NULL for the tap's own events).
 CREATE OR REPLACE VIEW events AS
@@ -110,7 +114,13 @@ def connect(path: Path | None = None, *, read_only: bool = False) -> duckdb.Duck
 
 
 def create_schema(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute(_DDL)
+    create_event_table(con, "event_log")
+    con.execute(EVENTS_VIEW_DDL)
+
+
+def create_event_table(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """An (empty) table with the columns of `event_log`."""
+    con.execute(_EVENT_TABLE_DDL.format(name=name))
 
 
 def query_one(
@@ -159,7 +169,7 @@ def insert_table(con: duckdb.DuckDBPyConnection, records: pa.Table) -> None:
     """Insert an Arrow table of record columns."""
     con.register("_p3log_batch", records)
     try:
-        con.execute(f"INSERT INTO event_log {_RECORDS_AS_ROWS} FROM _p3log_batch")
+        con.execute(f"INSERT INTO event_log {RECORDS_AS_ROWS} FROM _p3log_batch")
     finally:
         con.unregister("_p3log_batch")
 
@@ -201,7 +211,7 @@ def ingest_journal(con: duckdb.DuckDBPyConnection, journal_dir: Path) -> int:
     source = journal_relation_sql(journal_dir, after_seq=before)
     if source is None:
         return 0
-    con.execute(f"INSERT INTO event_log {_RECORDS_AS_ROWS} FROM ({source})")
+    con.execute(f"INSERT INTO event_log {RECORDS_AS_ROWS} FROM ({source})")
     return indexed_head(con) - before
 
 

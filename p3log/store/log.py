@@ -16,6 +16,7 @@ journal order is index order.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -26,7 +27,7 @@ import attrs
 import duckdb
 
 from p3log.store.capture import lifecycle_body, wire_body
-from p3log.store.errors import StoreCorrupt
+from p3log.store.errors import StoreBusy, StoreCorrupt
 from p3log.store.event import WIRE_KINDS, Event, EventBody, Sender, Stamp, seal
 from p3log.store.index import (
     WRITER_CHECKPOINT_THRESHOLD,
@@ -87,7 +88,7 @@ class EventLog:
             resources.enter_context(writer_lock(layout))
             journal = open_journal(layout.journal_dir)
             resources.callback(journal.close)
-            index = connect(layout.index_path)
+            index = _connect_index(layout)
             resources.callback(index.close)
             index.execute(f"SET threads = {WRITER_THREADS}")
             index.execute(f"SET checkpoint_threshold = '{WRITER_CHECKPOINT_THRESHOLD}'")
@@ -223,6 +224,17 @@ def recover_index(index: duckdb.DuckDBPyConnection, layout: StoreLayout, journal
     except duckdb.Error as exc:
         raise StoreCorrupt(
             f"cannot read the journal of {layout.root} ({_first_line(exc)}); run p3log verify"
+        ) from exc
+
+
+def _connect_index(layout: StoreLayout) -> duckdb.DuckDBPyConnection:
+    try:
+        return connect(layout.index_path)
+    except duckdb.IOException as exc:  # a reader holds it open; DuckDB names its pid
+        holder = re.search(r"\(PID \d+\)", str(exc))
+        raise StoreBusy(
+            f"the index of {layout.root} is open in another process "
+            f"{holder.group(0) if holder else ''}; close it and retry"
         ) from exc
 
 

@@ -1,10 +1,11 @@
 """The read path: a DuckDB connection over a store's views, for SQL and notebooks.
 
 DuckDB lets one process write a database file or many read it, never both. While
-no process records into the store, `open_store` first brings the index level with
-the journal (a recording killed with SIGKILL leaves the index behind), then opens
-the index read-only. While a tap records, the index file is the writer's; reading
-alongside a live recording is the job of the live read path (docs/architecture.md).
+no process records into the store, `open_store` takes the writer lock briefly to
+bring the index level with the journal (a recording killed with SIGKILL leaves it
+behind), then opens the index read-only. While a recorder holds the store, the
+index file is the recorder's, and `open_store` reads live instead (`live.py`):
+sealed Parquet segments plus the journal's tail, in an in-memory database.
 """
 
 from __future__ import annotations
@@ -16,19 +17,28 @@ import duckdb
 
 from p3log.store.errors import StoreBusy
 from p3log.store.index import connect
+from p3log.store.live import open_live
 from p3log.store.log import EventLog, IndexFollower
 
 
 def open_store(
-    root: str | Path, followers: Sequence[IndexFollower] = ()
+    root: str | Path,
+    followers: Sequence[IndexFollower] = (),
+    live_followers: Sequence[IndexFollower] = (),
 ) -> duckdb.DuckDBPyConnection:
-    """A read-only DuckDB connection with every view of the store at `root`, after
-    the index (and its `followers`) caught up with the journal."""
+    """A DuckDB connection with every view of the store at `root`.
+
+    Idle store: the index, read-only, after it and its `followers` caught up with
+    the journal. Store being recorded: a live in-memory view of it, which each of
+    `live_followers` then brings up to date (the projections fold the tail).
+    """
     root = Path(root)
-    # The writer lock, briefly: catch up.
-    with EventLog.open(root, create=False, followers=followers) as log:
-        index_path = log.layout.index_path
     try:
+        with EventLog.open(root, create=False, followers=followers) as log:
+            index_path = log.layout.index_path
         return connect(index_path, read_only=True)
-    except duckdb.IOException as exc:
-        raise StoreBusy(f"store {root} is open for recording by another process") from exc
+    except (StoreBusy, duckdb.IOException):  # a recorder has it, or just took it
+        con = open_live(root)
+        for follower in live_followers:
+            follower.follow(con)
+        return con

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from itertools import pairwise
 from pathlib import Path
 
@@ -80,6 +82,25 @@ def test_reopening_continues_the_same_chain(tmp_path: Path) -> None:
 def test_a_second_writer_is_refused_with_the_holders_pid(tmp_path: Path) -> None:
     with EventLog.open(tmp_path / "s"), pytest.raises(StoreBusy, match=r"pid \d+"):
         EventLog.open(tmp_path / "s")
+
+
+def test_a_writer_refuses_an_index_a_reader_holds_naming_the_reader(tmp_path: Path) -> None:
+    fill_store(tmp_path / "s", 1)
+    hold = (
+        "import duckdb, sys, time; con = duckdb.connect(sys.argv[1], read_only=True); "
+        "print('open', flush=True); time.sleep(60)"
+    )
+    index = str(tmp_path / "s" / "index.duckdb")
+    reader = subprocess.Popen(
+        [sys.executable, "-c", hold, index], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert reader.stdout is not None and reader.stdout.readline() == "open\n"
+        with pytest.raises(StoreBusy, match=rf"open in another process \(PID {reader.pid}\)"):
+            EventLog.open(tmp_path / "s")
+    finally:
+        reader.kill()
+        reader.wait()
 
 
 def test_journaled_events_missing_from_the_index_are_ingested_once_on_open(
