@@ -322,7 +322,10 @@ class _Session:
         self._requests: dict[str | None, _Request] = {}  # by tag; the latest use of a tag
         self._open: dict[int, _Request] = {}  # by request seq, in arrival order
         self._tag_uses: dict[str | None, int] = {}
-        self._in_flight: dict[str | None, _Transaction] = {}  # execute by resource
+        self._keys: set[str] = set()
+        # Executes without a final response, by resource, oldest first. Usually one;
+        # more when the POS sent an execute while one was running (execute_while_busy).
+        self._in_flight: dict[str | None, list[_Transaction]] = {}
 
     # --- dispatch -------------------------------------------------------------------
 
@@ -361,8 +364,7 @@ class _Session:
         request = _Request(event)
         operation = _OPERATIONS.get(msg_type or "")
         if operation is not None:
-            key = f"{self._session_id}:{tag}" + (f"#{uses}" if uses > 1 else "")
-            request.txn = _Transaction(key, event, operation)
+            request.txn = _Transaction(self._new_key(tag), event, operation)
             self._out.touch(request.txn)
             self._link(request.txn, event)
         if uses > 1:
@@ -382,18 +384,42 @@ class _Session:
         elif msg_type == _SIGNATURE:
             self._on_signature(request)
 
+    def _new_key(self, tag: str | None) -> str:
+        """`<session>:<tag>`, with `#2`, `#3`, ... for a reused tag: unique in the
+        session whatever the tags look like."""
+        key = base = f"{self._session_id}:{tag}"
+        uses = 1
+        while key in self._keys:
+            uses += 1
+            key = f"{base}#{uses}"
+        self._keys.add(key)
+        return key
+
     def _on_execute(self, request: _Request) -> None:
         txn = request.txn
         assert txn is not None
-        busy = self._in_flight.get(txn.resource)
-        if busy is not None:
+        running = self._in_flight.setdefault(txn.resource, [])
+        if running:
             self._find(
                 request.event,
                 EXECUTE_WHILE_BUSY,
                 txn,
-                f"{txn.resource} is still running {busy.key} (no final response yet)",
+                f"{txn.resource} is still running {running[-1].key} (no final response yet)",
             )
-        self._in_flight[txn.resource] = txn
+        running.append(txn)
+
+    def _running(self, resource: str | None) -> _Transaction | None:
+        """The execute an abort or a signature on `resource` is about: the one whose
+        action waits, else the latest the server has sent an update for (an execute
+        sent while busy that was refused never got one), else the latest."""
+        running = self._in_flight.get(resource) or []
+        for txn in reversed(running):
+            if txn.action is not None:
+                return txn
+        for txn in reversed(running):
+            if txn.latest_state is not None:
+                return txn
+        return running[-1] if running else None
 
     def _on_abort(self, request: _Request) -> None:
         event = request.event
@@ -424,14 +450,14 @@ class _Session:
     def _abort_target(self, event: Observed) -> _Transaction | None:
         rules = self._dialect.abort
         if rules.correlation == "session_resource":
-            return self._in_flight.get(event.resource)
+            return self._running(event.resource)
         named = self._requests.get(text(event.body().get(rules.tag_key)))
         txn = named.txn if named is not None and not named.answered else None
         return txn if txn is not None and txn.operation == "execute" else None
 
     def _on_signature(self, request: _Request) -> None:
         event = request.event
-        txn = self._in_flight.get(event.resource)
+        txn = self._running(event.resource)
         if txn is None or txn.action is None:
             self._find(
                 event,
@@ -498,8 +524,9 @@ class _Session:
             txn.learn(transaction)
             status = transaction.get("status") if isinstance(transaction, dict) else None
             txn.outcome = text(status) or UNKNOWN
-        if self._in_flight.get(txn.resource) is txn:
-            del self._in_flight[txn.resource]
+        running = self._in_flight.get(txn.resource)
+        if running is not None and txn in running:
+            running.remove(txn)
         self._end_observation(txn, event)
 
     def _end_observation(self, txn: _Transaction, event: Observed) -> None:
