@@ -37,7 +37,7 @@ from typing import Any
 
 import attrs
 
-from p3log.projections.observed import Observed, amount, text
+from p3log.projections.observed import Observed, amount
 from p3log.projections.rows import (
     TABLE_BY_ROW,
     AbortRow,
@@ -140,15 +140,13 @@ class _Transaction(_Row):
         self.request = request
         self.response: Observed | None = None
         self.outcome = INCOMPLETE
-        params = request.body().get("transactionParameters")
-        params = params if isinstance(params, dict) else {}
         self.identifier: str | None = None
-        self.amount: Decimal | None = amount(params.get("amount"))
-        self.currency = text(params.get("currency"))
-        self.transaction_type = text(params.get("type"))
+        self.amount: Decimal | None = amount(request.req_amount)
+        self.currency = request.req_currency
+        self.transaction_type = request.req_type
         self.status_details_code: str | None = None
         self.error_type: str | None = None
-        self.referenced = text(params.get("referencedTransactionIdentifier"))
+        self.referenced = request.referenced
         self.abort_requested = False
         self.update_count = 0
         self.action_count = 0
@@ -162,18 +160,14 @@ class _Transaction(_Row):
         """May the POS abort now? While the latest update said so, or an action waits."""
         return self.window is not None or self.action is not None
 
-    def learn(self, transaction: object) -> None:
-        """Take what the server's transaction object says about this transaction."""
-        if not isinstance(transaction, dict):
-            return
-        self.identifier = text(transaction.get("identifier")) or self.identifier
+    def learn(self, event: Observed) -> None:
+        """Take what the server's transaction object in `event` says."""
+        self.identifier = event.tx_identifier or self.identifier
         if self.amount is None:
-            self.amount = amount(transaction.get("amount"))
-        self.currency = self.currency or text(transaction.get("currency"))
-        self.transaction_type = self.transaction_type or text(transaction.get("type"))
-        details = transaction.get("statusDetails")
-        if isinstance(details, dict) and details.get("code") is not None:
-            self.status_details_code = text(details.get("code"))
+            self.amount = amount(event.tx_amount)
+        self.currency = self.currency or event.tx_currency
+        self.transaction_type = self.transaction_type or event.tx_type
+        self.status_details_code = event.tx_status_code or self.status_details_code
 
     def row(self) -> TransactionRow:
         request, response = self.request, self.response
@@ -203,45 +197,46 @@ class _Transaction(_Row):
 
 
 class _State(_Row):
-    __slots__ = ("abortable", "details", "left_us", "state", "txn", "update")
+    # The transaction's key, not the transaction: no reference cycle, so a finished
+    # transaction is freed at once instead of waiting for the garbage collector.
+    __slots__ = ("abortable", "key", "left_us", "update")
 
-    def __init__(self, txn: _Transaction, update: Observed, body: dict[str, Any]) -> None:
-        self.txn = txn
+    def __init__(self, key: str, update: Observed) -> None:
+        self.key = key
         self.update = update
-        self.state = text(body.get("state"))
-        self.details = text(body.get("stateDetails"))
-        self.abortable = body.get("abortable") is True
+        self.abortable = update.abortable == "true"
         self.left_us: int | None = None
 
     def row(self) -> TransactionStateRow:
+        update = self.update
         return TransactionStateRow(
-            transaction_key=self.txn.key,
-            session_id=self.txn.session_id,
-            seq=self.update.seq,
-            state=self.state,
-            state_details=self.details,
+            transaction_key=self.key,
+            session_id=update.session_id,
+            seq=update.seq,
+            state=update.state,
+            state_details=update.state_details,
             abortable=self.abortable,
-            entered_at=Micros(self.update.at_us),
-            time_in_state_ms=_ms(self.update.at_us, self.left_us),
+            entered_at=Micros(update.at_us),
+            time_in_state_ms=_ms(update.at_us, self.left_us),
         )
 
 
 class _Window(_Row):
-    __slots__ = ("closed", "opened", "txn")
+    __slots__ = ("closed", "key", "opened")  # the key, not the transaction: see _State
 
-    def __init__(self, txn: _Transaction, opened: Observed) -> None:
-        self.txn = txn
+    def __init__(self, key: str, opened: Observed) -> None:
+        self.key = key
         self.opened = opened
         self.closed: Observed | None = None
 
     def row(self) -> AbortWindowRow:
         opened, closed = self.opened, self.closed
         return AbortWindowRow(
-            transaction_key=self.txn.key,
+            transaction_key=self.key,
             opened_at=Micros(opened.at_us),
             closed_at=Micros(closed.at_us) if closed else None,
             duration_ms=_ms(opened.at_us, closed.at_us) if closed else None,
-            session_id=self.txn.session_id,
+            session_id=opened.session_id,
             opened_seq=opened.seq,
             closed_seq=closed.seq if closed else None,
         )
@@ -434,7 +429,7 @@ class _Session:
             return
         self._link(txn, event)
         if not txn.abortable:
-            state = txn.latest_state.state if txn.latest_state else None
+            state = txn.latest_state.update.state if txn.latest_state else None
             self._find(
                 event,
                 ABORT_NOT_ABORTABLE,
@@ -451,7 +446,7 @@ class _Session:
         rules = self._dialect.abort
         if rules.correlation == "session_resource":
             return self._running(event.resource)
-        named = self._requests.get(text(event.body().get(rules.tag_key)))
+        named = self._requests.get(event.abort_tag)
         txn = named.txn if named is not None and not named.answered else None
         return txn if txn is not None and txn.operation == "execute" else None
 
@@ -468,7 +463,7 @@ class _Session:
             return
         request.txn, request.action = txn, txn.action
         self._link(txn, event)
-        on_receipt = event.body().get(self._dialect.signature.on_receipt_key) is True
+        on_receipt = event.sign_on_receipt == "true"
         self._answer(txn.action, event, "on_receipt" if on_receipt else "signature")
 
     def _answer(self, action: _Action, event: Observed, answer: str) -> None:
@@ -501,7 +496,7 @@ class _Session:
     def _on_abort_response(self, abort: _Abort, event: Observed) -> None:
         abort.response = event
         if status_is_error(event.status):
-            abort.error_type = event.error_type(self._dialect.error.type_key)
+            abort.error_type = event.error_type
         self._out.touch(abort)
 
     def _on_signature_response(self, action: _Action, event: Observed) -> None:
@@ -518,12 +513,10 @@ class _Session:
         txn.response = event
         if status_is_error(event.status):
             txn.outcome = ERROR
-            txn.error_type = event.error_type(self._dialect.error.type_key)
+            txn.error_type = event.error_type
         else:
-            transaction = event.body().get("transaction")
-            txn.learn(transaction)
-            status = transaction.get("status") if isinstance(transaction, dict) else None
-            txn.outcome = text(status) or UNKNOWN
+            txn.learn(event)
+            txn.outcome = event.tx_status or UNKNOWN
         running = self._in_flight.get(txn.resource)
         if running is not None and txn in running:
             running.remove(txn)
@@ -547,20 +540,19 @@ class _Session:
             return
         txn = request.txn
         self._link(txn, event)
-        body = event.body()
-        txn.learn(body.get("transaction"))
+        txn.learn(event)
         if event.msg_type in _UPDATES:
-            self._on_update(txn, event, body)
+            self._on_update(txn, event)
         elif event.msg_type == _ACTION:
-            self._on_action(request, event, body)
+            self._on_action(request, event)
         else:
             return
         if not request.first_update and event.msg_type in _UPDATES:
             request.first_update = True
             self._latency(request, "first_update", event)
 
-    def _on_update(self, txn: _Transaction, event: Observed, body: dict[str, Any]) -> None:
-        state = _State(txn, event, body)
+    def _on_update(self, txn: _Transaction, event: Observed) -> None:
+        state = _State(txn.key, event)
         previous = txn.latest_state
         if previous is not None:
             previous.left_us = event.at_us
@@ -570,17 +562,17 @@ class _Session:
         self._out.touch(state)
         self._out.touch(txn)
         if state.abortable and txn.window is None:
-            txn.window = _Window(txn, event)
+            txn.window = _Window(txn.key, event)
             self._out.touch(txn.window)
         elif not state.abortable and txn.window is not None:
             txn.window.closed = event
             self._out.touch(txn.window)
             txn.window = None
 
-    def _on_action(self, request: _Request, event: Observed, body: dict[str, Any]) -> None:
+    def _on_action(self, request: _Request, event: Observed) -> None:
         txn = request.txn
         assert txn is not None
-        txn.action = _Action(txn, event, text(body.get(self._dialect.action.action_key)))
+        txn.action = _Action(txn, event, event.action)
         txn.action_count += 1
         self._out.touch(txn.action)
         self._out.touch(txn)
@@ -666,12 +658,15 @@ class Projector:
 
     def take_changes(self) -> dict[Table, list[Any]]:
         """Every row made or changed since the last call, grouped by table."""
-        changes: dict[Table, list[Any]] = {}
+        by_type: dict[type, list[Any]] = {}
         for row in (*(state.row() for state in self._touched.values()), *self._added):
-            changes.setdefault(TABLE_BY_ROW[type(row)], []).append(row)
+            rows = by_type.get(type(row))
+            if rows is None:
+                rows = by_type[type(row)] = []
+            rows.append(row)
         self._touched.clear()
         self._added.clear()
-        return changes
+        return {TABLE_BY_ROW[row_type]: rows for row_type, rows in by_type.items()}
 
     def touch(self, state: _Row) -> None:
         self._touched[id(state)] = state

@@ -1,96 +1,121 @@
-"""An event as the projections see it: the columns they read, the body parsed late.
+"""An event as the projections see it: its columns and the facts of its body.
 
-The fold reads a few body fields of a few message types (an update's state, a
-response's transaction), so the payload is parsed only when one is asked for.
+The fold never parses JSON: the facts it needs (`facts.py`) arrive as text
+attributes, pulled out by DuckDB in the query that reads the events
+(`observed_query`), or by `Observed.of_message` for plain-data callers.
 """
 
 from __future__ import annotations
 
-import functools
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import NamedTuple
 
 import orjson
 
-from p3log.protocol.model import body_key
+from p3log.projections.facts import FACT_NAMES, fact_columns, facts_case, read_facts
+from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect
 
-# Column order of `EVENT_COLUMNS_SQL`, which is the order `Observed` takes them in.
-EVENT_COLUMNS_SQL = (
-    "seq, session_id, sender, kind, msg_type, tag, resource, status, "
-    "epoch_us(recorded_at) AS at_us, payload, parse_note"
+_BASE_COLUMNS = (
+    "seq",
+    "session_id",
+    "sender",
+    "kind",
+    "msg_type",
+    "tag",
+    "resource",
+    "status",
+    "at_us",
+    "parse_note",
 )
-
 _AMOUNT_PLACES = Decimal("0.0001")
 
 
-class Observed:
-    """One event. `at_us` is its recorded time (UTC microseconds)."""
+class Observed(NamedTuple):
+    """One event: the `events` columns the fold reads (`at_us` is `recorded_at` in
+    UTC microseconds), then the facts (FACT_NAMES), each text or None. A tuple,
+    because the fold makes millions of them."""
 
-    __slots__ = (
-        "_envelope",
-        "at_us",
-        "kind",
-        "msg_type",
-        "parse_note",
-        "payload",
-        "resource",
-        "sender",
-        "seq",
-        "session_id",
-        "status",
-        "tag",
-    )
+    seq: int
+    session_id: str
+    sender: str
+    kind: str
+    msg_type: str | None
+    tag: str | None
+    resource: str | None
+    status: str | None
+    at_us: int
+    parse_note: str | None
+    error_type: str | None
+    state: str | None
+    state_details: str | None
+    abortable: str | None
+    action: str | None
+    sign_on_receipt: str | None
+    abort_tag: str | None
+    tx_identifier: str | None
+    tx_status: str | None
+    tx_status_code: str | None
+    tx_amount: str | None
+    tx_currency: str | None
+    tx_type: str | None
+    req_amount: str | None
+    req_currency: str | None
+    req_type: str | None
+    referenced: str | None
 
-    def __init__(
-        self,
+    @classmethod
+    def of_message(
+        cls,
         seq: int,
         session_id: str,
         sender: str,
         kind: str,
-        msg_type: str | None,
-        tag: str | None,
-        resource: str | None,
-        status: str | None,
         at_us: int,
         payload: str | None,
-        parse_note: str | None,
-    ) -> None:
-        self.seq = seq
-        self.session_id = session_id
-        self.sender = sender
-        self.kind = kind
-        self.msg_type = msg_type
-        self.tag = tag
-        self.resource = resource
-        self.status = status
-        self.at_us = at_us
-        self.payload = payload
-        self.parse_note = parse_note
-        self._envelope: dict[str, Any] | None = None
+        parse_note: str | None = None,
+        dialect: Dialect = DEFAULT_DIALECT,
+    ) -> Observed:
+        """An event from its payload text, with the envelope columns and facts read
+        from it as the store and `observed_query` would."""
+        try:
+            envelope = orjson.loads(payload) if payload else None
+        except orjson.JSONDecodeError:
+            envelope = None
+        envelope = envelope if isinstance(envelope, dict) else None
 
-    def envelope(self) -> dict[str, Any]:
-        """The whole message object ({} when the payload is not a JSON object)."""
-        if self._envelope is None:
-            try:
-                value = orjson.loads(self.payload) if self.payload else {}
-            except orjson.JSONDecodeError:  # lenient JSON, as in the docs' examples
-                value = {}
-            self._envelope = value if isinstance(value, dict) else {}
-        return self._envelope
+        def column(name: str) -> str | None:
+            value = envelope.get(name) if envelope is not None else None
+            return value if isinstance(value, str) else None
 
-    def body(self) -> dict[str, Any]:
-        """The message's body object, named after its type ({} when absent)."""
-        value = self.envelope().get(_body_key(self.msg_type)) if self.msg_type else None
-        return value if isinstance(value, dict) else {}
-
-    def error_type(self, type_key: str) -> str | None:
-        error = self.envelope().get("error")
-        return text(error.get(type_key)) if isinstance(error, dict) else None
+        msg_type = column("type")
+        return cls(
+            seq,
+            session_id,
+            sender,
+            kind,
+            msg_type,
+            column("tag"),
+            column("resource"),
+            column("status"),
+            at_us,
+            parse_note,
+            *read_facts(msg_type, envelope, dialect),
+        )
 
 
-@functools.lru_cache(maxsize=256)
-def _body_key(msg_type: str) -> str:
-    return body_key(msg_type)
+assert Observed._fields == _BASE_COLUMNS + FACT_NAMES
+
+
+def observed_query(dialect: Dialect, source: str) -> str:
+    """SQL giving `Observed`'s columns in order, for the events of `source` (a FROM
+    clause over `events`, with any WHERE), in seq order."""
+    base = ", ".join(
+        "epoch_us(recorded_at) AS at_us" if name == "at_us" else name for name in _BASE_COLUMNS
+    )
+    return (
+        f"SELECT {base}, {fact_columns('_facts')} "
+        f"FROM (SELECT *, {facts_case(dialect)} AS _facts FROM {source}) ORDER BY seq"
+    )
 
 
 def text(value: object) -> str | None:
@@ -100,13 +125,13 @@ def text(value: object) -> str | None:
     return orjson.dumps(value).decode()
 
 
-def amount(value: object) -> Decimal | None:
-    """A JSON number as an amount of at most four decimal places, or None if it is
-    not one (a peer's odd value must not stop a projection)."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
+def amount(value: str | None) -> Decimal | None:
+    """A fact as an amount of at most four decimal places, or None if it is not one
+    (a peer's odd value must not stop a projection)."""
+    if value is None:
         return None
     try:
-        result = Decimal(repr(value) if isinstance(value, float) else value)
+        result = Decimal(value)
         quantized = result.quantize(_AMOUNT_PLACES)
     except (InvalidOperation, ValueError):
         return None

@@ -1,6 +1,7 @@
 """The rows of every projection, and the tables that hold them.
 
-One frozen attrs class per table; its fields, in order, are the table's columns
+One NamedTuple class per table (the fold makes millions of rows, and a tuple is
+the cheapest immutable record Python has); its fields, in order, are the table's columns
 (the contract's columns of ../shared/ARCHITECTURE.md first, then the ones p3log
 adds). The SQL and Arrow types are derived from the field annotations, so a row
 class is the only place a column is declared.
@@ -12,10 +13,11 @@ again (see `store.py`), and what joins a row back to `events`.
 
 from __future__ import annotations
 
+import functools
 import types
 from collections.abc import Sequence
 from decimal import Decimal
-from typing import Any, NewType, Union, get_args, get_origin, get_type_hints
+from typing import Any, NamedTuple, NewType, Union, get_args, get_origin, get_type_hints
 
 import attrs
 import pyarrow as pa
@@ -36,8 +38,7 @@ _SQL_TYPES: dict[object, tuple[str, pa.DataType]] = {
 }
 
 
-@attrs.frozen
-class TransactionRow:
+class TransactionRow(NamedTuple):
     """One execute or amend request, and what became of it."""
 
     transaction_key: str
@@ -63,8 +64,7 @@ class TransactionRow:
     response_seq: int | None
 
 
-@attrs.frozen
-class TransactionStateRow:
+class TransactionStateRow(NamedTuple):
     """One update: the state it entered and how long the transaction stayed there."""
 
     transaction_key: str
@@ -77,8 +77,7 @@ class TransactionStateRow:
     time_in_state_ms: float | None  # until the next update, the response or the close
 
 
-@attrs.frozen
-class AbortWindowRow:
+class AbortWindowRow(NamedTuple):
     """An interval in which the latest update said `abortable: true`."""
 
     transaction_key: str
@@ -90,8 +89,7 @@ class AbortWindowRow:
     closed_seq: int | None
 
 
-@attrs.frozen
-class ActionWaitRow:
+class ActionWaitRow(NamedTuple):
     """An action the server sent, and how long it waited for the POS's answer."""
 
     transaction_key: str
@@ -106,8 +104,7 @@ class ActionWaitRow:
     attempts: int  # answers sent, including those the server refused
 
 
-@attrs.frozen
-class AbortRow:
+class AbortRow(NamedTuple):
     """One abort request."""
 
     transaction_key: str | None  # None: no execute was in flight to abort
@@ -122,8 +119,7 @@ class AbortRow:
     response_seq: int | None
 
 
-@attrs.frozen
-class LatencyRow:
+class LatencyRow(NamedTuple):
     """One step of an operation, timed from its request."""
 
     session_id: str
@@ -140,8 +136,7 @@ class LatencyRow:
     step_seq: int
 
 
-@attrs.frozen
-class FindingRow:
+class FindingRow(NamedTuple):
     """A protocol rule broken at event `seq`."""
 
     session_id: str
@@ -151,8 +146,7 @@ class FindingRow:
     detail: str
 
 
-@attrs.frozen
-class TransactionEventRow:
+class TransactionEventRow(NamedTuple):
     """Which transaction an event belongs to (requests, updates, aborts, signatures)."""
 
     transaction_key: str
@@ -160,20 +154,21 @@ class TransactionEventRow:
     seq: int
 
 
-@attrs.frozen
+@attrs.frozen(eq=False)  # compared and hashed by identity: there is one of each
 class Table:
     """A projection table: its row class, the column naming the row's origin event,
     and the key by which a changed row replaces its earlier version (None: rows are
     final when first written)."""
 
     name: str
-    row: type
+    row: type[tuple[Any, ...]]
     origin: str
     key: str | None
 
     @property
     def columns(self) -> tuple[str, ...]:
-        return tuple(field.name for field in attrs.fields(self.row))
+        fields: tuple[str, ...] = getattr(self.row, "_fields")  # noqa: B009 (a NamedTuple)
+        return fields
 
     def ddl(self) -> str:
         hints = get_type_hints(self.row)
@@ -183,6 +178,7 @@ class Table:
         )
         return f"CREATE TABLE IF NOT EXISTS {self.name} (\n    {columns}\n)"
 
+    @functools.cached_property
     def arrow_schema(self) -> pa.Schema:
         hints = get_type_hints(self.row)
         return pa.schema(
@@ -192,14 +188,15 @@ class Table:
             ]
         )
 
-    def arrow_table(self, rows: Sequence[Any]) -> pa.Table:
-        columns = [[getattr(row, name) for row in rows] for name in self.columns]
+    def arrow_table(self, rows: Sequence[tuple[Any, ...]]) -> pa.Table:
+        schema = self.arrow_schema
+        columns = zip(*rows, strict=True) if rows else [() for _ in schema]
         return pa.Table.from_arrays(
             [
                 pa.array(values, type=field.type)
-                for values, field in zip(columns, self.arrow_schema(), strict=True)
+                for values, field in zip(columns, schema, strict=True)
             ],
-            schema=self.arrow_schema(),
+            schema=schema,
         )
 
 

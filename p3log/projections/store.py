@@ -27,7 +27,7 @@ import orjson
 import pyarrow as pa
 
 from p3log.projections.fold import CONNECTION_CLOSED, Projector
-from p3log.projections.observed import EVENT_COLUMNS_SQL, Observed
+from p3log.projections.observed import Observed, observed_query
 from p3log.projections.rows import TABLES, Table
 from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect, dialect_from_dict
 from p3log.store.index import indexed_head, query_one, query_scalar
@@ -73,7 +73,9 @@ class ProjectionStore:
         folded = 0
         while self._through < head:
             upto = min(self._through + CHUNK_EVENTS, head)
-            folded += self._fold(con, _events_between(con, self._through, upto), upto)
+            folded += self._fold(
+                con, _events_between(con, self._through, upto, self._projector.dialect), upto
+            )
             if progress is not None:
                 progress(folded, total)
         return folded
@@ -96,7 +98,7 @@ class ProjectionStore:
             return Projector(dialect)
         self._through = state[1]
         self._projector = Projector(dialect)
-        self._fold(con, _reopen_sessions(con, self._through), self._through)
+        self._fold(con, _reopen_sessions(con, self._through, dialect), self._through)
         return self._projector
 
     def _fold(self, con: duckdb.DuckDBPyConnection, events: Iterator[Observed], upto: int) -> int:
@@ -124,7 +126,8 @@ def projected_state(con: duckdb.DuckDBPyConnection) -> tuple[Dialect, int] | Non
     """The dialect and head the tables were projected with; None if they must be built."""
     exists = query_scalar(
         con,
-        "SELECT count(*) FROM duckdb_tables() WHERE table_name = 'projection_meta'",
+        "SELECT count(*) FROM duckdb_tables() "
+        "WHERE table_name = 'projection_meta' AND database_name = current_database()",
     )
     if not exists:
         return None
@@ -151,7 +154,9 @@ def _drop(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f"DROP TABLE IF EXISTS {table}")
 
 
-def _reopen_sessions(con: duckdb.DuckDBPyConnection, through: int) -> Iterator[Observed]:
+def _reopen_sessions(
+    con: duckdb.DuckDBPyConnection, through: int, dialect: Dialect
+) -> Iterator[Observed]:
     """Trim the sessions open at `through` back to their last close; returns their
     events since that close, to fold again. (Trimming outside the fold's transaction
     is safe: a crash before the fold commits just trims and folds them again.)"""
@@ -171,26 +176,24 @@ def _reopen_sessions(con: duckdb.DuckDBPyConnection, through: int) -> Iterator[O
             f"DELETE FROM {table.name} t USING reopened r "
             f"WHERE t.session_id = r.session_id AND t.{table.origin} > r.since"
         )
-    return _observe(
-        con,
-        f"SELECT {EVENT_COLUMNS_SQL} FROM events e JOIN reopened r USING (session_id) "
-        "WHERE e.seq > r.since AND e.seq <= ? ORDER BY e.seq",
-        [through],
+    source = (
+        "events e JOIN reopened r USING (session_id) "
+        f"WHERE e.seq > r.since AND e.seq <= {int(through)}"
     )
+    return _observe(con, observed_query(dialect, source))
 
 
-def _events_between(con: duckdb.DuckDBPyConnection, after: int, upto: int) -> Iterator[Observed]:
-    return _observe(
-        con,
-        f"SELECT {EVENT_COLUMNS_SQL} FROM events WHERE seq > ? AND seq <= ? ORDER BY seq",
-        [after, upto],
-    )
+def _events_between(
+    con: duckdb.DuckDBPyConnection, after: int, upto: int, dialect: Dialect
+) -> Iterator[Observed]:
+    source = f"events WHERE seq > {int(after)} AND seq <= {int(upto)}"
+    return _observe(con, observed_query(dialect, source))
 
 
-def _observe(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any]) -> Iterator[Observed]:
-    table: pa.Table = con.sql(sql, params=params).to_arrow_table()
-    columns = [column.to_pylist() for column in table.columns]
-    return map(Observed, *columns)
+def _observe(con: duckdb.DuckDBPyConnection, sql: str) -> Iterator[Observed]:
+    table: pa.Table = con.sql(sql).to_arrow_table()
+    columns = (column.to_pylist() for column in table.columns)
+    return map(Observed._make, zip(*columns, strict=True))
 
 
 def _write(con: duckdb.DuckDBPyConnection, table: Table, rows: list[Any]) -> None:

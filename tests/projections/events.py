@@ -70,19 +70,11 @@ class Recording:
     ) -> Observed:
         self._at_us += round(after_ms * 1000)
 
-        def field(name: str) -> str | None:
-            value = message.get(name) if message is not None else None
-            return value if isinstance(value, str) else None
-
-        event = Observed(
+        event = Observed.of_message(
             len(self.events) + 1,
             session_id,
             sender,
             kind,
-            field("type"),
-            field("tag"),
-            field("resource"),
-            field("status"),
             self._at_us,
             json.dumps(message) if message is not None else payload,
             parse_note,
