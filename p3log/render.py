@@ -1,18 +1,24 @@
-"""Query results as a terminal table, JSON or CSV: the formats every command offers."""
+"""Query results as a terminal table, JSON or CSV: the formats every command offers;
+and the projections' own views of them (`p3log transactions`, `findings`, `show`)."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Collection, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
+import attrs
+from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+
+from p3log.projections.timeline import MarkerKind, Timeline, instant_fields, money, unique_prefix
 
 
 class OutputFormat(StrEnum):
@@ -21,13 +27,23 @@ class OutputFormat(StrEnum):
     csv = "csv"
 
 
+class TimelineFormat(StrEnum):
+    """What `p3log show` offers: a timeline is not one table, so no CSV."""
+
+    table = "table"
+    json = "json"
+
+
 def render_rows(
     console: Console,
     columns: Sequence[str],
     rows: Sequence[Sequence[Any]],
     fmt: OutputFormat,
     title: str | None = None,
+    right: Collection[str] = (),
 ) -> None:
+    """Rows as JSON records, CSV with a header, or a table (in which numbers, and the
+    columns named in `right`, are right-aligned)."""
     if fmt is OutputFormat.json:
         records = [dict(zip(columns, row, strict=True)) for row in rows]
         console.out(json.dumps(records, default=_json_default, indent=2), highlight=False)
@@ -39,8 +55,9 @@ def render_rows(
         console.out(buffer.getvalue(), end="", highlight=False)
     else:
         table = Table(title=title, show_lines=False)
-        for column in columns:
-            table.add_column(column, overflow="fold")
+        for index, column in enumerate(columns):
+            numeric = column in right or _numeric(row[index] for row in rows)
+            table.add_column(column, overflow="fold", justify="right" if numeric else "left")
         for row in rows:
             table.add_row(*(_cell(value) for value in row))
         console.print(table)
@@ -66,3 +83,344 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode(errors="replace")
     return str(value)
+
+
+def _numeric(values: Iterable[Any]) -> bool:
+    """Right-align a column whose values are all numbers (None aside)."""
+    present = [value for value in values if value is not None]
+    return bool(present) and all(
+        isinstance(value, int | float | Decimal) and not isinstance(value, bool)
+        for value in present
+    )
+
+
+# --- projections --------------------------------------------------------------------
+
+TRANSACTION_COLUMNS = (
+    "transaction_key",
+    "session_id",
+    "tag",
+    "operation",
+    "resource",
+    "requested_at",
+    "completed_at",
+    "outcome",
+    "transaction_identifier",
+    "amount",
+    "currency",
+    "abort_requested",
+    "update_count",
+    "action_count",
+    "duration_ms",
+)
+"""The contract's columns of `transactions`: what `p3log transactions` gives."""
+
+FINDING_COLUMNS = ("session_id", "transaction_key", "seq", "rule", "detail")
+"""The columns of `protocol_findings`: what `p3log findings` gives."""
+
+KEY_PREFIX_MIN = 4
+"""Characters of the tag a short key shows at least (after `<session_id>:`)."""
+
+_OUTCOME_STYLES = {
+    "APPROVED": "green",
+    "DECLINED": "yellow",
+    "ABORTED": "yellow",
+    "ERROR": "red",
+    "INCOMPLETE": "bold red",
+}
+_MARKER_STYLES: dict[MarkerKind, str] = {
+    "window_opened": "cyan",
+    "window_closed": "cyan",
+    "action_asked": "magenta",
+    "action_answered": "magenta",
+    "abort": "yellow",
+    "abort_answered": "yellow",
+    "finding": "bold red",
+}
+_SENDERS = {"client": "POS →", "server": "← server", "tap": "tap"}
+
+
+def short_key(key: str, neighbours: Iterable[str | None]) -> str:
+    """A transaction key cut to the shortest prefix `p3log show` still resolves to it
+    (given its neighbours in sorted key order), keeping at least `KEY_PREFIX_MIN`
+    characters of the tag."""
+    session, _, _ = key.partition(":")
+    return unique_prefix(key, neighbours, minimum=len(session) + 1 + KEY_PREFIX_MIN)
+
+
+def render_transactions(
+    console: Console,
+    rows: Sequence[Sequence[Any]],
+    fmt: OutputFormat,
+    neighbours: Sequence[tuple[str | None, str | None]] = (),
+) -> None:
+    """Rows of `TRANSACTION_COLUMNS`. JSON and CSV give every column; the table, to stay
+    readable in 100 columns, a short key (`neighbours`: each row's previous and next
+    key in sorted order) and the columns an auditor scans for."""
+    if fmt is not OutputFormat.table:
+        render_rows(console, TRANSACTION_COLUMNS, rows, fmt)
+        return
+    at = {name: index for index, name in enumerate(TRANSACTION_COLUMNS)}
+    table_rows = [
+        (
+            short_key(row[at["transaction_key"]], neighbours[index] if neighbours else ()),
+            _instant_text(row[at["requested_at"]], places=3),
+            row[at["operation"]],
+            money(row[at["amount"]], row[at["currency"]]) or "",
+            row[at["outcome"]],
+            _ms_text(row[at["duration_ms"]]),
+        )
+        for index, row in enumerate(rows)
+    ]
+    render_rows(
+        console,
+        ("key", "requested (UTC)", "op", "amount", "outcome", "ms"),
+        table_rows,
+        fmt,
+        title=f"{len(rows)} transactions",
+        right=("amount", "ms"),
+    )
+
+
+def render_findings(
+    console: Console,
+    rows: Sequence[Sequence[Any]],
+    fmt: OutputFormat,
+    neighbours: Sequence[tuple[str | None, str | None]] = (),
+) -> None:
+    """Rows of `FINDING_COLUMNS`. The table names the transaction by its short key
+    (`neighbours` as for `render_transactions`), or the session for a finding that
+    belongs to no transaction."""
+    if fmt is not OutputFormat.table:
+        render_rows(console, FINDING_COLUMNS, rows, fmt)
+        return
+    table_rows = []
+    for index, (session, key, seq, rule, detail) in enumerate(rows):
+        around = neighbours[index] if neighbours else ()
+        where = short_key(key, around) if key else f"session {session}"
+        table_rows.append((seq, where, rule, detail))
+    render_rows(
+        console,
+        ("seq", "transaction (or session)", "rule", "detail"),
+        table_rows,
+        fmt,
+        title=f"{len(rows)} findings",
+    )
+
+
+def render_timeline(console: Console, timeline: Timeline, fmt: TimelineFormat) -> None:
+    """One transaction for `p3log show`: a header, every event with the projections'
+    markers, then its abort windows, action waits, aborts, findings and latencies.
+    JSON gives the same data as one object (times ISO 8601 UTC, offsets in ms)."""
+    if fmt is TimelineFormat.json:
+        console.out(
+            json.dumps(timeline_record(timeline), default=_json_default, indent=2),
+            highlight=False,
+        )
+        return
+    console.print(_timeline_header(timeline))
+    console.print(_timeline_events(timeline))
+    offset = timeline.offset_ms
+    _section(
+        console,
+        "Abort windows",
+        ("opened +ms", "closed +ms", "duration ms", "seqs"),
+        [
+            (
+                _ms_text(offset(window.opened_at)),
+                _ms_text(offset(window.closed_at)) or "still open",
+                _ms_text(window.duration_ms),
+                f"{window.opened_seq}-{window.closed_seq or ''}",
+            )
+            for window in timeline.abort_windows
+        ],
+    )
+    _section(
+        console,
+        "Action waits",
+        ("action", "asked +ms", "answered +ms", "answer", "wait ms", "attempts"),
+        [
+            (
+                wait.action or "",
+                _ms_text(offset(wait.asked_at)),
+                _ms_text(offset(wait.answered_at)) or "never",
+                wait.answer or "",
+                _ms_text(wait.wait_ms),
+                wait.attempts,
+            )
+            for wait in timeline.action_waits
+        ],
+    )
+    _section(
+        console,
+        "Aborts",
+        ("seq", "requested +ms", "was abortable", "response", "error type", "answered +ms"),
+        [
+            (
+                abort.request_seq,
+                _ms_text(offset(abort.requested_at)),
+                "yes" if abort.was_abortable else "NO",
+                abort.response_status or "none",
+                abort.error_type or "",
+                _ms_text(offset(abort.answered_at)),
+            )
+            for abort in timeline.aborts
+        ],
+    )
+    _section(
+        console,
+        "Findings",
+        ("seq", "rule", "detail"),
+        [(finding.seq, finding.rule, finding.detail) for finding in timeline.findings],
+    )
+    _section(
+        console,
+        "Latencies",
+        ("request", "step", "seq", "latency ms", "server ms", "POS ms"),
+        [
+            (
+                latency.request_type,
+                latency.step,
+                latency.step_seq,
+                _ms_text(latency.latency_ms),
+                _ms_text(latency.server_ms),
+                _ms_text(latency.pos_ms),
+            )
+            for latency in timeline.latencies
+        ],
+    )
+
+
+def timeline_record(timeline: Timeline) -> dict[str, Any]:
+    """A timeline as plain JSON-ready data: instants as ISO 8601 UTC text."""
+    record = _record(timeline)
+    assert isinstance(record, dict)
+    return record
+
+
+def _record(value: Any) -> Any:
+    """Records (attrs classes, and the projections' NamedTuple rows) as dicts."""
+    kind = type(value)
+    if attrs.has(kind):
+        names: Sequence[str] = [field.name for field in attrs.fields(kind)]
+    elif isinstance(value, tuple) and hasattr(kind, "_fields"):
+        names = kind._fields
+    elif isinstance(value, tuple | list):
+        return [_record(item) for item in value]
+    else:
+        return value
+    instants = instant_fields(kind)
+    return {
+        name: _iso(getattr(value, name)) if name in instants else _record(getattr(value, name))
+        for name in names
+    }
+
+
+def _timeline_header(timeline: Timeline) -> Table:
+    txn = timeline.transaction
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column(overflow="fold")
+    outcome = Text(txn.outcome, style=_OUTCOME_STYLES.get(txn.outcome, ""))
+    why = txn.error_type or txn.status_details_code
+    if why and why != txn.outcome:
+        outcome.append(f" ({why})")
+    operation = " ".join(filter(None, (txn.operation, txn.transaction_type)))
+    if txn.resource:
+        operation += f" on {txn.resource}"
+    if txn.referenced_transaction_identifier:
+        operation += f" of {txn.referenced_transaction_identifier}"
+    completed = (
+        f"{_instant_text(txn.completed_at)} (+{_ms_text(txn.duration_ms)} ms)"
+        if txn.completed_at is not None
+        else "no response recorded"
+    )
+    findings = len(timeline.findings)
+    counts = ", ".join(
+        _count(number, noun)
+        for number, noun in (
+            (txn.update_count, "update"),
+            (txn.action_count, "action"),
+            (len(timeline.events), "event"),
+            (findings, "finding"),
+        )
+    )
+    for label, value in (
+        ("transaction", txn.transaction_key),
+        ("session", f"{txn.session_id}  tag {txn.tag}"),
+        ("operation", operation),
+        ("amount", money(txn.amount, txn.currency) or "not given"),
+        ("outcome", outcome),
+        ("identifier", txn.transaction_identifier or "none"),
+        ("requested", _instant_text(txn.requested_at) + " UTC"),
+        ("completed", completed),
+        ("abort requested", "yes" if txn.abort_requested else "no"),
+        ("counts", Text(counts, style="bold red" if findings else "")),
+    ):
+        grid.add_row(label, value)
+    return grid
+
+
+def _timeline_events(timeline: Timeline) -> Table:
+    table = Table(
+        box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, title="Events", title_justify="left"
+    )
+    table.add_column("seq", justify="right")
+    table.add_column("+ms", justify="right")
+    table.add_column("from", no_wrap=True)
+    table.add_column("message", overflow="fold")
+    table.add_column("what", overflow="fold")
+    for event in timeline.events:
+        what = Text(event.summary)
+        for marker in event.markers:
+            if what:
+                what.append("\n")
+            prefix = "!! FINDING " if marker.kind == "finding" else "» "
+            what.append(prefix + marker.text, style=_MARKER_STYLES[marker.kind])
+        table.add_row(
+            str(event.seq),
+            _ms_text(event.offset_ms),
+            _SENDERS.get(event.sender, event.sender),
+            event.msg_type or event.kind,
+            what,
+        )
+    return table
+
+
+def _section(
+    console: Console, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> None:
+    if rows:
+        times = [column for column in columns if column.endswith("ms")]
+        render_rows(console, columns, rows, OutputFormat.table, title=title, right=times)
+    else:
+        console.print(f"{title}: none", highlight=False)
+
+
+def _instant_text(value: datetime | int | None, places: int = 6) -> str:
+    """An instant (a datetime or UTC microseconds) as `YYYY-MM-DD HH:MM:SS.ffffff` UTC,
+    with `places` digits of the second's fraction."""
+    if value is None:
+        return ""
+    at = value if isinstance(value, datetime) else _from_micros(value)
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[: 20 + places]
+
+
+def _iso(value: int | None) -> str | None:
+    return None if value is None else _from_micros(value).isoformat()
+
+
+def _from_micros(value: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=value)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
+def _ms_text(value: float | None) -> str:
+    """Milliseconds to the microsecond the events were recorded with."""
+    return "" if value is None else f"{value:.3f}"
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -348,6 +348,7 @@ class _Session:
                 "had no response when the connection closed",
             )
             if txn is not None:
+                self._link(txn, event)
                 self._end_observation(txn, event)
 
     # --- client requests ------------------------------------------------------------
@@ -440,6 +441,7 @@ class _Session:
         txn.abort_requested = True
         self._out.touch(txn)
         if txn.action is not None:  # answering an action with an abort is allowed
+            request.action = txn.action
             self._answer(txn.action, event, "abort")
 
     def _abort_target(self, event: Observed) -> _Transaction | None:
@@ -487,10 +489,10 @@ class _Session:
             self._link(txn, event)
         if request.abort is not None:
             self._on_abort_response(request.abort, event)
-        elif request.action is not None:
-            self._on_signature_response(request.action, event)
-        elif txn is not None:
+        elif txn is not None and request.action is None:
             self._finish(txn, event)
+        if request.action is not None:  # a signature, or an abort, that answered an action
+            self._reopen_if_refused(request.action, request.event, event)
         self._latency(request, "response", event)
 
     def _on_abort_response(self, abort: _Abort, event: Observed) -> None:
@@ -499,12 +501,13 @@ class _Session:
             abort.error_type = event.error_type
         self._out.touch(abort)
 
-    def _on_signature_response(self, action: _Action, event: Observed) -> None:
+    def _reopen_if_refused(self, action: _Action, answer: Observed, response: Observed) -> None:
+        """A refused answer (a signature or an abort the server said no to) leaves the
+        action open: the POS may answer again."""
         txn = action.txn
-        # A refused signature leaves the action open: the POS may answer again.
-        if status_is_error(event.status) and txn.response is None and txn.action is None:
-            if action.answered is not None:
-                txn.waited_us -= action.answered.at_us - action.asked.at_us
+        refused = status_is_error(response.status) and action.answered is answer
+        if refused and txn.response is None and txn.action is None:
+            txn.waited_us -= answer.at_us - action.asked.at_us
             action.answered, action.answer = None, None
             txn.action = action
             self._out.touch(action)

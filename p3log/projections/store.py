@@ -82,7 +82,10 @@ class ProjectionStore:
 
     def rebuild(self, con: duckdb.DuckDBPyConnection, progress: Progress | None = None) -> int:
         """Fold every event again, from empty tables; returns how many."""
+        state = projected_state(con)
+        dialect = self._requested or (state[0] if state else None) or DEFAULT_DIALECT
         _drop(con)
+        create_tables(con, dialect)
         self._projector = None
         return self.follow(con, progress)
 

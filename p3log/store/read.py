@@ -37,7 +37,9 @@ def open_store(
         with EventLog.open(root, create=False, followers=followers) as log:
             index_path = log.layout.index_path
         return connect(index_path, read_only=True)
-    except (StoreBusy, duckdb.IOException):  # a recorder has it, or just took it
+    # A recorder has the store (or just took it), or this process already holds the
+    # index read-only (DuckDB refuses a second, writable connection to it).
+    except (StoreBusy, duckdb.IOException, duckdb.ConnectionException):
         con = open_live(root)
         for follower in live_followers:
             follower.follow(con)

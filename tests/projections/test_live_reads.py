@@ -101,3 +101,19 @@ def test_a_torn_record_at_the_end_of_the_journal_is_left_for_the_next_reader(
         assert count == (log.head[0], log.head[0])
         with segment.open("r+b") as journal:  # leave the store as the recorder had it
             journal.truncate(segment.stat().st_size - len(b'{"seq": 999, "session_id": "half'))
+
+
+def test_a_notebook_can_hold_two_connections_to_one_store(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    with EventLog.open(root) as log:
+        _record_fixture(log, "simple.jsonl")
+    first = open_store(root)
+    second = open_store(root)  # the index is held read-only by `first` in this process
+    try:
+        counts = [
+            con.execute("SELECT count(*) FROM transactions").fetchall() for con in (first, second)
+        ]
+    finally:
+        first.close()
+        second.close()
+    assert counts == [[(2,)], [(2,)]]

@@ -774,6 +774,28 @@ def test_a_refused_signature_reopens_the_action_and_the_second_answers_it() -> N
     ]
 
 
+def test_a_refused_abort_during_an_action_leaves_it_open_for_the_signature() -> None:
+    pos = SessionBuilder("s1")
+    execute = pos.execute("t1")
+    pos.update("t1", "PROCESSING", False)
+    action = pos.action("t1")
+    pos.abort("a1", after_ms=1)
+    pos.abort_response("a1", "ERROR", "TRANSACTION_NO_LONGER_ABORTABLE")
+    signature = pos.signature("g1", after_ms=2)
+    pos.signature_response("g1")
+    response = pos.response("t1")
+
+    rows = project(pos.events)
+
+    assert rows.findings == []
+    (wait,) = rows.action_waits
+    assert (wait.answer, wait.answered_seq, wait.attempts) == ("signature", signature.seq, 2)
+    assert wait.wait_ms == ms(action, signature)
+    (latency,) = [row for row in rows.latencies if row.step_seq == response.seq]
+    assert latency.transaction_key == rows.key(execute)
+    assert latency.pos_ms == ms(action, signature)
+
+
 @pytest.mark.parametrize("end", ["response", "close"])
 def test_an_action_never_answered_has_no_answer(end: str) -> None:
     pos = SessionBuilder("s1")
