@@ -7,6 +7,7 @@ tables are current whenever the events are.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import duckdb
@@ -48,4 +49,7 @@ def rebuild_projections(
     """Fold every event of the store at `root` again into empty projection tables;
     returns how many events were folded. Takes the writer lock, like a recorder."""
     with EventLog.open(root, create=False) as log:
+        # A rebuild is the only work on the store: let DuckDB read the facts on
+        # every core (a recorder's index runs on one, to leave the others to it).
+        log.index.execute(f"SET threads = {os.cpu_count() or 1}")
         return ProjectionStore(dialect).rebuild(log.index, progress)
