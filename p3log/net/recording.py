@@ -79,5 +79,5 @@ class RecordingChannel:
         self._log.record_lifecycle(
             self.session_id,
             "connection_closed",
-            {"peer": self._peer, "closed_by": by, "code": code, "reason": reason},
+            {"peer": self._peer, "by": by, "code": code, "reason": reason},
         )

@@ -53,7 +53,7 @@ async def test_a_recorded_session(nursery: trio.Nursery, transport: str, tmp_pat
     assert set(kinds[1:-1]) == {"message"}
     opened, closed = json.loads(rows[0][6]), json.loads(rows[-1][6])
     assert opened["recorded_by"] == "client"
-    assert closed["closed_by"] == "client"
+    assert closed["by"] == "client"
     messages = [
         (sender, msg_type, tag, resource) for _, sender, _, msg_type, tag, resource, _ in rows[1:-1]
     ]
@@ -98,5 +98,5 @@ async def test_a_dropped_connection_is_recorded(nursery: trio.Nursery, tmp_path:
         con.close()
     assert kind == "connection_closed"
     details = json.loads(payload)
-    assert details["closed_by"] == "server" and details["code"] == 1011
+    assert details["by"] == "server" and details["code"] == 1011
     assert closed == (1,)  # closing the client afterwards records nothing more
