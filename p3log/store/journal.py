@@ -126,7 +126,7 @@ def _set_aside_torn_tail(path: Path) -> None:
         torn = segment.read()
         keep = torn_dir / f"{path.stem}.at-{end}.partial"
         keep.write_bytes(torn)
-        _fsync_path(keep)
+        fsync_path(keep)
         segment.truncate(end)
         segment.flush()
         os.fsync(segment.fileno())
@@ -157,7 +157,8 @@ def _last_line(path: Path) -> bytes | None:
         return segment.read(size - start)
 
 
-def _fsync_path(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """fsync a file or a directory (after a rename, so the new name is durable too)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -11,7 +11,6 @@ grows), so no lock is taken and no reader waits for the recorder or delays it.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import attrs
 import duckdb
 
 from p3log.store.index import indexed_head, sql_string
+from p3log.store.journal import fsync_path
 
 # Events per sealed segment: enough that a big store is a few hundred files, few
 # enough that the tail a reader parses from the journal stays small (~30 MB).
@@ -87,15 +87,7 @@ class EventSegments:
             f"COPY (SELECT * FROM event_log WHERE seq BETWEEN {first} AND {last} ORDER BY seq) "
             f"TO {sql_string(str(partial))} (FORMAT parquet, COMPRESSION zstd)"
         )
-        _fsync(partial)
+        fsync_path(partial)
         partial.replace(final)
-        _fsync(self._dir)
+        fsync_path(self._dir)
         self._sealed = last
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
