@@ -8,9 +8,11 @@ failure is a `StoreError` (a `TransactionKeyError` of `p3log show` among them),
 from __future__ import annotations
 
 import functools
+import os
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
@@ -24,12 +26,12 @@ from p3log.demo import run_demo
 from p3log.net.channel import Transport, parse_listen
 from p3log.pos.runner import DEFAULT_SECRET_ENV, run_pos
 from p3log.projections import RULES
+from p3log.projections.export import export_parquet
+from p3log.projections.listing import list_findings, list_transactions
 from p3log.projections.opening import open_store, rebuild_projections
 from p3log.projections.timeline import load_timeline
 from p3log.protocol.dialect import load_dialect
 from p3log.render import (
-    FINDING_COLUMNS,
-    TRANSACTION_COLUMNS,
     OutputFormat,
     TimelineFormat,
     render_findings,
@@ -37,6 +39,19 @@ from p3log.render import (
     render_timeline,
     render_transactions,
 )
+from p3log.replay.command import (
+    OptionError,
+    build_drive_config,
+    build_serve_config,
+    run_drive_command,
+    run_serve_command,
+)
+from p3log.replay.diff import DiffFormat, load_diff, render_diff
+from p3log.replay.divergence import OnUnexpected
+from p3log.replay.drive_plan import DEFAULT_TIMEOUT, DriveOnUnexpected
+from p3log.replay.normalise import VolatilePaths
+from p3log.replay.recording import ReplayError
+from p3log.report import Selection, build_report, write_html
 from p3log.settings import SettingsError
 from p3log.sim import SimConfig
 from p3log.sim.run import DEFAULT_PORTS, listen_url, run_sim
@@ -149,12 +164,24 @@ def import_(
 @user_errors
 def export(
     store: StoreOption,
-    to: Annotated[Path, typer.Option("--to", help="Output file.")],
+    to: Annotated[Path, typer.Option("--to", help="Output file (jsonl) or directory (parquet).")],
     fmt: Annotated[ExportFormat, typer.Option("--format")] = "jsonl",
+    force: Annotated[
+        bool, typer.Option("--force", help="parquet: replace an earlier export at --to.")
+    ] = False,
 ) -> None:
-    """Write every event, in seq order, as JSONL (importable) or Parquet."""
-    count = export_store(store, fmt, to)
-    console.print(f"exported {count} events to {to}", highlight=False)
+    """Write every event, in seq order, as JSONL (importable); or the events and every
+    projection as Parquet partitioned by day and resource, for any Parquet engine."""
+    if fmt == "jsonl":
+        count = export_store(store, fmt, to)
+        console.print(f"exported {count} events to {to}", highlight=False)
+        return
+    manifest = export_parquet(store, to, replace=force)
+    console.print(
+        f"exported {manifest.tables['events'].rows} events and "
+        f"{manifest.projection_rows} projection rows to {to} (Parquet by day and resource)",
+        highlight=False,
+    )
 
 
 @app.command()
@@ -198,15 +225,9 @@ UntilOption = Annotated[
     ),
 ]
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 # Each transaction key's neighbours in key order: what a short key must differ from.
-_KEY_NEIGHBOURS_SQL = """
-    SELECT transaction_key,
-           lag(transaction_key) OVER (ORDER BY transaction_key) AS prev_key,
-           lead(transaction_key) OVER (ORDER BY transaction_key) AS next_key
-    FROM transactions
-"""
-
-
 def _bound(option: str, value: str | None, *, upper: bool = False) -> int | None:
     """A --since/--until value (ISO 8601 date or datetime; naive is UTC) as UTC
     microseconds: the first instant included, or with `upper` the first one excluded
@@ -237,11 +258,16 @@ def _choices(values: Sequence[str] | None) -> list[str]:
     return [part.strip() for value in values or () for part in value.split(",") if part.strip()]
 
 
-def _query(con: duckdb.DuckDBPyConnection, sql: str, params: Sequence[Any]) -> list[Any]:
+@contextmanager
+def _reading(store: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The store as of now, for one command; a failing query is one plain line."""
+    con = open_store(store)
     try:
-        return con.execute(sql, list(params)).fetchall()
+        yield con
     except duckdb.Error as exc:
         raise StoreError(str(exc).strip().splitlines()[0]) from exc
+    finally:
+        con.close()
 
 
 @app.command()
@@ -267,7 +293,7 @@ def transactions(
     outcomes = [value.upper() for value in _choices(outcome)]
     if outcome and not outcomes:
         raise UsageError("--outcome needs at least one outcome")
-    where, params = ["TRUE"], list[Any]()
+    where, params = list[str](), list[Any]()
     if since_us is not None:
         where.append("epoch_us(t.requested_at) >= ?")
         params.append(since_us)
@@ -277,27 +303,8 @@ def transactions(
     if outcomes:
         where.append("upper(t.outcome) IN (SELECT unnest(?))")
         params.append(outcomes)
-    table = fmt is OutputFormat.table
-    columns = ", ".join(f"t.{column}" for column in TRANSACTION_COLUMNS)
-    sql = (
-        f"SELECT {columns}"
-        + (", n.prev_key, n.next_key" if table else "")
-        + " FROM transactions t"
-        + (f" JOIN ({_KEY_NEIGHBOURS_SQL}) n USING (transaction_key)" if table else "")
-        + f" WHERE {' AND '.join(where)} ORDER BY t.requested_at, t.request_seq"
-    )
-    con = open_store(store)
-    try:
-        rows = _query(con, sql, params)
-    finally:
-        con.close()
-    width = len(TRANSACTION_COLUMNS)
-    render_transactions(
-        console,
-        [row[:width] for row in rows],
-        fmt,
-        neighbours=[row[width:] for row in rows] if table else (),
-    )
+    with _reading(store) as con:
+        render_transactions(console, list_transactions(con, where, params), fmt)
 
 
 @app.command()
@@ -350,28 +357,8 @@ def findings(
         )
     if rule and not rules:
         raise UsageError("--rule needs at least one rule")
-    table = fmt is OutputFormat.table
-    columns = ", ".join(f"f.{column}" for column in FINDING_COLUMNS)
-    sql = (
-        f"SELECT {columns}"
-        + (", n.prev_key, n.next_key" if table else "")
-        + " FROM protocol_findings f"
-        + (f" LEFT JOIN ({_KEY_NEIGHBOURS_SQL}) n USING (transaction_key)" if table else "")
-        + (" WHERE f.rule IN (SELECT unnest(?))" if rules else "")
-        + " ORDER BY f.seq"
-    )
-    con = open_store(store)
-    try:
-        rows = _query(con, sql, [rules] if rules else [])
-    finally:
-        con.close()
-    width = len(FINDING_COLUMNS)
-    render_findings(
-        console,
-        [row[:width] for row in rows],
-        fmt,
-        neighbours=[row[width:] for row in rows] if table else (),
-    )
+    with _reading(store) as con:
+        render_findings(console, list_findings(con, rules), fmt)
 
 
 @app.command()
@@ -397,21 +384,74 @@ def rebuild(store: StoreOption, dialect: DialectOption = None) -> None:
         started = time.perf_counter()
         count = rebuild_projections(store, dialect=chosen, progress=advance)
         elapsed = time.perf_counter() - started
-    con = open_store(store)
-    try:
-        counted = _query(
-            con,
-            "SELECT (SELECT count(*) FROM transactions), (SELECT count(*) FROM protocol_findings)",
-            [],
-        )
-    finally:
-        con.close()
-    ((transaction_count, finding_count),) = counted
+    with _reading(store) as con:
+        ((transaction_count, finding_count),) = con.execute(
+            "SELECT (SELECT count(*) FROM transactions), (SELECT count(*) FROM protocol_findings)"
+        ).fetchall()
     console.print(
         f"rebuilt projections from {count} events in {elapsed:.2f} s: "
         f"{transaction_count} transactions, {finding_count} findings",
         highlight=False,
     )
+
+
+@app.command()
+@user_errors
+def report(
+    store: StoreOption,
+    out: Annotated[
+        Path,
+        typer.Option("--out", metavar="FILE", help="The HTML file to write.", show_default=False),
+    ],
+    transaction: Annotated[
+        str | None,
+        typer.Option(
+            "--transaction",
+            metavar="KEY",
+            help="Only this transaction: a key, a unique prefix of one, or the server's "
+            "transaction identifier.",
+            show_default=False,
+        ),
+    ] = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            "--checkpoint",
+            metavar="FILE",
+            help="Verify against this checkpoint; by default <store>.checkpoint.json next "
+            "to the store, when there is one.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Write the auditor's report: one self-contained HTML file with the hash-chain
+    status, the transactions and their timelines, the findings and the redaction rules.
+    Exits 1 when the chain is not verified OK (the report is written all the same)."""
+    if transaction is not None and (since is not None or until is not None):
+        raise UsageError("--transaction names one transaction: leave out --since and --until")
+    if not out.parent.is_dir():
+        raise UsageError(f"cannot write {out}: no directory {out.parent}")
+    selection = Selection(
+        key=transaction,
+        since_us=_bound("--since", since),
+        until_us=_bound("--until", until, upper=True),
+    )
+    built = build_report(store, selection, checkpoint)
+    write_html(built, out)
+    count = len(built.transactions)
+    chain = built.chain
+    status = chain.label
+    if chain.report is not None and chain.report.problem is not None:
+        status += f" at {chain.report.problem}"
+    line = (
+        f"report: {count} transaction{'' if count == 1 else 's'}, chain {status}, written to {out}"
+    )
+    if not chain.ok:
+        errors.print(line, highlight=False, markup=False)
+        raise typer.Exit(EXIT_FAILED_CHECK)
+    console.print(line, highlight=False, markup=False)
 
 
 @app.command()
@@ -536,6 +576,185 @@ def sim(
 
     run_sim(config, host, port, transport, announce)
     console.print("p3log sim: stopped", highlight=False)
+
+
+replay_app = typer.Typer(
+    help="Replay a recorded session (see docs/replay.md).", no_args_is_help=True
+)
+app.add_typer(replay_app, name="replay")
+
+
+@replay_app.command("serve")
+@user_errors
+def replay_serve(
+    store: StoreOption,
+    session: Annotated[
+        str,
+        typer.Option(help="The recorded session: its id, or a unique prefix.", show_default=False),
+    ],
+    listen: Annotated[
+        str, typer.Option(help="HOST:PORT for the POS (port 0 picks one).", show_default=False)
+    ],
+    speed: Annotated[
+        float | None,
+        typer.Option(help="Play the recorded gaps divided by this.", show_default="1.0"),
+    ] = None,
+    asap: Annotated[
+        bool, typer.Option("--asap", help="No timed waits: send as soon as allowed.")
+    ] = False,
+    reactive: Annotated[
+        bool, typer.Option("--reactive", help="Wait only for the POS, never for time.")
+    ] = False,
+    on_unexpected: Annotated[
+        OnUnexpected,
+        typer.Option(help="A POS message the recording cannot match: fail, skip or error."),
+    ] = "fail",
+    fresh_ids: Annotated[
+        bool,
+        typer.Option("--fresh-ids", help="Issue new transaction identifiers, consistently."),
+    ] = False,
+    ignore_path: Annotated[
+        list[str] | None,
+        typer.Option("--ignore-path", help="One more volatile JSON path (repeatable)."),
+    ] = None,
+    compare_path: Annotated[
+        list[str] | None,
+        typer.Option("--compare-path", help="Compare a default volatile path (repeatable)."),
+    ] = None,
+    transport: Annotated[
+        Transport | None, typer.Option(help="ws or tcp; by default the recorded one.")
+    ] = None,
+    dialect: DialectOption = None,
+) -> None:
+    """Play the PayServer side of a recorded session to the POS that connects."""
+    try:
+        config = build_serve_config(
+            store=store,
+            session=session,
+            listen=listen,
+            speed=speed,
+            asap=asap,
+            reactive=reactive,
+            on_unexpected=on_unexpected,
+            fresh_ids=fresh_ids,
+            ignore_paths=ignore_path or [],
+            compare_paths=compare_path or [],
+            transport=transport,
+            dialect_path=dialect,
+        )
+    except OptionError as exc:
+        raise UsageError(str(exc)) from None
+
+    def announce(line: str) -> None:
+        console.print(line, highlight=False, markup=False)
+        console.file.flush()
+
+    def complain(line: str) -> None:
+        errors.print(line, highlight=False, markup=False)
+
+    raise typer.Exit(run_serve_command(config, announce=announce, complain=complain))
+
+
+@replay_app.command("drive")
+@user_errors
+def replay_drive(
+    store: StoreOption,
+    session: Annotated[
+        str,
+        typer.Option(help="The recorded session: its id, or a unique prefix.", show_default=False),
+    ],
+    target: Annotated[
+        str,
+        typer.Option(help="The server: ws://HOST:PORT/ or tcp://HOST:PORT.", show_default=False),
+    ],
+    speed: Annotated[
+        float | None,
+        typer.Option(help="Play the POS's think times divided by this.", show_default="1.0"),
+    ] = None,
+    asap: Annotated[
+        bool, typer.Option("--asap", help="No think times: send as soon as the server allows.")
+    ] = False,
+    secret_env: Annotated[
+        str,
+        typer.Option(help="Environment variable holding the merchant secret for the login."),
+    ] = DEFAULT_SECRET_ENV,
+    on_unexpected: Annotated[
+        DriveOnUnexpected,
+        typer.Option(help="A server message the recording does not have: fail or continue."),
+    ] = "fail",
+    timeout: Annotated[
+        float,
+        typer.Option(help="Seconds the server may be later than recorded before giving up."),
+    ] = DEFAULT_TIMEOUT,
+    ignore_path: Annotated[
+        list[str] | None,
+        typer.Option("--ignore-path", help="One more volatile JSON path (repeatable)."),
+    ] = None,
+    compare_path: Annotated[
+        list[str] | None,
+        typer.Option("--compare-path", help="Compare a default volatile path (repeatable)."),
+    ] = None,
+    dialect: DialectOption = None,
+) -> None:
+    """Play the POS side of a recorded session against a live server (or the simulator)."""
+    try:
+        config = build_drive_config(
+            store=store,
+            session=session,
+            target=target,
+            secret=os.environ.get(secret_env) if secret_env else None,
+            secret_env=secret_env,
+            speed=speed,
+            asap=asap,
+            on_unexpected=on_unexpected,
+            timeout=timeout,
+            ignore_paths=ignore_path or [],
+            compare_paths=compare_path or [],
+            dialect_path=dialect,
+        )
+    except OptionError as exc:
+        raise UsageError(str(exc)) from None
+
+    def announce(line: str) -> None:
+        console.print(line, highlight=False, markup=False)
+        console.file.flush()
+
+    def complain(line: str) -> None:
+        errors.print(line, highlight=False, markup=False)
+
+    raise typer.Exit(run_drive_command(config, announce=announce, complain=complain))
+
+
+@app.command("diff")
+@user_errors
+def diff_(
+    store: StoreOption,
+    session_a: Annotated[str, typer.Argument(help="Session A (id or unique prefix).")],
+    session_b: Annotated[str, typer.Argument(help="Session B, compared with A.")],
+    fmt: Annotated[DiffFormat, typer.Option("--format")] = DiffFormat.table,
+    ignore_path: Annotated[
+        list[str] | None,
+        typer.Option("--ignore-path", help="One more volatile JSON path (repeatable)."),
+    ] = None,
+    compare_path: Annotated[
+        list[str] | None,
+        typer.Option("--compare-path", help="Compare a default volatile path (repeatable)."),
+    ] = None,
+    dialect: DialectOption = None,
+) -> None:
+    """Compare two sessions operation by operation; exit 1 if their messages differ."""
+    loaded = load_dialect(dialect)
+    try:
+        volatile = (
+            VolatilePaths.between_runs(loaded).adding(ignore_path or []).without(compare_path or [])
+        )
+        found = load_diff(store, session_a, session_b, volatile=volatile, dialect=loaded)
+    except ValueError as exc:
+        raise UsageError(f"--ignore-path/--compare-path: {exc}") from None
+    except ReplayError as exc:
+        raise UsageError(str(exc)) from None
+    render_diff(console, found, fmt)
+    raise typer.Exit(0 if found.identical else EXIT_FAILED_CHECK)
 
 
 def main() -> None:

@@ -5,7 +5,8 @@ A simulated PayServer, a tap recording into DIR, and the scripted POS running
 during the signature, decline, capture, tip adjust, busy reader, server error,
 dropped connection) through the tap, over real sockets on 127.0.0.1. Then: what was
 recorded, the hash-chain check, a checkpoint, and proof that the merchant secret is
-in no file of the store.
+in no file of the store; the transactions and findings of the run, and the audit
+report next to the store.
 """
 
 from __future__ import annotations
@@ -19,12 +20,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from p3log.loop import run_through_tap
 from p3log.pos.runner import DEMO_MERCHANT_SECRET, StepResult, format_result
 from p3log.pos.script import load_script
+from p3log.projections.listing import list_findings, list_transactions
 from p3log.projections.opening import open_log, open_store
-from p3log.render import OutputFormat, render_rows
+from p3log.render import OutputFormat, render_findings, render_transactions
+from p3log.report import build_report, write_html
 from p3log.sim.config import SimConfig
 from p3log.store.verify import make_checkpoint, verify_store
 
-DEMO_SCRIPT = Path(__file__).resolve().parents[1] / "fixtures" / "pos" / "demo.toml"
+REPOSITORY = Path(__file__).resolve().parents[1]
+DEMO_SCRIPT = REPOSITORY / "fixtures" / "pos" / "demo.toml"
+NOTEBOOKS = REPOSITORY / "notebooks"
 # Fast enough for a demo, slow enough that the abort windows are real.
 DEMO_TIME_SCALE = 0.05
 
@@ -54,13 +59,9 @@ def run_demo(root: Path, console: Console) -> None:
 
     con = open_store(root)
     try:
-        result = con.execute(
-            "SELECT sender, kind, msg_type, count(*) AS events FROM events WHERE seq >= ? "
-            "GROUP BY ALL ORDER BY min(seq)",
-            [first_seq],
-        )
-        columns = [column[0] for column in result.description or []]
-        render_rows(console, columns, result.fetchall(), OutputFormat.table, title="recorded")
+        this_run = (["t.request_seq >= ?"], [first_seq])
+        render_transactions(console, list_transactions(con, *this_run), OutputFormat.table)
+        render_findings(console, list_findings(con, since_seq=first_seq), OutputFormat.table)
     finally:
         con.close()
 
@@ -77,7 +78,12 @@ def run_demo(root: Path, console: Console) -> None:
         console.print(f"[red]the merchant secret was found in {leaks}[/]")
     else:
         console.print(f"the merchant secret appears in none of the {len(files)} files of the store")
+
+    report_path = root.parent / f"{root.name}-report.html"
+    write_html(build_report(root), report_path)
+    console.print(f"audit report: {report_path} (one self-contained HTML file)")
+    console.print(f"notebooks: {NOTEBOOKS} (P3LOG_STORE={root} jupyter lab {NOTEBOOKS})")
     console.print(
-        f"next: p3log sql --store {root} "
-        '"SELECT msg_type, count(*) FROM events GROUP BY ALL ORDER BY 2 DESC"'
+        f"next: p3log transactions --store {root}; p3log show --store {root} KEY; "
+        f"p3log findings --store {root}"
     )

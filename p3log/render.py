@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from p3log.projections.listing import FINDING_COLUMNS, TRANSACTION_COLUMNS, Listing
 from p3log.projections.timeline import MarkerKind, Timeline, instant_fields, money, unique_prefix
 
 
@@ -96,28 +97,6 @@ def _numeric(values: Iterable[Any]) -> bool:
 
 # --- projections --------------------------------------------------------------------
 
-TRANSACTION_COLUMNS = (
-    "transaction_key",
-    "session_id",
-    "tag",
-    "operation",
-    "resource",
-    "requested_at",
-    "completed_at",
-    "outcome",
-    "transaction_identifier",
-    "amount",
-    "currency",
-    "abort_requested",
-    "update_count",
-    "action_count",
-    "duration_ms",
-)
-"""The contract's columns of `transactions`: what `p3log transactions` gives."""
-
-FINDING_COLUMNS = ("session_id", "transaction_key", "seq", "rule", "detail")
-"""The columns of `protocol_findings`: what `p3log findings` gives."""
-
 KEY_PREFIX_MIN = 4
 """Characters of the tag a short key shows at least (after `<session_id>:`)."""
 
@@ -148,22 +127,22 @@ def short_key(key: str, neighbours: Iterable[str | None]) -> str:
     return unique_prefix(key, neighbours, minimum=len(session) + 1 + KEY_PREFIX_MIN)
 
 
-def render_transactions(
-    console: Console,
-    rows: Sequence[Sequence[Any]],
-    fmt: OutputFormat,
-    neighbours: Sequence[tuple[str | None, str | None]] = (),
-) -> None:
+def counted(count: int, noun: str) -> str:
+    """`1 finding`, `2 findings`."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def render_transactions(console: Console, listing: Listing, fmt: OutputFormat) -> None:
     """Rows of `TRANSACTION_COLUMNS`. JSON and CSV give every column; the table, to stay
-    readable in 100 columns, a short key (`neighbours`: each row's previous and next
-    key in sorted order) and the columns an auditor scans for."""
+    readable in 100 columns, a short key and the columns an auditor scans for."""
+    rows, neighbours = listing.rows, listing.neighbours
     if fmt is not OutputFormat.table:
         render_rows(console, TRANSACTION_COLUMNS, rows, fmt)
         return
     at = {name: index for index, name in enumerate(TRANSACTION_COLUMNS)}
     table_rows = [
         (
-            short_key(row[at["transaction_key"]], neighbours[index] if neighbours else ()),
+            short_key(row[at["transaction_key"]], neighbours[index]),
             _instant_text(row[at["requested_at"]], places=3),
             row[at["operation"]],
             money(row[at["amount"]], row[at["currency"]]) or "",
@@ -177,34 +156,28 @@ def render_transactions(
         ("key", "requested (UTC)", "op", "amount", "outcome", "ms"),
         table_rows,
         fmt,
-        title=f"{len(rows)} transactions",
+        title=counted(len(rows), "transaction"),
         right=("amount", "ms"),
     )
 
 
-def render_findings(
-    console: Console,
-    rows: Sequence[Sequence[Any]],
-    fmt: OutputFormat,
-    neighbours: Sequence[tuple[str | None, str | None]] = (),
-) -> None:
-    """Rows of `FINDING_COLUMNS`. The table names the transaction by its short key
-    (`neighbours` as for `render_transactions`), or the session for a finding that
-    belongs to no transaction."""
+def render_findings(console: Console, listing: Listing, fmt: OutputFormat) -> None:
+    """Rows of `FINDING_COLUMNS`. The table names the transaction by its short key, or
+    the session for a finding that belongs to no transaction."""
+    rows, neighbours = listing.rows, listing.neighbours
     if fmt is not OutputFormat.table:
         render_rows(console, FINDING_COLUMNS, rows, fmt)
         return
     table_rows = []
     for index, (session, key, seq, rule, detail) in enumerate(rows):
-        around = neighbours[index] if neighbours else ()
-        where = short_key(key, around) if key else f"session {session}"
+        where = short_key(key, neighbours[index]) if key else f"session {session}"
         table_rows.append((seq, where, rule, detail))
     render_rows(
         console,
         ("seq", "transaction (or session)", "rule", "detail"),
         table_rows,
         fmt,
-        title=f"{len(rows)} findings",
+        title=counted(len(rows), "finding"),
     )
 
 

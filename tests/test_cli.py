@@ -111,6 +111,14 @@ def test_demo_runs_every_flow_through_the_tap_and_verifies(tmp_path: Path) -> No
     assert "verify OK" in result.stdout
     assert "the merchant secret appears in none of the" in result.stdout
     assert Checkpoint.from_file(tmp_path / "demo.checkpoint.json").count > 100
+    # The transactions of the run, its findings, and the report, verified against
+    # the checkpoint the demo wrote.
+    for outcome in ("APPROVED", "DECLINED", "ABORTED", "ERROR", "INCOMPLETE"):
+        assert outcome in result.stdout
+    assert "missing_response" in result.stdout
+    report = (tmp_path / "demo-report.html").read_text()
+    assert "demo.checkpoint.json" in report
+    assert f"audit report: {tmp_path / 'demo-report.html'}" in result.stdout
 
 
 def test_a_damaged_store_description_is_one_line(store_with: Callable[[int], Path]) -> None:

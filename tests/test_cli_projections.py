@@ -29,9 +29,9 @@ from typer.testing import CliRunner, Result
 from p3log import cli
 from p3log.cli import app
 from p3log.projections import RULES, TABLES
+from p3log.projections.listing import TRANSACTION_COLUMNS
 from p3log.projections.opening import open_store
 from p3log.projections.timeline import resolve_key
-from p3log.render import TRANSACTION_COLUMNS
 from p3log.store.log import EventLog
 from p3log.store.transfer import import_jsonl
 

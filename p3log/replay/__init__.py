@@ -1,12 +1,17 @@
 """Replay a recorded session: serve its PayServer side to a live POS (`p3log replay
-serve`); see docs/replay.md.
+serve`), drive its POS side against a live server (`p3log replay drive`), and compare
+two sessions (`p3log diff`); see docs/replay.md.
 
 Sans-IO core: `recording` (a session as plain data), `normalise` (volatile paths
-and the comparable form of a message), `rewrite` (tags and fresh ids), `divergence`
-and `plan` (the serve state machine). Trio edges: `serve` and `command`.
+and the comparable form of a message), `rewrite` (tags and ids), `divergence`,
+`plan` (the serve state machine), `drive_plan` (the drive state machine) and `diff`.
+Trio edges: `serve`, `drive` and `command`.
 """
 
+from p3log.replay.diff import SessionDiff, diff_sessions, load_diff
 from p3log.replay.divergence import Divergence, OnUnexpected
+from p3log.replay.drive import DriveConfig, DriveResult, drive_replay
+from p3log.replay.drive_plan import DrivePlan
 from p3log.replay.normalise import VolatilePaths, comparable, normalise
 from p3log.replay.plan import Pacing, ServePlan
 from p3log.replay.recording import RecordedMessage, RecordedSession, ReplayError, load_session
@@ -14,6 +19,9 @@ from p3log.replay.serve import ServeConfig, ServeResult, serve_replay
 
 __all__ = [
     "Divergence",
+    "DriveConfig",
+    "DrivePlan",
+    "DriveResult",
     "OnUnexpected",
     "Pacing",
     "RecordedMessage",
@@ -22,8 +30,12 @@ __all__ = [
     "ServeConfig",
     "ServePlan",
     "ServeResult",
+    "SessionDiff",
     "VolatilePaths",
     "comparable",
+    "diff_sessions",
+    "drive_replay",
+    "load_diff",
     "load_session",
     "normalise",
     "serve_replay",

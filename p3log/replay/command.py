@@ -1,14 +1,23 @@
-"""`p3log replay serve` as a process: check the options, serve one run, exit with its verdict.
+"""`p3log replay serve` and `p3log replay drive` as processes: check the options, play
+one run, exit with its verdict.
 
-Exit codes: 0 when the recording was played to the end (with `--on-unexpected skip`
-or `error`, divergences on the way are reported, not fatal) or the command was
-stopped before any POS connected; 1 when the run diverged (`fail`) or ended before
-the recording did; 2 for bad input (options, no store, no such session, a port
-that cannot be bound). Every problem is one plain line.
+Serve's exit codes: 0 when the recording was played to the end (with
+`--on-unexpected skip` or `error`, divergences on the way are reported, not fatal) or
+the command was stopped before any POS connected; 1 when the run diverged (`fail`)
+or ended before the recording did; 2 for bad input (options, no store, no such
+session, a port that cannot be bound).
+
+Drive's: 0 when the run reproduced the recording (complete, no divergence); 1 when
+it did not (a divergence, even one `--on-unexpected continue` went on after, a
+server that closed early or was too late, a signal); 2 for bad input (options, no
+store, no such session, no merchant secret for the recorded login, a target that
+cannot be reached), with nothing recorded. Every problem is one plain line.
 """
 
 from __future__ import annotations
 
+import gc
+import math
 import signal
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
@@ -19,18 +28,23 @@ import trio
 from p3log.net.channel import Transport, parse_listen
 from p3log.protocol.dialect import load_dialect
 from p3log.replay.divergence import OnUnexpected
+from p3log.replay.drive import DriveConfig, DriveResult, drive_replay
+from p3log.replay.drive_plan import DEFAULT_TIMEOUT, DriveOnUnexpected, needs_secret
 from p3log.replay.normalise import VolatilePaths
 from p3log.replay.plan import Pacing
-from p3log.replay.recording import ReplayError, load_session
+from p3log.replay.recording import RecordedSession, ReplayError, load_session
 from p3log.replay.serve import ServeConfig, ServeResult, resolve_transport, serve_replay
 from p3log.store.errors import StoreError
 
 __all__ = [
     "EXIT_BAD_INPUT",
     "EXIT_DIVERGED",
+    "DriveConfig",
     "OptionError",
     "ServeConfig",
+    "build_drive_config",
     "build_serve_config",
+    "run_drive_command",
     "run_serve_command",
     "serve_replay",
 ]
@@ -38,6 +52,8 @@ __all__ = [
 EXIT_DIVERGED = 1
 EXIT_BAD_INPUT = 2
 _ON_UNEXPECTED: tuple[OnUnexpected, ...] = ("fail", "skip", "error")
+_DRIVE_ON_UNEXPECTED: tuple[DriveOnUnexpected, ...] = ("fail", "continue")
+_TARGET_SCHEMES = ("ws://", "wss://", "tcp://")
 
 
 class OptionError(Exception):
@@ -145,6 +161,7 @@ async def _main(config: ServeConfig, announce: Callable[[str], None]) -> ServeRe
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         recording = await trio.to_thread.run_sync(load_session, config.store, config.session)
         config = attrs.evolve(config, transport=resolve_transport(config, recording))
+        _settle()
         stop = trio.Event()
         results: list[ServeResult | None] = []
         async with trio.open_nursery() as nursery:
@@ -167,6 +184,14 @@ async def _main(config: ServeConfig, announce: Callable[[str], None]) -> ServeRe
         return results[0] if results else None
 
 
+def _settle() -> None:
+    """Move everything loaded so far (the recording, the libraries) out of the garbage
+    collector's sight: a full collection over it takes tens of milliseconds, which a
+    replay keeping time to the millisecond cannot spend in the middle of a run."""
+    gc.collect()
+    gc.freeze()
+
+
 async def _stop_on_signal(signals: AsyncIterator[int], stop: trio.Event) -> None:
     async for _ in signals:
         stop.set()
@@ -181,3 +206,118 @@ def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
     """The first leaf of a (possibly nested) exception group."""
     first = group.exceptions[0]
     return _first(first) if isinstance(first, BaseExceptionGroup) else first
+
+
+# --- drive ---------------------------------------------------------------------------
+
+
+def build_drive_config(
+    *,
+    store: Path,
+    session: str,
+    target: str,
+    secret: str | None,
+    secret_env: str,
+    speed: float | None = None,
+    asap: bool = False,
+    on_unexpected: DriveOnUnexpected = "fail",
+    timeout: float = DEFAULT_TIMEOUT,
+    ignore_paths: Sequence[str] = (),
+    compare_paths: Sequence[str] = (),
+    dialect_path: Path | None = None,
+) -> DriveConfig:
+    """The `DriveConfig` for the command's options; raises `OptionError` (one line)
+    or `SettingsError` (a bad dialect file). `secret` is the value of the variable
+    `secret_env` names (None or empty: not set)."""
+    if speed is not None and asap:
+        raise OptionError("--speed and --asap: choose one way of pacing")
+    try:
+        pacing = Pacing("asap") if asap else Pacing.at_speed(1.0 if speed is None else speed)
+    except ValueError as exc:
+        raise OptionError(f"--speed: {exc}") from None
+    if on_unexpected not in _DRIVE_ON_UNEXPECTED:
+        raise OptionError(f"--on-unexpected {on_unexpected!r}: expected fail or continue")
+    if not (math.isfinite(timeout) and timeout > 0):
+        raise OptionError(f"--timeout: must be a positive number of seconds, not {timeout}")
+    if not target.startswith(_TARGET_SCHEMES):
+        raise OptionError(f"--target {target!r}: expected ws://HOST:PORT/ or tcp://HOST:PORT")
+    if not secret_env:
+        raise OptionError("--secret-env: name an environment variable")
+    dialect = load_dialect(dialect_path)
+    try:
+        volatile = VolatilePaths.between_runs(dialect).adding(ignore_paths).without(compare_paths)
+    except ValueError as exc:
+        raise OptionError(f"--ignore-path/--compare-path: {exc}") from None
+    return DriveConfig(
+        store=store,
+        session=session,
+        target=target,
+        secret=secret or None,
+        pacing=pacing,
+        on_unexpected=on_unexpected,
+        timeout=timeout,
+        volatile=volatile,
+        dialect=dialect if dialect_path is not None else None,
+        secret_env=secret_env,
+    )
+
+
+def run_drive_command(
+    config: DriveConfig,
+    *,
+    announce: Callable[[str], None],
+    complain: Callable[[str], None],
+) -> int:
+    """Drive one replay run until it ends or SIGINT/SIGTERM; returns the exit code.
+
+    The session is read and the secret checked before anything connects.
+    """
+    problem: str | None = None
+    result: DriveResult | None = None
+    try:
+        recording = load_session(config.store, config.session)
+        if not config.secret and needs_secret(recording):
+            name = config.secret_env
+            raise ReplayError(
+                f"${name} is not set: session {recording.session_id} logs in, and the "
+                f"store never holds the merchant secret (set {name}, or name another "
+                "variable with --secret-env)"
+            )
+        _settle()
+        result = trio.run(_drive_main, config, recording, announce)
+    except* (ReplayError, StoreError) as group:
+        problem = str(_first(group))
+    if problem is not None:
+        complain(f"p3log: {problem}")
+        return EXIT_BAD_INPUT
+    assert result is not None
+    announce(f"p3log replay: {result.summary()}")
+    if result.reproduced:
+        return 0
+    if result.outcome == "interrupted":
+        complain("p3log replay: stopped before the recording was over")
+    elif result.divergences:
+        first = result.failure or result.divergences[0].summary()
+        complain(f"p3log replay: diverged: {first}")
+    else:
+        complain("p3log replay: incomplete: the run ended before the recording did")
+    return EXIT_DIVERGED
+
+
+async def _drive_main(
+    config: DriveConfig, recording: RecordedSession, announce: Callable[[str], None]
+) -> DriveResult:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        stop = trio.Event()
+        results: list[DriveResult] = []
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_stop_on_signal, signals, stop)
+            pos, server = len(recording.pos_messages), len(recording.server_messages)
+            announce(
+                f"p3log replay: driving session {recording.session_id} against "
+                f"{config.target} ({pos} POS and {server} server messages; "
+                f"{config.pacing.describe()}; on unexpected: {config.on_unexpected})"
+            )
+            results.append(await drive_replay(config, recording=recording, stop=stop))
+            nursery.cancel_scope.cancel()
+        return results[0]

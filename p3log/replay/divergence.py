@@ -2,7 +2,8 @@
 
 `Divergence` says what arrived (normalised), what the recording expected instead
 (each candidate, with the first place it differs when the types agree), and what the
-replay does about it. It renders as one line for people (`summary`) and as the
+replay does about it. The live peer is the POS in serve mode and the server in drive
+mode (`peer`). It renders as one line for people (`summary`) and as the
 details of a `replay_divergence` lifecycle event (`details`). `error_reply` builds
 the answer of `--on-unexpected error`.
 """
@@ -16,20 +17,29 @@ import attrs
 
 from p3log.protocol import jsontext
 from p3log.protocol.dialect import Dialect
-from p3log.replay.normalise import Difference
+from p3log.replay.normalise import Difference, VolatilePaths, first_difference, normalise
+from p3log.replay.recording import RecordedMessage
 
 __all__ = [
     "DIVERGENCE_ERROR_SOURCE",
     "DIVERGENCE_ERROR_TYPE",
     "Arrival",
     "Divergence",
+    "DivergenceAction",
     "Expectation",
     "OnUnexpected",
+    "Peer",
+    "arrival_of",
     "error_reply",
+    "expectation_of",
 ]
 
 OnUnexpected = Literal["fail", "skip", "error"]
-DivergenceRule = Literal["unexpected_message", "closed_early"]
+#: What the replay did about a divergence: serve's `--on-unexpected` choices, and
+#: drive's `continue`.
+DivergenceAction = Literal["fail", "skip", "error", "continue"]
+DivergenceRule = Literal["unexpected_message", "closed_early", "timeout"]
+Peer = Literal["POS", "server"]
 
 DIVERGENCE_ERROR_TYPE = "PARAMETER_INVALID"
 DIVERGENCE_ERROR_SOURCE = "PARAMETER"
@@ -98,36 +108,45 @@ class Expectation:
 
 @attrs.frozen
 class Divergence:
-    """A live message that matches nothing the recording allows now, or a POS that
-    closed the connection while the recording still had messages to exchange."""
+    """A live message that matches nothing the recording allows now, a peer that
+    closed the connection while the recording still had messages to exchange, or (drive
+    mode) a server that did not send what the recording expected in time (`waited`
+    seconds)."""
 
     rule: DivergenceRule
-    action: OnUnexpected
+    action: DivergenceAction
     arrival: Arrival | None
     expected: tuple[Expectation, ...]
     # What the replay sends back (--on-unexpected error), if anything.
     reply: bytes | None = attrs.field(default=None, repr=False)
+    peer: Peer = "POS"
+    waited: float | None = None
 
     def summary(self) -> str:
         """One line: what arrived, what was expected, where the closest one differs."""
+        peer = self.peer
+        mine = "client" if peer == "POS" else "server"
+        other = "server" if peer == "POS" else "POS"
         if self.rule == "closed_early":
-            head = "the POS closed the connection"
+            head = f"the {peer} closed the connection"
+        elif self.rule == "timeout":
+            head = f"the {peer} sent nothing the recording expected for {self.waited or 0:g} s"
         else:
             assert self.arrival is not None
-            head = f"the POS sent {self.arrival.describe()}"
+            head = f"the {peer} sent {self.arrival.describe()}"
         if not self.expected:
-            return f"{head}, but the recording expected nothing more from the POS"
-        pos = [e for e in self.expected if e.sender == "client"]
-        if not pos:
+            return f"{head}, but the recording expected nothing more from the {peer}"
+        theirs = [e for e in self.expected if e.sender == mine]
+        if not theirs:
             first = self.expected[0]
             return (
-                f"{head}, but the recording still had server messages to send, "
+                f"{head}, but the recording still had {other} messages to send, "
                 f"starting with {first.describe()}"
             )
-        named = " or ".join(e.describe() for e in pos[:_LISTED])
-        more = f" (or {len(pos) - _LISTED} more)" if len(pos) > _LISTED else ""
+        named = " or ".join(e.describe() for e in theirs[:_LISTED])
+        more = f" (or {len(theirs) - _LISTED} more)" if len(theirs) > _LISTED else ""
         line = f"{head}, but the recording expected {named}{more}"
-        closest = next((e for e in pos if e.difference is not None), None)
+        closest = next((e for e in theirs if e.difference is not None), None)
         if closest is not None:
             line += f"; {closest.describe()} differs at {closest.difference}"
         return line
@@ -136,6 +155,7 @@ class Divergence:
         """The `replay_divergence` event's details, as JSON (exact numbers kept)."""
         found: dict[str, Any] = {
             "rule": self.rule,
+            "peer": self.peer,
             "action": self.action,
             "summary": self.summary(),
             "arrived": self.arrival.to_json() if self.arrival is not None else None,
@@ -171,3 +191,42 @@ def error_reply(arrived: dict[str, Any] | None, dialect: Dialect, message: str) 
         dialect.error.message_key: message,
     }
     return jsontext.dumps(reply).encode()
+
+
+def arrival_of(
+    obj: dict[str, Any] | None, live: dict[str, Any] | None, data: bytes, volatile: VolatilePaths
+) -> Arrival:
+    """The `Arrival` for live bytes `data`: `obj` as decoded (its envelope strings),
+    `live` the same in the recording's terms (what is normalised)."""
+
+    def text(key: str) -> str | None:
+        value = obj.get(key) if obj is not None else None
+        return value if isinstance(value, str) else None
+
+    normalised = normalise(live, volatile) if live is not None else None
+    return Arrival(text("type"), text("tag"), text("resource"), normalised, data)
+
+
+def expectation_of(
+    message: RecordedMessage, volatile: VolatilePaths, arrival: Arrival | None
+) -> Expectation:
+    """The `Expectation` for a recorded message; where it first differs from `arrival`
+    when the two have the same type."""
+    normalised = normalise(message.payload, volatile) if message.payload is not None else None
+    difference = None
+    if (
+        arrival is not None
+        and arrival.normalised is not None
+        and normalised is not None
+        and arrival.msg_type == message.msg_type
+    ):
+        difference = first_difference(normalised, arrival.normalised)
+    return Expectation(
+        seq=message.seq,
+        sender=message.sender,
+        msg_type=message.msg_type,
+        tag=message.tag,
+        resource=message.resource,
+        normalised=normalised,
+        difference=difference,
+    )

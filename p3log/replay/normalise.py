@@ -18,6 +18,7 @@ comparable form is canonical JSON text, not Python equality.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
@@ -36,6 +37,7 @@ __all__ = [
     "VolatilePaths",
     "comparable",
     "decode_object",
+    "differences",
     "first_difference",
     "format_path",
     "normalise",
@@ -118,6 +120,24 @@ class VolatilePaths:
         )
         return cls(tuple(JsonPath.parse(text) for text in texts))
 
+    @classmethod
+    def between_runs(cls, dialect: Dialect = DEFAULT_DIALECT) -> VolatilePaths:
+        """The default set, and what a live server makes anew on every run: drive mode
+        compares a live server's messages, and `p3log diff` two runs, with these.
+
+        - the receipts' date and time (`data.DATE.value`, `data.TIME.value`): a clock
+          reading, like `createdTimestamp`;
+        - the receipts' preformatted `lines`: they print the date, the time and the
+          identifier; the `data` items carry the same content and are compared one
+          by one.
+        """
+        texts = [
+            f"**.{receipt}.{path}"
+            for receipt in ("merchantReceipt", "customerReceipt")
+            for path in ("data.DATE.value", "data.TIME.value", "lines")
+        ]
+        return cls.default(dialect).adding(texts)
+
     def adding(self, texts: Iterable[str]) -> VolatilePaths:
         """These paths and `texts` too (raises ValueError for a bad path)."""
         extra = [JsonPath.parse(text) for text in texts]
@@ -133,10 +153,17 @@ class VolatilePaths:
         return VolatilePaths(tuple(p for p in self.paths if p not in drop))
 
     def matches(self, path: tuple[PathStep, ...]) -> bool:
-        return any(pattern.matches(path) for pattern in self.paths)
+        return _matches_any(self.paths, path)
 
     def __str__(self) -> str:
         return ", ".join(str(path) for path in self.paths)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _matches_any(patterns: tuple[JsonPath, ...], path: tuple[PathStep, ...]) -> bool:
+    """Whether one of `patterns` names `path`: asked for every node of every message
+    compared, and P3 messages repeat their paths, hence the cache."""
+    return any(pattern.matches(path) for pattern in patterns)
 
 
 def decode_object(data: bytes) -> dict[str, Any] | None:
@@ -222,6 +249,28 @@ def first_difference(recorded: Any, got: Any, path: tuple[PathStep, ...] = ()) -
     if canonical(recorded) == canonical(got):
         return None
     return Difference(format_path(path), recorded, got)
+
+
+def differences(recorded: Any, got: Any, path: tuple[PathStep, ...] = ()) -> list[Difference]:
+    """Every place (keys in sorted order) where two normalised values differ: the
+    leaves that differ, a key one side lacks (as `ABSENT`), or a value whose JSON type
+    differs, each once."""
+    if isinstance(recorded, dict) and isinstance(got, dict):
+        found: list[Difference] = []
+        for key in sorted(recorded.keys() | got.keys()):
+            left, right = recorded.get(key, ABSENT), got.get(key, ABSENT)
+            found += differences(left, right, (*path, key))
+        return found
+    if isinstance(recorded, list) and isinstance(got, list):
+        found = []
+        for index in range(max(len(recorded), len(got))):
+            left = recorded[index] if index < len(recorded) else ABSENT
+            right = got[index] if index < len(got) else ABSENT
+            found += differences(left, right, (*path, index))
+        return found
+    if canonical(recorded) == canonical(got):
+        return []
+    return [Difference(format_path(path), recorded, got)]
 
 
 def format_path(path: tuple[PathStep, ...]) -> str:

@@ -38,7 +38,9 @@ nothing more; the trio layer closes the link), `skip` (ignore it) or `error`
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any, Literal
@@ -53,15 +55,11 @@ from p3log.replay.divergence import (
     DivergenceRule,
     Expectation,
     OnUnexpected,
+    arrival_of,
     error_reply,
+    expectation_of,
 )
-from p3log.replay.normalise import (
-    VolatilePaths,
-    comparable,
-    decode_object,
-    first_difference,
-    normalise,
-)
+from p3log.replay.normalise import VolatilePaths, comparable, decode_object
 from p3log.replay.recording import RecordedClose, RecordedMessage, RecordedSession
 from p3log.replay.rewrite import Renames, fresh_identifier
 
@@ -200,7 +198,7 @@ class ServePlan:
             if self._keys[index] == key:
                 self._consume(index, obj, now)
                 return Matched(self._pos[index])
-        arrival = _arrival(obj, live, data, self.volatile)
+        arrival = arrival_of(obj, live, data, self.volatile)
         return self._diverge("unexpected_message", arrival, obj)
 
     def pos_closed(self) -> Divergence | None:
@@ -312,7 +310,7 @@ class ServePlan:
         if message.kind == "message" and message.payload is not None:
             rewritten = self.renames.outgoing(message.payload)
             if rewritten is not message.payload:
-                data = jsontext.dumps(rewritten).encode()
+                data = retagged(message, rewritten) or jsontext.dumps(rewritten).encode()
         return Send(data, message.seq, message.msg_type)
 
     def _diverge(
@@ -338,12 +336,12 @@ class ServePlan:
         found: list[Expectation] = []
         for index in self._candidates():
             message = self._pos[index]
-            found.append(_expectation(message, self.volatile, arrival))
+            found.append(expectation_of(message, self.volatile, arrival))
             if len(found) == _EXPECTATIONS_KEPT:
                 break
         if not found and arrival is None:  # the POS closed: say what was still to send
             pending = [item.message for item in self._items[self._next :] if item.message]
-            found = [_expectation(m, self.volatile, None) for m in pending[:_EXPECTATIONS_KEPT]]
+            found = [expectation_of(m, self.volatile, None) for m in pending[:_EXPECTATIONS_KEPT]]
         return tuple(found)
 
 
@@ -397,35 +395,25 @@ def _raw_key(data: bytes) -> str:
     return "raw:" + data.hex()
 
 
-def _arrival(
-    obj: dict[str, Any] | None, live: dict[str, Any] | None, data: bytes, volatile: VolatilePaths
-) -> Arrival:
-    def text(key: str) -> str | None:
-        value = obj.get(key) if obj is not None else None
-        return value if isinstance(value, str) else None
-
-    normalised = normalise(live, volatile) if live is not None else None
-    return Arrival(text("type"), text("tag"), text("resource"), normalised, data)
+_TAG_TOKEN = re.compile(rb'"tag"\s*:\s*$')
 
 
-def _expectation(
-    message: RecordedMessage, volatile: VolatilePaths, arrival: Arrival | None
-) -> Expectation:
-    normalised = normalise(message.payload, volatile) if message.payload is not None else None
-    difference = None
-    if (
-        arrival is not None
-        and arrival.normalised is not None
-        and normalised is not None
-        and arrival.msg_type == message.msg_type
+def retagged(message: RecordedMessage, rewritten: dict[str, Any]) -> bytes | None:
+    """The recorded bytes with the envelope's tag swapped, when that is all `rewritten`
+    changed and the recorded tag occurs once, right after a `"tag":` key; else None
+    (the caller writes the message again). Keeps the bytes as recorded otherwise, and
+    saves re-encoding every replayed message."""
+    payload = message.payload
+    tag, new_tag = message.tag, rewritten.get("tag")
+    if payload is None or not isinstance(tag, str) or not isinstance(new_tag, str):
+        return None
+    if rewritten.keys() != payload.keys() or any(
+        rewritten[key] is not value for key, value in payload.items() if key != "tag"
     ):
-        difference = first_difference(normalised, arrival.normalised)
-    return Expectation(
-        seq=message.seq,
-        sender=message.sender,
-        msg_type=message.msg_type,
-        tag=message.tag,
-        resource=message.resource,
-        normalised=normalised,
-        difference=difference,
-    )
+        return None
+    token = json.dumps(tag).encode()
+    raw = message.raw
+    at = raw.find(token)
+    if at < 0 or raw.find(token, at + 1) >= 0 or not _TAG_TOKEN.search(raw[:at]):
+        return None
+    return raw[:at] + json.dumps(new_tag).encode() + raw[at + len(token) :]

@@ -15,6 +15,14 @@ the recorded ones. `Renames` keeps both maps (recorded -> live) and applies them
 
 Both return the very object they were given when nothing changed, so the caller can
 send recorded bytes untouched.
+
+Drive mode plays the other side and uses the same maps the other way round: the
+tags are fresh ones the replayer makes for the recorded POS requests (`learn_tag`),
+the identifiers are the ones the live server issued (`learn_ids`, from a live
+server message and the recorded one it stands for). `outgoing` then writes a
+recorded POS message in live terms (its tag, an abort's quoted execute tag, the
+identifiers an amend refers to), and `incoming` reads a live server message in the
+recording's terms (`recorded_tag` says which recorded operation a live tag is).
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ import re
 import secrets
 import string
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect
@@ -68,25 +76,65 @@ class Renames:
         self.tags[recorded] = live
         self._live_tags[live] = recorded
 
+    def recorded_tag(self, live: str) -> str | None:
+        """The recorded tag the live tag `live` stands for, if it was learned."""
+        return self._live_tags.get(live)
+
+    def new_ids(self, recorded: dict[str, Any], live: dict[str, Any]) -> dict[str, str]:
+        """The identifier pairs (recorded -> live) that a recorded message and the live
+        one standing for it show, in order of appearance, and that are not known yet."""
+        found: dict[str, str] = {}
+        pairs = zip(
+            _values_at(recorded, IDENTIFIER_PATH), _values_at(live, IDENTIFIER_PATH), strict=False
+        )
+        for old, new in pairs:
+            if not (isinstance(old, str) and isinstance(new, str) and old and new):
+                continue
+            if old != new and old not in self.ids and old not in found:
+                found[old] = new
+        return found
+
+    def learn_ids(self, recorded: dict[str, Any], live: dict[str, Any]) -> None:
+        """Keep the pairs `new_ids` finds (drive mode: the live server issued them). An
+        identifier learned once keeps its live counterpart."""
+        found = self.new_ids(recorded, live)
+        if found:
+            self.ids.update(found)
+            self._forward = self._backward = None
+
     def outgoing(self, obj: dict[str, Any]) -> dict[str, Any]:
-        """A recorded server message as the live POS must see it."""
+        """A recorded message as the live peer must see it (serve: a server message;
+        drive: a POS message)."""
         if self.fresh_ids:
             for found in _values_at(obj, IDENTIFIER_PATH):
                 if isinstance(found, str) and found and found not in self.ids:
                     self.ids[found] = self._new_id(found)
                     self._forward = self._backward = None
-            if self.ids:
-                if self._forward is None:
-                    self._forward = _Replacer(self.ids)
-                obj = self._forward.apply(obj)
+        if self.ids:
+            if self._forward is None:
+                self._forward = _Replacer(self.ids)
+            obj = self._forward.apply(obj)
         tag = obj.get("tag")
         if isinstance(tag, str) and tag in self.tags:
             obj = {**obj, "tag": self.tags[tag]}
+        body_name, key = self._tag_ref  # a tag quoted in a body (drive mode's aborts)
+        body = obj.get(body_name)
+        if isinstance(body, dict) and isinstance(quoted := body.get(key), str):
+            live = self.tags.get(quoted)
+            if live is not None:
+                obj = {**obj, body_name: {**body, key: live}}
         return obj
 
-    def incoming(self, obj: dict[str, Any]) -> dict[str, Any]:
-        """A live POS message in the recording's terms."""
-        if self.ids:
+    def incoming(
+        self, obj: dict[str, Any], *, assuming: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        """A live message in the recording's terms (serve: the POS's; drive: the
+        server's); `assuming` are identifier pairs (recorded -> live) to read back as
+        well, without learning them."""
+        if assuming:
+            mapping = {**self.ids, **assuming}
+            obj = _Replacer({live: rec for rec, live in mapping.items()}).apply(obj)
+        elif self.ids:
             if self._backward is None:
                 self._backward = _Replacer({live: rec for rec, live in self.ids.items()})
             obj = self._backward.apply(obj)

@@ -23,7 +23,6 @@ connection and every message both ways, each `replay_divergence`, and last
 from __future__ import annotations
 
 import functools
-import math
 import uuid
 from pathlib import Path
 from typing import Literal
@@ -43,11 +42,13 @@ from p3log.store.log import EventLog
 
 __all__ = [
     "DIVERGED_CLOSE_CODE",
+    "SPIN_SECONDS",
     "ServeConfig",
     "ServeResult",
     "play",
     "resolve_transport",
     "serve_replay",
+    "wait_for",
 ]
 
 # WebSocket close codes (RFC 6455) the replayer closes with.
@@ -261,8 +262,7 @@ class _Run:
             self.kick = trio.Event()
             deadline = plan.next_deadline()
             if deadline is None or deadline > trio.current_time():
-                with trio.move_on_at(math.inf if deadline is None else deadline):
-                    await self.kick.wait()
+                await wait_for(self.kick, deadline)
                 continue
             for outgoing in plan.take_due(trio.current_time()):
                 if isinstance(outgoing, Close):
@@ -282,6 +282,26 @@ class _Run:
 
     def _record(self, divergence: Divergence) -> None:
         self.log.record_lifecycle(self.session_id, "replay_divergence", divergence.details())
+
+
+#: How long before a deadline the send loops stop sleeping and start polling: the
+#: kernel's poll rounds its timeout up to whole milliseconds, which would make every
+#: message up to 1 ms late.
+SPIN_SECONDS = 0.0015
+
+
+async def wait_for(event: trio.Event, deadline: float | None) -> None:
+    """Return when `event` is set or at `deadline` (None: no deadline), whichever comes
+    first; a deadline is met to within scheduling noise, not the poll's 1 ms rounding:
+    the last `SPIN_SECONDS` are spent in checkpoints (other tasks run meanwhile)."""
+    if deadline is None:
+        await event.wait()
+        return
+    with trio.move_on_at(deadline - SPIN_SECONDS):
+        await event.wait()
+        return
+    while not event.is_set() and trio.current_time() < deadline:
+        await trio.lowlevel.checkpoint()
 
 
 def _started(plan: ServePlan) -> dict[str, object]:

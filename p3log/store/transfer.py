@@ -4,6 +4,10 @@ Import appends through the store's normal write path, so imported events are
 redacted, sequenced and chained by the receiving store: seq and hashes in the file
 are not trusted, they are recomputed. Exporting a store and importing the file into
 an empty store reproduces the file byte for byte.
+
+The Parquet export is Hive-partitioned by day and resource, for engines that read a
+directory of Parquet files (docs/store.md, "Export"). This module writes the events'
+part of it; `p3log.projections.export` writes the whole export, projections included.
 """
 
 from __future__ import annotations
@@ -25,6 +29,19 @@ from p3log.store.records import RecordError, decode_body, decode_line, encode_re
 ExportFormat = Literal["jsonl", "parquet"]
 _BATCH_ROWS = 10_000
 
+# The Parquet export's partitioning: `day=YYYY-MM-DD/resource=<value>/`. A NULL
+# resource (and an empty one, which Spark refuses as a directory name) is written as
+# DuckDB writes NULL: Hive's default partition, which DuckDB, Spark, Trino, pyarrow
+# and polars read back as NULL.
+PARTITION_COLUMNS = ("day", "resource")
+PARTITION_TYPES = {"day": "DATE", "resource": "VARCHAR"}
+NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
+# DuckDB keeps every open partition's rows in memory until its COPY ends, so one COPY
+# of a year of events needs about as much memory as the events (1 GB for a million).
+# The export copies this many rows at a time instead, which stays well inside the
+# index's memory limit (a sealed segment holds as many events).
+EXPORT_BATCH_ROWS = 20_000
+
 
 def import_jsonl(root: Path, source: Path) -> int:
     """Append every event of `source` to the store; returns how many.
@@ -41,24 +58,90 @@ def import_jsonl(root: Path, source: Path) -> int:
     return len(bodies)
 
 
-def export_store(root: Path, fmt: ExportFormat, target: Path) -> int:
-    """Write every event, in seq order, to `target`; returns how many."""
+def export_store(root: Path, fmt: Literal["jsonl"], target: Path) -> int:
+    """Write every event, in seq order, to `target` as JSONL; returns how many.
+
+    (The Parquet export holds the projections too, so it lives a layer up:
+    `p3log.projections.export.export_parquet`.)
+    """
     con = open_store(root)
     try:
-        if fmt == "parquet":
-            destination = sql_string(str(target))
-            con.execute(
-                f"COPY (SELECT * FROM events ORDER BY seq) TO {destination} (FORMAT PARQUET)"
-            )
-        else:
-            with target.open("wb") as out:
-                for event in _events_in_order(con):
-                    out.write(encode_record(event))
+        with target.open("wb") as out:
+            for event in _events_in_order(con):
+                out.write(encode_record(event))
         return int(query_scalar(con, "SELECT count(*) FROM events"))
     except (OSError, duckdb.IOException) as exc:
         raise StoreError(f"cannot write {target}: {exc}") from exc
     finally:
         con.close()
+
+
+def partition_day_sql(column: str) -> str:
+    """The UTC date of a TIMESTAMPTZ column, whatever the session's time zone."""
+    return f"CAST(timezone('UTC', {column}) AS DATE)"
+
+
+def partition_resource_sql(column: str) -> str:
+    return f"nullif({column}, '')"
+
+
+_PARQUET_OPTIONS = (
+    f"FORMAT parquet, PARTITION_BY ({', '.join(PARTITION_COLUMNS)}), "
+    # OVERWRITE_OR_IGNORE: each range adds its own files to directories already there
+    "WRITE_PARTITION_COLUMNS true, COMPRESSION zstd, OVERWRITE_OR_IGNORE"
+)
+
+
+def copy_partitioned(
+    con: duckdb.DuckDBPyConnection,
+    query: str,
+    directory: Path,
+    *,
+    source: str,
+    origin: str,
+    batch_rows: int | None = None,
+) -> int:
+    """Write the rows of `query`, whose columns include `day` and `resource`, under
+    `directory` as Hive-partitioned Parquet; returns how many rows.
+
+    `query` yields one row per row of the table `source`, with its column `origin`
+    (a seq). The rows are copied in ranges of `origin` of about `batch_rows` rows
+    (`EXPORT_BATCH_ROWS`), each range into files of its own, named
+    `part-<range>-<n>.parquet`. The partition columns are also kept in the files, so
+    a file read on its own still has them.
+    """
+    directory.mkdir(exist_ok=True)  # also when there are no rows to write
+    batch_rows = batch_rows or EXPORT_BATCH_ROWS
+    starts = [
+        int(row[0])
+        for row in con.execute(
+            f"SELECT {origin} FROM (SELECT {origin}, "
+            f"row_number() OVER (ORDER BY {origin}) AS n FROM {source}) "
+            f"WHERE n % {batch_rows} = 1 ORDER BY ALL"
+        ).fetchall()
+    ]
+    written = 0
+    for number, start in enumerate(starts):
+        end = f" AND {origin} < {starts[number + 1]}" if number + 1 < len(starts) else ""
+        written += int(
+            query_scalar(
+                con,
+                f"COPY (SELECT * FROM ({query}) WHERE {origin} >= {start}{end}) "
+                f"TO {sql_string(str(directory))} ({_PARQUET_OPTIONS}, "
+                f"FILENAME_PATTERN 'part-{number:06d}-{{i}}')",
+            )
+        )
+    return written
+
+
+def export_events_parquet(con: duckdb.DuckDBPyConnection, directory: Path) -> int:
+    """Every event of `con`'s `events` under `directory`, partitioned by the UTC day
+    of `recorded_at` and by `resource` (empty reads back as NULL); returns how many."""
+    query = (
+        f"SELECT * REPLACE ({partition_resource_sql('resource')} AS resource), "
+        f"{partition_day_sql('recorded_at')} AS day FROM events"
+    )
+    return copy_partitioned(con, query, directory, source="events", origin="seq")
 
 
 def _read_bodies(source: Path) -> Iterator[EventBody]:

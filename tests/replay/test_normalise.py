@@ -13,6 +13,7 @@ from p3log.replay.normalise import (
     VolatilePaths,
     comparable,
     decode_object,
+    differences,
     first_difference,
     normalise,
 )
@@ -120,3 +121,32 @@ def test_decode_object_reads_lenient_json_and_nothing_but_objects() -> None:
     assert decode_object(b"[1]") is None
     assert decode_object(b"\xff") is None
     assert decode_object(b"{") is None
+
+
+def test_differences_names_every_path_once() -> None:
+    recorded = {"a": {"b": 1, "c": [1, 2]}, "d": "x", "gone": 1}
+    got = {"a": {"b": 2, "c": [1, 3, 4]}, "d": {"x": 1}, "new": True}
+    assert [(d.path, d.recorded, d.got) for d in differences(recorded, got)] == [
+        ("a.b", 1, 2),
+        ("a.c[1]", 2, 3),
+        ("a.c[2]", "<absent>", 4),
+        ("d", "x", {"x": 1}),
+        ("gone", 1, "<absent>"),
+        ("new", "<absent>", True),
+    ]
+    assert differences({"n": Decimal("5.0")}, {"n": 5}) == []
+
+
+def test_between_runs_also_masks_the_receipts_clock() -> None:
+    paths = VolatilePaths.between_runs()
+    receipt = {
+        "data": {"DATE": {"value": "2026-11-27"}, "TIME": {"value": "22:50:15 UTC"}},
+        "lines": ["Date 2026-11-27"],
+    }
+    message = {"type": "X", "t": {"transaction": {"merchantReceipt": receipt}}}
+    masked = normalise(message, paths)["t"]["transaction"]["merchantReceipt"]
+    assert masked == {
+        "data": {"DATE": {"value": VOLATILE}, "TIME": {"value": VOLATILE}},
+        "lines": VOLATILE,
+    }
+    assert set(DEFAULT.paths) < set(paths.paths)

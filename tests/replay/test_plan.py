@@ -6,13 +6,14 @@ import itertools
 import json
 from typing import Any
 
+import attrs
 import pytest
 
 from p3log.protocol import jsontext
 from p3log.protocol.dialect import dialect_from_dict
 from p3log.replay.divergence import Divergence, OnUnexpected
 from p3log.replay.normalise import VolatilePaths
-from p3log.replay.plan import Close, Matched, Outgoing, Pacing, Send, ServePlan
+from p3log.replay.plan import Close, Matched, Outgoing, Pacing, Send, ServePlan, retagged
 from tests.replay.sessions import (
     TX_ID,
     USB,
@@ -385,3 +386,15 @@ def test_pacing_refuses_a_speed_that_is_not_positive() -> None:
     for speed in (0.0, -1.0, float("inf"), float("nan")):
         with pytest.raises(ValueError, match="speed must be a positive number"):
             Pacing.at_speed(speed)
+
+
+def test_retagging_keeps_the_recorded_bytes_but_the_tag() -> None:
+    recorded = signature_flow().build().messages[1]  # LOGIN_MERCHANT_RESPONSE, tag "L"
+    assert recorded.payload is not None
+    spaced = attrs.evolve(recorded, raw=recorded.raw.replace(b'"tag":"L"', b'"tag" : "L"'))
+    renamed = {**recorded.payload, "tag": "live"}
+    assert retagged(spaced, renamed) == spaced.raw.replace(b'"L"', b'"live"')
+    # Anything else changed, or the tag found twice: written again by the caller.
+    assert retagged(recorded, {**renamed, "status": "ERROR"}) is None
+    twice = attrs.evolve(recorded, raw=recorded.raw.replace(b'"OK"', b'"L"'))
+    assert retagged(twice, renamed) is None

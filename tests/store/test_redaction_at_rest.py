@@ -7,6 +7,7 @@ from pathlib import Path
 
 import duckdb
 
+from p3log.projections.export import export_parquet
 from p3log.store.log import EventLog
 from p3log.store.transfer import export_store
 
@@ -49,10 +50,11 @@ def test_secret_and_pan_appear_in_no_file_under_the_store(tmp_path: Path) -> Non
     root = tmp_path / "store"
     _record_secrets(root)
     export_store(root, "jsonl", root / "export.jsonl")
-    export_store(root, "parquet", root / "export.parquet")
+    export_parquet(root, root / "export")  # events and projections, partitioned
 
     files = [path for path in root.rglob("*") if path.is_file()]
     assert len(files) >= 6
+    assert any(path.suffix == ".parquet" for path in files)
     for path in files:
         data = path.read_bytes()
         for needle in (SECRET, PAN, PAN_SPACED, PAN_SPACED.replace(" ", "")):

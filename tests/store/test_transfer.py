@@ -9,10 +9,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from p3log.store import transfer
 from p3log.store.errors import ImportFileError
 from p3log.store.journal import segment_paths
 from p3log.store.log import EventLog
-from p3log.store.transfer import export_store, import_jsonl
+from p3log.store.read import open_store
+from p3log.store.transfer import NULL_PARTITION, export_events_parquet, export_store, import_jsonl
 
 
 def _mixed_store(root: Path) -> None:
@@ -113,8 +115,22 @@ def test_a_bad_line_is_named_and_leaves_the_store_unchanged(
     assert after == before
 
 
-def test_parquet_export_holds_every_event_in_order(tmp_path: Path) -> None:
+def test_parquet_export_holds_every_event_partitioned_by_day_and_resource(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _mixed_store(tmp_path / "s")
-    export_store(tmp_path / "s", "parquet", tmp_path / "out.parquet")
-    rows = duckdb.sql(f"SELECT seq, kind FROM '{tmp_path / 'out.parquet'}'").fetchall()
-    assert [seq for seq, _ in rows] == [1, 2, 3, 4, 5, 6]
+    monkeypatch.setattr(transfer, "EXPORT_BATCH_ROWS", 4)  # two ranges: seq 1-4 and 5-6
+    con = open_store(tmp_path / "s")
+    try:
+        expected = con.execute("SELECT * FROM events ORDER BY seq").fetchall()
+        assert export_events_parquet(con, tmp_path / "out") == 6
+    finally:
+        con.close()
+    # day=<today>/resource=<NULL>/: a file for each range
+    files = (tmp_path / "out").glob(f"day=*/resource={NULL_PARTITION}/*.parquet")
+    assert {path.name for path in files} == {"part-000000-0.parquet", "part-000001-0.parquet"}
+    rows = duckdb.sql(
+        f"SELECT * EXCLUDE (day) FROM read_parquet('{tmp_path / 'out'}/**/*.parquet', "
+        "hive_partitioning = true) ORDER BY seq"
+    ).fetchall()
+    assert rows == expected
