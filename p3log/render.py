@@ -19,7 +19,15 @@ from rich.table import Table
 from rich.text import Text
 
 from p3log.projections.listing import FINDING_COLUMNS, TRANSACTION_COLUMNS, Listing
-from p3log.projections.timeline import MarkerKind, Timeline, instant_fields, money, unique_prefix
+from p3log.projections.timeline import (
+    MarkerKind,
+    Timeline,
+    instant_fields,
+    money,
+    ms_text,
+    timeline_sections,
+    unique_prefix,
+)
 
 
 class OutputFormat(StrEnum):
@@ -147,7 +155,7 @@ def render_transactions(console: Console, listing: Listing, fmt: OutputFormat) -
             row[at["operation"]],
             money(row[at["amount"]], row[at["currency"]]) or "",
             row[at["outcome"]],
-            _ms_text(row[at["duration_ms"]]),
+            ms_text(row[at["duration_ms"]]),
         )
         for index, row in enumerate(rows)
     ]
@@ -193,75 +201,8 @@ def render_timeline(console: Console, timeline: Timeline, fmt: TimelineFormat) -
         return
     console.print(_timeline_header(timeline))
     console.print(_timeline_events(timeline))
-    offset = timeline.offset_ms
-    _section(
-        console,
-        "Abort windows",
-        ("opened +ms", "closed +ms", "duration ms", "seqs"),
-        [
-            (
-                _ms_text(offset(window.opened_at)),
-                _ms_text(offset(window.closed_at)) or "still open",
-                _ms_text(window.duration_ms),
-                f"{window.opened_seq}-{window.closed_seq or ''}",
-            )
-            for window in timeline.abort_windows
-        ],
-    )
-    _section(
-        console,
-        "Action waits",
-        ("action", "asked +ms", "answered +ms", "answer", "wait ms", "attempts"),
-        [
-            (
-                wait.action or "",
-                _ms_text(offset(wait.asked_at)),
-                _ms_text(offset(wait.answered_at)) or "never",
-                wait.answer or "",
-                _ms_text(wait.wait_ms),
-                wait.attempts,
-            )
-            for wait in timeline.action_waits
-        ],
-    )
-    _section(
-        console,
-        "Aborts",
-        ("seq", "requested +ms", "was abortable", "response", "error type", "answered +ms"),
-        [
-            (
-                abort.request_seq,
-                _ms_text(offset(abort.requested_at)),
-                "yes" if abort.was_abortable else "NO",
-                abort.response_status or "none",
-                abort.error_type or "",
-                _ms_text(offset(abort.answered_at)),
-            )
-            for abort in timeline.aborts
-        ],
-    )
-    _section(
-        console,
-        "Findings",
-        ("seq", "rule", "detail"),
-        [(finding.seq, finding.rule, finding.detail) for finding in timeline.findings],
-    )
-    _section(
-        console,
-        "Latencies",
-        ("request", "step", "seq", "latency ms", "server ms", "POS ms"),
-        [
-            (
-                latency.request_type,
-                latency.step,
-                latency.step_seq,
-                _ms_text(latency.latency_ms),
-                _ms_text(latency.server_ms),
-                _ms_text(latency.pos_ms),
-            )
-            for latency in timeline.latencies
-        ],
-    )
+    for section in timeline_sections(timeline):
+        _section(console, section.title, section.columns, section.rows)
 
 
 def timeline_record(timeline: Timeline) -> dict[str, Any]:
@@ -304,7 +245,7 @@ def _timeline_header(timeline: Timeline) -> Table:
     if txn.referenced_transaction_identifier:
         operation += f" of {txn.referenced_transaction_identifier}"
     completed = (
-        f"{_instant_text(txn.completed_at)} (+{_ms_text(txn.duration_ms)} ms)"
+        f"{_instant_text(txn.completed_at)} (+{ms_text(txn.duration_ms)} ms)"
         if txn.completed_at is not None
         else "no response recorded"
     )
@@ -352,7 +293,7 @@ def _timeline_events(timeline: Timeline) -> Table:
             what.append(prefix + marker.text, style=_MARKER_STYLES[marker.kind])
         table.add_row(
             str(event.seq),
-            _ms_text(event.offset_ms),
+            ms_text(event.offset_ms),
             _SENDERS.get(event.sender, event.sender),
             event.msg_type or event.kind,
             what,
@@ -389,11 +330,6 @@ def _from_micros(value: int) -> datetime:
 
 def _count(number: int, noun: str) -> str:
     return f"{number} {noun}" + ("" if number == 1 else "s")
-
-
-def _ms_text(value: float | None) -> str:
-    """Milliseconds to the microsecond the events were recorded with."""
-    return "" if value is None else f"{value:.3f}"
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -140,6 +140,98 @@ class Timeline:
         return None if at is None else (at - self.transaction.requested_at) / 1000
 
 
+@attrs.frozen
+class Section:
+    """One table of a timeline's details, as text cells: what `p3log show` and the
+    report both print, so the two always say the same."""
+
+    title: str
+    name: str  # a stable identifier (the report's CSS class)
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+
+
+def timeline_sections(timeline: Timeline) -> tuple[Section, ...]:
+    """The abort windows, action waits, aborts, findings and latencies of a timeline;
+    times as milliseconds since the request."""
+    offset = timeline.offset_ms
+    return (
+        Section(
+            "Abort windows",
+            "abort-windows",
+            ("opened +ms", "closed +ms", "duration ms", "seqs"),
+            tuple(
+                (
+                    ms_text(offset(window.opened_at)),
+                    ms_text(offset(window.closed_at)) or "still open",
+                    ms_text(window.duration_ms),
+                    f"{window.opened_seq} to {window.closed_seq or 'open'}",
+                )
+                for window in timeline.abort_windows
+            ),
+        ),
+        Section(
+            "Action waits",
+            "action-waits",
+            ("action", "asked +ms", "answered +ms", "answer", "wait ms", "attempts"),
+            tuple(
+                (
+                    wait.action or "",
+                    ms_text(offset(wait.asked_at)),
+                    ms_text(offset(wait.answered_at)) or "never",
+                    wait.answer or "",
+                    ms_text(wait.wait_ms),
+                    str(wait.attempts),
+                )
+                for wait in timeline.action_waits
+            ),
+        ),
+        Section(
+            "Aborts",
+            "aborts",
+            ("seq", "requested +ms", "was abortable", "response", "error type", "answered +ms"),
+            tuple(
+                (
+                    str(abort.request_seq),
+                    ms_text(offset(abort.requested_at)),
+                    "yes" if abort.was_abortable else "NO",
+                    abort.response_status or "none",
+                    abort.error_type or "",
+                    ms_text(offset(abort.answered_at)),
+                )
+                for abort in timeline.aborts
+            ),
+        ),
+        Section(
+            "Findings",
+            "txn-findings",
+            ("seq", "rule", "detail"),
+            tuple((str(f.seq), f.rule, f.detail) for f in timeline.findings),
+        ),
+        Section(
+            "Latencies",
+            "latencies",
+            ("request", "step", "seq", "latency ms", "server ms", "POS ms"),
+            tuple(
+                (
+                    latency.request_type,
+                    latency.step,
+                    str(latency.step_seq),
+                    ms_text(latency.latency_ms),
+                    ms_text(latency.server_ms),
+                    ms_text(latency.pos_ms),
+                )
+                for latency in timeline.latencies
+            ),
+        ),
+    )
+
+
+def ms_text(value: float | None) -> str:
+    """Milliseconds to the microsecond the events were recorded with ("" for None)."""
+    return "" if value is None else f"{value:.3f}"
+
+
 def resolve_key(con: duckdb.DuckDBPyConnection, key: str) -> str:
     """The transaction key that `key` names: the key itself, a prefix of exactly one
     key, or the server's identifier of exactly one transaction.

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Final
 
 from p3log.projections.rows import FindingRow
-from p3log.projections.timeline import Timeline, TimelineEvent, money
+from p3log.projections.timeline import Timeline, TimelineEvent, money, timeline_sections
 from p3log.report.model import (
     CONTENT_LIMIT,
     EventContent,
@@ -581,78 +581,9 @@ def _pre(text: str) -> str:
 
 
 def _details_tables(timeline: Timeline) -> str:
-    offset = timeline.offset_ms
     return "".join(
-        [
-            _table(
-                "Abort windows",
-                ("opened +ms", "closed +ms", "duration ms", "seqs"),
-                [
-                    (
-                        _ms(offset(window.opened_at)),
-                        _ms(offset(window.closed_at)) or "still open",
-                        _ms(window.duration_ms),
-                        f"{window.opened_seq} to {window.closed_seq or 'open'}",
-                    )
-                    for window in timeline.abort_windows
-                ],
-                css="abort-windows",
-            ),
-            _table(
-                "Action waits",
-                ("action", "asked +ms", "answered +ms", "answer", "wait ms", "attempts"),
-                [
-                    (
-                        wait.action or "",
-                        _ms(offset(wait.asked_at)),
-                        _ms(offset(wait.answered_at)) or "never",
-                        wait.answer or "",
-                        _ms(wait.wait_ms),
-                        str(wait.attempts),
-                    )
-                    for wait in timeline.action_waits
-                ],
-                css="action-waits",
-            ),
-            _table(
-                "Aborts",
-                ("seq", "requested +ms", "was abortable", "response", "error type", "answered +ms"),
-                [
-                    (
-                        str(abort.request_seq),
-                        _ms(offset(abort.requested_at)),
-                        "yes" if abort.was_abortable else "NO",
-                        abort.response_status or "none",
-                        abort.error_type or "",
-                        _ms(offset(abort.answered_at)),
-                    )
-                    for abort in timeline.aborts
-                ],
-                css="aborts",
-            ),
-            _table(
-                "Findings",
-                ("seq", "rule", "detail"),
-                [(str(f.seq), f.rule, f.detail) for f in timeline.findings],
-                css="txn-findings",
-            ),
-            _table(
-                "Latencies",
-                ("request", "step", "seq", "latency ms", "server ms", "POS ms"),
-                [
-                    (
-                        latency.request_type,
-                        latency.step,
-                        str(latency.step_seq),
-                        _ms(latency.latency_ms),
-                        _ms(latency.server_ms),
-                        _ms(latency.pos_ms),
-                    )
-                    for latency in timeline.latencies
-                ],
-                css="latencies",
-            ),
-        ]
+        _table(section.title, section.columns, section.rows, css=section.name)
+        for section in timeline_sections(timeline)
     )
 
 
