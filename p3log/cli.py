@@ -2,7 +2,8 @@
 
 Commands only parse arguments, call the library and print; every user-facing
 failure is a `StoreError` (a `TransactionKeyError` of `p3log show` among them),
-`SettingsError` or `UsageError` that becomes one line on stderr and a non-zero exit.
+`SettingsError`, `UsageError` or `OptionError` (the replay commands' options) that
+becomes one line on stderr and a non-zero exit.
 """
 
 from __future__ import annotations
@@ -78,6 +79,14 @@ StoreOption = Annotated[Path, typer.Option("--store", help="Store directory.", s
 DialectOption = Annotated[
     Path | None, typer.Option("--dialect", help="A dialect file (TOML); see docs/dialect.md.")
 ]
+IgnorePathOption = Annotated[
+    list[str] | None,
+    typer.Option("--ignore-path", help="One more volatile JSON path (repeatable)."),
+]
+ComparePathOption = Annotated[
+    list[str] | None,
+    typer.Option("--compare-path", help="Compare a default volatile path (repeatable)."),
+]
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -93,7 +102,7 @@ def user_errors(command: Callable[P, R]) -> Callable[P, R]:
     def run(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return command(*args, **kwargs)
-        except (StoreError, SettingsError, UsageError) as exc:
+        except (StoreError, SettingsError, UsageError, OptionError) as exc:
             errors.print(f"p3log: {exc}", highlight=False, markup=False)
             raise typer.Exit(EXIT_BAD_INPUT) from None
 
@@ -583,15 +592,28 @@ replay_app = typer.Typer(
 )
 app.add_typer(replay_app, name="replay")
 
+SessionOption = Annotated[
+    str,
+    typer.Option(help="The recorded session: its id, or a unique prefix.", show_default=False),
+]
+
+
+def _announce(line: str) -> None:
+    """A replay command's banner and summary, on stdout at once."""
+    console.print(line, highlight=False, markup=False)
+    console.file.flush()
+
+
+def _complain(line: str) -> None:
+    """A replay command's one-line problem, on stderr."""
+    errors.print(line, highlight=False, markup=False)
+
 
 @replay_app.command("serve")
 @user_errors
 def replay_serve(
     store: StoreOption,
-    session: Annotated[
-        str,
-        typer.Option(help="The recorded session: its id, or a unique prefix.", show_default=False),
-    ],
+    session: SessionOption,
     listen: Annotated[
         str, typer.Option(help="HOST:PORT for the POS (port 0 picks one).", show_default=False)
     ],
@@ -613,56 +635,36 @@ def replay_serve(
         bool,
         typer.Option("--fresh-ids", help="Issue new transaction identifiers, consistently."),
     ] = False,
-    ignore_path: Annotated[
-        list[str] | None,
-        typer.Option("--ignore-path", help="One more volatile JSON path (repeatable)."),
-    ] = None,
-    compare_path: Annotated[
-        list[str] | None,
-        typer.Option("--compare-path", help="Compare a default volatile path (repeatable)."),
-    ] = None,
+    ignore_path: IgnorePathOption = None,
+    compare_path: ComparePathOption = None,
     transport: Annotated[
         Transport | None, typer.Option(help="ws or tcp; by default the recorded one.")
     ] = None,
     dialect: DialectOption = None,
 ) -> None:
     """Play the PayServer side of a recorded session to the POS that connects."""
-    try:
-        config = build_serve_config(
-            store=store,
-            session=session,
-            listen=listen,
-            speed=speed,
-            asap=asap,
-            reactive=reactive,
-            on_unexpected=on_unexpected,
-            fresh_ids=fresh_ids,
-            ignore_paths=ignore_path or [],
-            compare_paths=compare_path or [],
-            transport=transport,
-            dialect_path=dialect,
-        )
-    except OptionError as exc:
-        raise UsageError(str(exc)) from None
-
-    def announce(line: str) -> None:
-        console.print(line, highlight=False, markup=False)
-        console.file.flush()
-
-    def complain(line: str) -> None:
-        errors.print(line, highlight=False, markup=False)
-
-    raise typer.Exit(run_serve_command(config, announce=announce, complain=complain))
+    config = build_serve_config(
+        store=store,
+        session=session,
+        listen=listen,
+        speed=speed,
+        asap=asap,
+        reactive=reactive,
+        on_unexpected=on_unexpected,
+        fresh_ids=fresh_ids,
+        ignore_paths=ignore_path or [],
+        compare_paths=compare_path or [],
+        transport=transport,
+        dialect_path=dialect,
+    )
+    raise typer.Exit(run_serve_command(config, announce=_announce, complain=_complain))
 
 
 @replay_app.command("drive")
 @user_errors
 def replay_drive(
     store: StoreOption,
-    session: Annotated[
-        str,
-        typer.Option(help="The recorded session: its id, or a unique prefix.", show_default=False),
-    ],
+    session: SessionOption,
     target: Annotated[
         str,
         typer.Option(help="The server: ws://HOST:PORT/ or tcp://HOST:PORT.", show_default=False),
@@ -686,43 +688,26 @@ def replay_drive(
         float,
         typer.Option(help="Seconds the server may be later than recorded before giving up."),
     ] = DEFAULT_TIMEOUT,
-    ignore_path: Annotated[
-        list[str] | None,
-        typer.Option("--ignore-path", help="One more volatile JSON path (repeatable)."),
-    ] = None,
-    compare_path: Annotated[
-        list[str] | None,
-        typer.Option("--compare-path", help="Compare a default volatile path (repeatable)."),
-    ] = None,
+    ignore_path: IgnorePathOption = None,
+    compare_path: ComparePathOption = None,
     dialect: DialectOption = None,
 ) -> None:
     """Play the POS side of a recorded session against a live server (or the simulator)."""
-    try:
-        config = build_drive_config(
-            store=store,
-            session=session,
-            target=target,
-            secret=os.environ.get(secret_env) if secret_env else None,
-            secret_env=secret_env,
-            speed=speed,
-            asap=asap,
-            on_unexpected=on_unexpected,
-            timeout=timeout,
-            ignore_paths=ignore_path or [],
-            compare_paths=compare_path or [],
-            dialect_path=dialect,
-        )
-    except OptionError as exc:
-        raise UsageError(str(exc)) from None
-
-    def announce(line: str) -> None:
-        console.print(line, highlight=False, markup=False)
-        console.file.flush()
-
-    def complain(line: str) -> None:
-        errors.print(line, highlight=False, markup=False)
-
-    raise typer.Exit(run_drive_command(config, announce=announce, complain=complain))
+    config = build_drive_config(
+        store=store,
+        session=session,
+        target=target,
+        secret=os.environ.get(secret_env) if secret_env else None,
+        secret_env=secret_env,
+        speed=speed,
+        asap=asap,
+        on_unexpected=on_unexpected,
+        timeout=timeout,
+        ignore_paths=ignore_path or [],
+        compare_paths=compare_path or [],
+        dialect_path=dialect,
+    )
+    raise typer.Exit(run_drive_command(config, announce=_announce, complain=_complain))
 
 
 @app.command("diff")
@@ -732,14 +717,8 @@ def diff_(
     session_a: Annotated[str, typer.Argument(help="Session A (id or unique prefix).")],
     session_b: Annotated[str, typer.Argument(help="Session B, compared with A.")],
     fmt: Annotated[DiffFormat, typer.Option("--format")] = DiffFormat.table,
-    ignore_path: Annotated[
-        list[str] | None,
-        typer.Option("--ignore-path", help="One more volatile JSON path (repeatable)."),
-    ] = None,
-    compare_path: Annotated[
-        list[str] | None,
-        typer.Option("--compare-path", help="Compare a default volatile path (repeatable)."),
-    ] = None,
+    ignore_path: IgnorePathOption = None,
+    compare_path: ComparePathOption = None,
     dialect: DialectOption = None,
 ) -> None:
     """Compare two sessions operation by operation; exit 1 if their messages differ."""

@@ -20,6 +20,7 @@ import gc
 import math
 import signal
 from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import attrs
@@ -60,6 +61,32 @@ class OptionError(Exception):
     """An option value the user has to correct."""
 
 
+def _pacing(speed: float | None, asap: bool, reactive: bool = False) -> Pacing:
+    """The pacing `--speed`, `--asap` and `--reactive` ask for (at most one of them)."""
+    flags = {"--speed": speed is not None, "--asap": asap, "--reactive": reactive}
+    chosen = [name for name, given in flags.items() if given]
+    if len(chosen) > 1:
+        raise OptionError(f"{' and '.join(chosen)}: choose one way of pacing")
+    try:
+        if asap:
+            return Pacing("asap")
+        if reactive:
+            return Pacing("reactive")
+        return Pacing.at_speed(1.0 if speed is None else speed)
+    except ValueError as exc:
+        raise OptionError(f"--speed: {exc}") from None
+
+
+def _volatile(
+    defaults: VolatilePaths, ignore_paths: Sequence[str], compare_paths: Sequence[str]
+) -> VolatilePaths:
+    """`defaults` with `--ignore-path` added and `--compare-path` taken out."""
+    try:
+        return defaults.adding(ignore_paths).without(compare_paths)
+    except ValueError as exc:
+        raise OptionError(f"--ignore-path/--compare-path: {exc}") from None
+
+
 def build_serve_config(
     *,
     store: Path,
@@ -77,19 +104,7 @@ def build_serve_config(
 ) -> ServeConfig:
     """The `ServeConfig` for the command's options; raises `OptionError` (one line)
     or `SettingsError` (a bad dialect file)."""
-    flags = {"--speed": speed is not None, "--asap": asap, "--reactive": reactive}
-    chosen = [name for name, given in flags.items() if given]
-    if len(chosen) > 1:
-        raise OptionError(f"{' and '.join(chosen)}: choose one way of pacing")
-    try:
-        if asap:
-            pacing = Pacing("asap")
-        elif reactive:
-            pacing = Pacing("reactive")
-        else:
-            pacing = Pacing.at_speed(1.0 if speed is None else speed)
-    except ValueError as exc:
-        raise OptionError(f"--speed: {exc}") from None
+    pacing = _pacing(speed, asap, reactive)
     if on_unexpected not in _ON_UNEXPECTED:
         raise OptionError(f"--on-unexpected {on_unexpected!r}: expected fail, skip or error")
     try:
@@ -97,10 +112,7 @@ def build_serve_config(
     except ValueError as exc:
         raise OptionError(f"--listen {exc}") from None
     dialect = load_dialect(dialect_path)
-    try:
-        volatile = VolatilePaths.default(dialect).adding(ignore_paths).without(compare_paths)
-    except ValueError as exc:
-        raise OptionError(f"--ignore-path/--compare-path: {exc}") from None
+    volatile = _volatile(VolatilePaths.default(dialect), ignore_paths, compare_paths)
     return ServeConfig(
         store=store,
         session=session,
@@ -157,13 +169,12 @@ def run_serve_command(
 
 
 async def _main(config: ServeConfig, announce: Callable[[str], None]) -> ServeResult | None:
+    results: list[ServeResult | None] = []
     # The signal receiver is open before the port is announced, so no signal is missed.
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    async with _stop_on_signals() as stop:
         recording = await trio.to_thread.run_sync(load_session, config.store, config.session)
         config = attrs.evolve(config, transport=resolve_transport(config, recording))
         _settle()
-        stop = trio.Event()
-        results: list[ServeResult | None] = []
         async with trio.open_nursery() as nursery:
 
             async def serve(task_status: trio.TaskStatus[int]) -> None:
@@ -171,17 +182,13 @@ async def _main(config: ServeConfig, announce: Callable[[str], None]) -> ServeRe
                     config, recording=recording, stop=stop, task_status=task_status
                 )
                 results.append(found)
-                nursery.cancel_scope.cancel()
 
             port = await nursery.start(serve)
-            nursery.start_soon(_stop_on_signal, signals, stop)
-            pos, server = len(recording.pos_messages), len(recording.server_messages)
             announce(
                 f"p3log replay: listening on {_url(config, port)}, serving session "
-                f"{recording.session_id} ({pos} POS and {server} server messages; "
-                f"{config.pacing.describe()}; on unexpected: {config.on_unexpected})"
+                f"{recording.session_id} {_how(recording, config)}"
             )
-        return results[0] if results else None
+    return results[0] if results else None
 
 
 def _settle() -> None:
@@ -192,9 +199,29 @@ def _settle() -> None:
     gc.freeze()
 
 
+@asynccontextmanager
+async def _stop_on_signals() -> AsyncIterator[trio.Event]:
+    """An event that SIGINT or SIGTERM sets while the block runs."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        stop = trio.Event()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_stop_on_signal, signals, stop)
+            yield stop
+            nursery.cancel_scope.cancel()
+
+
 async def _stop_on_signal(signals: AsyncIterator[int], stop: trio.Event) -> None:
     async for _ in signals:
         stop.set()
+
+
+def _how(recording: RecordedSession, config: ServeConfig | DriveConfig) -> str:
+    """`(N POS and M server messages; pacing; on unexpected: …)` for the banner."""
+    pos, server = len(recording.pos_messages), len(recording.server_messages)
+    return (
+        f"({pos} POS and {server} server messages; "
+        f"{config.pacing.describe()}; on unexpected: {config.on_unexpected})"
+    )
 
 
 def _url(config: ServeConfig, port: int) -> str:
@@ -229,12 +256,7 @@ def build_drive_config(
     """The `DriveConfig` for the command's options; raises `OptionError` (one line)
     or `SettingsError` (a bad dialect file). `secret` is the value of the variable
     `secret_env` names (None or empty: not set)."""
-    if speed is not None and asap:
-        raise OptionError("--speed and --asap: choose one way of pacing")
-    try:
-        pacing = Pacing("asap") if asap else Pacing.at_speed(1.0 if speed is None else speed)
-    except ValueError as exc:
-        raise OptionError(f"--speed: {exc}") from None
+    pacing = _pacing(speed, asap)
     if on_unexpected not in _DRIVE_ON_UNEXPECTED:
         raise OptionError(f"--on-unexpected {on_unexpected!r}: expected fail or continue")
     if not (math.isfinite(timeout) and timeout > 0):
@@ -244,10 +266,7 @@ def build_drive_config(
     if not secret_env:
         raise OptionError("--secret-env: name an environment variable")
     dialect = load_dialect(dialect_path)
-    try:
-        volatile = VolatilePaths.between_runs(dialect).adding(ignore_paths).without(compare_paths)
-    except ValueError as exc:
-        raise OptionError(f"--ignore-path/--compare-path: {exc}") from None
+    volatile = _volatile(VolatilePaths.between_runs(dialect), ignore_paths, compare_paths)
     return DriveConfig(
         store=store,
         session=session,
@@ -307,17 +326,9 @@ def run_drive_command(
 async def _drive_main(
     config: DriveConfig, recording: RecordedSession, announce: Callable[[str], None]
 ) -> DriveResult:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        stop = trio.Event()
-        results: list[DriveResult] = []
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_stop_on_signal, signals, stop)
-            pos, server = len(recording.pos_messages), len(recording.server_messages)
-            announce(
-                f"p3log replay: driving session {recording.session_id} against "
-                f"{config.target} ({pos} POS and {server} server messages; "
-                f"{config.pacing.describe()}; on unexpected: {config.on_unexpected})"
-            )
-            results.append(await drive_replay(config, recording=recording, stop=stop))
-            nursery.cancel_scope.cancel()
-        return results[0]
+    async with _stop_on_signals() as stop:
+        announce(
+            f"p3log replay: driving session {recording.session_id} against "
+            f"{config.target} {_how(recording, config)}"
+        )
+        return await drive_replay(config, recording=recording, stop=stop)

@@ -12,8 +12,8 @@
 The run ends when the plan says the recording's POS closed the link (we close it
 the same way), when the server closes it, on a divergence that stops the run (the
 link is closed with 1000 and the divergence as the reason) or when `stop` is set
-(1001). Deadlines are absolute (`trio.move_on_at`), so a late send delays one
-message, never the ones after it.
+(1001). The run itself is `pump.Run`'s, shared with `replay serve`; this side supplies
+the close codes, what the server closing means, and what is recorded.
 
 Every run is recorded into the store as a new session through a `RecordingChannel`
 (local sender "client"): `replay_started` (what it replays, against what, how),
@@ -23,36 +23,28 @@ the way in, as anywhere), each `replay_divergence`, and last `replay_finished`.
 
 from __future__ import annotations
 
-import uuid
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Literal
 
 import attrs
 import trio
 
-from p3log.net.channel import Channel, ChannelClosed, open_channel
-from p3log.net.recording import RecordingChannel
+from p3log.net.channel import Channel, open_channel
 from p3log.pos.runner import DEFAULT_SECRET_ENV
 from p3log.projections.opening import open_log
 from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect
 from p3log.replay.divergence import Divergence
 from p3log.replay.drive_plan import DEFAULT_TIMEOUT, DriveOnUnexpected, DrivePlan
 from p3log.replay.normalise import VolatilePaths
-from p3log.replay.plan import Close, Pacing
+from p3log.replay.plan import Pacing
+from p3log.replay.pump import Run, RunOutcome, first_failure
 from p3log.replay.recording import RecordedSession, ReplayError, read_session
-from p3log.replay.serve import wait_for
 from p3log.store.log import EventLog
 
 __all__ = ["ConnectError", "DriveConfig", "DriveResult", "drive", "drive_replay"]
 
-NORMAL_CLOSURE = 1000
-GOING_AWAY = 1001  # the replay was stopped
-CLOSE_GRACE_SECONDS = 2.0
+NORMAL_CLOSURE = 1000  # WebSocket close code (RFC 6455); and pump.GOING_AWAY on `stop`
 DEFAULT_CONNECT_TIMEOUT = 10.0
-_MAX_REASON_BYTES = 120  # a WebSocket close reason is at most 123 bytes
-
-RunOutcome = Literal["complete", "diverged", "incomplete", "interrupted"]
 
 
 class ConnectError(ReplayError):
@@ -104,8 +96,7 @@ class DriveResult:
     @property
     def failure(self) -> str | None:
         """The one line saying why the run stopped at a divergence, else None."""
-        fatal = [d for d in self.divergences if d.action == "fail"]
-        return fatal[0].summary() if fatal else None
+        return first_failure(self.divergences)
 
     def summary(self) -> str:
         count = len(self.divergences)
@@ -177,108 +168,28 @@ async def drive(
     stop: trio.Event | None = None,
 ) -> DriveResult:
     """Play `plan` over `channel` (one run), recording it into `log`; see the module doc."""
-    return await _Run(channel, plan, log, target).play(stop)
+    return await _DriveRun(channel, plan, log, target).play(stop)
 
 
-class _Run:
+class _DriveRun(Run[DrivePlan, DriveResult]):
+    """The pump's drive side: the server closing is its plan's business (early or
+    not); unless the server closed it, the link is closed at the end, normally when
+    nothing else says how."""
+
+    local = "client"
+    diverged_close_code = NORMAL_CLOSURE
+
     def __init__(self, channel: Channel, plan: DrivePlan, log: EventLog, target: str) -> None:
-        self.raw_channel = channel
-        self.plan = plan
-        self.log = log
+        super().__init__(channel, plan, log)
         self.target = target
-        self.session_id = f"replay-{uuid.uuid4().hex[:12]}"
-        self.kick = trio.Event()  # set whenever the plan may have something new due
-        self.close: tuple[int, str] | None = None  # how we close the link, if we do
-        self.server_gone = False
-        self.interrupted = False
 
-    async def play(self, stop: trio.Event | None) -> DriveResult:
-        plan = self.plan
-        self.log.record_lifecycle(self.session_id, "replay_started", self._started())
-        channel = RecordingChannel(self.raw_channel, self.log, self.session_id, "client")
-        plan.start(trio.current_time())
-        outcome: RunOutcome = "interrupted"
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._send_loop, channel, nursery.cancel_scope)
-                nursery.start_soon(self._receive_loop, channel, nursery.cancel_scope)
-                if stop is not None:
-                    nursery.start_soon(self._watch, stop, nursery.cancel_scope)
-            if not self.server_gone:
-                code, reason = self.close or (NORMAL_CLOSURE, "")
-                with trio.move_on_after(CLOSE_GRACE_SECONDS):
-                    await channel.aclose(code, _clip(reason))
-            outcome = "interrupted" if self.interrupted and not plan.complete else plan.outcome
-        finally:
-            self.log.record_lifecycle(self.session_id, "replay_finished", _finished(plan, outcome))
-        return DriveResult(
-            session_id=self.session_id,
-            replay_of=plan.session.session_id,
-            target=self.target,
-            outcome=outcome,
-            divergences=tuple(plan.divergences),
-            pos_sent=plan.pos_sent,
-            pos_recorded=plan.pos_recorded,
-            server_matched=plan.server_matched,
-            server_recorded=plan.server_recorded,
-        )
+    def peer_closed(self, now: float) -> Divergence | None:
+        return self.plan.server_closed(now)
 
-    async def _receive_loop(self, channel: Channel, scope: trio.CancelScope) -> None:
-        plan = self.plan
-        while True:
-            try:
-                data = await channel.receive()
-            except ChannelClosed:
-                self.server_gone = True
-                divergence = plan.server_closed(trio.current_time())
-                if divergence is not None:
-                    self._record(divergence)
-                scope.cancel()
-                return
-            result = plan.receive(data, trio.current_time())
-            if isinstance(result, Divergence):
-                self._record(result)
-                if plan.failed is not None:
-                    self.close = (NORMAL_CLOSURE, "replay diverged: " + result.summary())
-                    scope.cancel()
-                    return
-            self.kick.set()
+    def closing(self) -> tuple[int, str] | None:
+        return None if self.peer_gone else self.close or (NORMAL_CLOSURE, "")
 
-    async def _send_loop(self, channel: Channel, scope: trio.CancelScope) -> None:
-        plan = self.plan
-        while True:
-            # A fresh event before asking the plan: whatever changes it from here on
-            # sets this one, so no wake-up is lost.
-            self.kick = trio.Event()
-            deadline = plan.next_deadline()
-            if deadline is None or deadline > trio.current_time():
-                await wait_for(self.kick, deadline)
-                continue
-            for step in plan.take_due(trio.current_time()):
-                if isinstance(step, Divergence):  # the server is too late: give up
-                    self._record(step)
-                    self.close = (NORMAL_CLOSURE, "replay diverged: " + step.summary())
-                    scope.cancel()
-                    return
-                if isinstance(step, Close):
-                    self.close = (step.code, step.reason)
-                    scope.cancel()
-                    return
-                try:
-                    await channel.send(step.data)
-                except ChannelClosed:
-                    return  # the receiver sees the close and ends the run
-
-    async def _watch(self, stop: trio.Event, scope: trio.CancelScope) -> None:
-        await stop.wait()
-        self.interrupted = True
-        self.close = (GOING_AWAY, "the replay was stopped")
-        scope.cancel()
-
-    def _record(self, divergence: Divergence) -> None:
-        self.log.record_lifecycle(self.session_id, "replay_divergence", divergence.details())
-
-    def _started(self) -> dict[str, object]:
+    def started(self) -> dict[str, object]:
         plan = self.plan
         pacing = plan.pacing
         return {
@@ -292,24 +203,28 @@ class _Run:
             "volatile_paths": [str(path) for path in plan.volatile.paths],
         }
 
+    def counts(self) -> dict[str, object]:
+        plan = self.plan
+        return {
+            "pos_sent": plan.pos_sent,
+            "pos_recorded": plan.pos_recorded,
+            "server_matched": plan.server_matched,
+            "server_recorded": plan.server_recorded,
+        }
 
-def _finished(plan: DrivePlan, outcome: RunOutcome) -> dict[str, object]:
-    return {
-        "outcome": outcome,
-        "divergences": len(plan.divergences),
-        "pos_sent": plan.pos_sent,
-        "pos_recorded": plan.pos_recorded,
-        "server_matched": plan.server_matched,
-        "server_recorded": plan.server_recorded,
-    }
-
-
-def _clip(reason: str) -> str:
-    """A close reason short enough for a WebSocket close frame (UTF-8 safe)."""
-    data = reason.encode()
-    if len(data) <= _MAX_REASON_BYTES:
-        return reason
-    return data[: _MAX_REASON_BYTES - 3].decode(errors="ignore") + "..."
+    def result(self, outcome: RunOutcome) -> DriveResult:
+        plan = self.plan
+        return DriveResult(
+            session_id=self.session_id,
+            replay_of=plan.session.session_id,
+            target=self.target,
+            outcome=outcome,
+            divergences=tuple(plan.divergences),
+            pos_sent=plan.pos_sent,
+            pos_recorded=plan.pos_recorded,
+            server_matched=plan.server_matched,
+            server_recorded=plan.server_recorded,
+        )
 
 
 def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -11,8 +11,8 @@
 The run ends when the POS closes the link, when the recording says the server
 closed it (the plan hands out a `Close`), on a divergence in `fail` mode (the link is
 closed with code 1008 and the divergence as the reason) or when `stop` is set (1001).
-Deadlines are absolute (the sender waits with `trio.move_on_at(deadline)`), so a
-slow send delays one message, never every later one.
+The run itself is `pump.Run`'s, shared with `replay drive`; this side supplies the
+close codes, what the POS closing means, and what is recorded.
 
 Every run is recorded into the store as a new session through a `RecordingChannel`
 (local sender "server"): first `replay_started` (what it replays, how), then the
@@ -23,42 +23,33 @@ connection and every message both ways, each `replay_divergence`, and last
 from __future__ import annotations
 
 import functools
-import uuid
 from pathlib import Path
-from typing import Literal
 
 import attrs
 import trio
 
-from p3log.net.channel import Channel, ChannelClosed, Transport, serve_channels
-from p3log.net.recording import RecordingChannel
+from p3log.net.channel import Channel, Transport, serve_channels
 from p3log.projections.opening import open_log
 from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect
 from p3log.replay.divergence import Divergence, OnUnexpected
 from p3log.replay.normalise import VolatilePaths
-from p3log.replay.plan import Close, Pacing, ServePlan
+from p3log.replay.plan import Pacing, ServePlan
+from p3log.replay.pump import Run, RunOutcome, first_failure
 from p3log.replay.recording import RecordedSession, read_session
 from p3log.store.log import EventLog
 
 __all__ = [
     "DIVERGED_CLOSE_CODE",
-    "SPIN_SECONDS",
     "ServeConfig",
     "ServeResult",
     "play",
     "resolve_transport",
     "serve_replay",
-    "wait_for",
 ]
 
-# WebSocket close codes (RFC 6455) the replayer closes with.
+# WebSocket close codes (RFC 6455) the replayer closes with (and pump.GOING_AWAY).
 DIVERGED_CLOSE_CODE = 1008  # policy violation: the POS left the script
-GOING_AWAY = 1001  # the replay was stopped
 TRY_AGAIN_LATER = 1013  # a run is already in progress
-CLOSE_GRACE_SECONDS = 2.0
-_MAX_REASON_BYTES = 120  # a WebSocket close reason is at most 123 bytes
-
-RunOutcome = Literal["complete", "diverged", "incomplete", "interrupted"]
 
 
 @attrs.frozen
@@ -98,8 +89,7 @@ class ServeResult:
     @property
     def failure(self) -> str | None:
         """The one line saying why the run failed (`fail` mode), else None."""
-        fatal = [d for d in self.divergences if d.action == "fail"]
-        return fatal[0].summary() if fatal else None
+        return first_failure(self.divergences)
 
     def summary(self) -> str:
         skipped = len(self.divergences)
@@ -191,38 +181,43 @@ async def play(
     channel: Channel, plan: ServePlan, log: EventLog, *, stop: trio.Event | None = None
 ) -> ServeResult:
     """Play `plan` over `channel` (one run), recording it into `log`; see the module doc."""
-    return await _Run(channel, plan, log).play(stop)
+    return await _ServeRun(channel, plan, log).play(stop)
 
 
-class _Run:
-    def __init__(self, channel: Channel, plan: ServePlan, log: EventLog) -> None:
-        self.raw_channel = channel
-        self.plan = plan
-        self.log = log
-        self.session_id = f"replay-{uuid.uuid4().hex[:12]}"
-        self.kick = trio.Event()  # set whenever the plan may have something new due
-        self.close: tuple[int, str] | None = None  # how we close the link, if we do
-        self.interrupted = False
+class _ServeRun(Run[ServePlan, ServeResult]):
+    """The pump's serve side: a POS closing early is its plan's divergence; the link
+    is closed only when the recording, a divergence or `stop` says so."""
 
-    async def play(self, stop: trio.Event | None) -> ServeResult:
+    local = "server"
+    diverged_close_code = DIVERGED_CLOSE_CODE
+
+    def peer_closed(self, now: float) -> Divergence | None:
+        return self.plan.pos_closed()
+
+    def started(self) -> dict[str, object]:
         plan = self.plan
-        self.log.record_lifecycle(self.session_id, "replay_started", _started(plan))
-        channel = RecordingChannel(self.raw_channel, self.log, self.session_id, "server")
-        plan.start(trio.current_time())
-        outcome: RunOutcome = "interrupted"
-        try:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._send_loop, channel, nursery.cancel_scope)
-                nursery.start_soon(self._receive_loop, channel, nursery.cancel_scope)
-                if stop is not None:
-                    nursery.start_soon(self._watch, stop, nursery.cancel_scope)
-            if self.close is not None:
-                code, reason = self.close
-                with trio.move_on_after(CLOSE_GRACE_SECONDS):
-                    await channel.aclose(code, _clip(reason))
-            outcome = "interrupted" if self.interrupted and not plan.complete else plan.outcome
-        finally:
-            self.log.record_lifecycle(self.session_id, "replay_finished", _finished(plan, outcome))
+        pacing = plan.pacing
+        return {
+            "replay_of": plan.session.session_id,
+            "mode": "serve",
+            "speed": pacing.speed if pacing.mode == "speed" else None,
+            "pacing": pacing.mode,
+            "on_unexpected": plan.on_unexpected,
+            "fresh_ids": plan.renames.fresh_ids,
+            "volatile_paths": [str(path) for path in plan.volatile.paths],
+        }
+
+    def counts(self) -> dict[str, object]:
+        plan = self.plan
+        return {
+            "pos_matched": plan.pos_matched,
+            "pos_recorded": plan.pos_recorded,
+            "server_sent": plan.server_sent,
+            "server_recorded": plan.server_recorded,
+        }
+
+    def result(self, outcome: RunOutcome) -> ServeResult:
+        plan = self.plan
         return ServeResult(
             session_id=self.session_id,
             replay_of=plan.session.session_id,
@@ -233,104 +228,3 @@ class _Run:
             server_sent=plan.server_sent,
             server_recorded=plan.server_recorded,
         )
-
-    async def _receive_loop(self, channel: Channel, scope: trio.CancelScope) -> None:
-        plan = self.plan
-        while True:
-            try:
-                data = await channel.receive()
-            except ChannelClosed:
-                divergence = plan.pos_closed()
-                if divergence is not None:
-                    self._record(divergence)
-                scope.cancel()
-                return
-            result = plan.receive(data, trio.current_time())
-            if isinstance(result, Divergence):
-                self._record(result)
-                if plan.failed is not None:
-                    self.close = (DIVERGED_CLOSE_CODE, "replay diverged: " + result.summary())
-                    scope.cancel()
-                    return
-            self.kick.set()
-
-    async def _send_loop(self, channel: Channel, scope: trio.CancelScope) -> None:
-        plan = self.plan
-        while True:
-            # A fresh event before asking the plan: whatever changes it from here on
-            # sets this one, so no wake-up is lost.
-            self.kick = trio.Event()
-            deadline = plan.next_deadline()
-            if deadline is None or deadline > trio.current_time():
-                await wait_for(self.kick, deadline)
-                continue
-            for outgoing in plan.take_due(trio.current_time()):
-                if isinstance(outgoing, Close):
-                    self.close = (outgoing.code, outgoing.reason)
-                    scope.cancel()
-                    return
-                try:
-                    await channel.send(outgoing.data)
-                except ChannelClosed:
-                    return  # the receiver sees the close and ends the run
-
-    async def _watch(self, stop: trio.Event, scope: trio.CancelScope) -> None:
-        await stop.wait()
-        self.interrupted = True
-        self.close = (GOING_AWAY, "the replay was stopped")
-        scope.cancel()
-
-    def _record(self, divergence: Divergence) -> None:
-        self.log.record_lifecycle(self.session_id, "replay_divergence", divergence.details())
-
-
-#: How long before a deadline the send loops stop sleeping and start polling: the
-#: kernel's poll rounds its timeout up to whole milliseconds, which would make every
-#: message up to 1 ms late.
-SPIN_SECONDS = 0.0015
-
-
-async def wait_for(event: trio.Event, deadline: float | None) -> None:
-    """Return when `event` is set or at `deadline` (None: no deadline), whichever comes
-    first; a deadline is met to within scheduling noise, not the poll's 1 ms rounding:
-    the last `SPIN_SECONDS` are spent in checkpoints (other tasks run meanwhile)."""
-    if deadline is None:
-        await event.wait()
-        return
-    with trio.move_on_at(deadline - SPIN_SECONDS):
-        await event.wait()
-        return
-    while not event.is_set() and trio.current_time() < deadline:
-        await trio.lowlevel.checkpoint()
-
-
-def _started(plan: ServePlan) -> dict[str, object]:
-    pacing = plan.pacing
-    return {
-        "replay_of": plan.session.session_id,
-        "mode": "serve",
-        "speed": pacing.speed if pacing.mode == "speed" else None,
-        "pacing": pacing.mode,
-        "on_unexpected": plan.on_unexpected,
-        "fresh_ids": plan.renames.fresh_ids,
-        "volatile_paths": [str(path) for path in plan.volatile.paths],
-    }
-
-
-def _finished(plan: ServePlan, outcome: RunOutcome) -> dict[str, object]:
-    return {
-        "outcome": outcome,
-        "divergences": len(plan.divergences),
-        "pos_matched": plan.pos_matched,
-        "pos_recorded": plan.pos_recorded,
-        "server_sent": plan.server_sent,
-        "server_recorded": plan.server_recorded,
-    }
-
-
-def _clip(reason: str) -> str:
-    """A close reason short enough for a WebSocket close frame (UTF-8 safe)."""
-    data = reason.encode()
-    if len(data) <= _MAX_REASON_BYTES:
-        return reason
-    return data[: _MAX_REASON_BYTES - 3].decode(errors="ignore") + "..."
