@@ -140,11 +140,12 @@ def read_facts(
         value: Any = envelope if msg_type in fact.types else None
         for key in _full_path(fact, msg_type) if value is not None else ():
             value = value.get(key) if isinstance(value, dict) else None
-        values.append(_as_text(value))
+        values.append(as_text(value))
     return values
 
 
-def _as_text(value: object) -> str | None:
+def as_text(value: object) -> str | None:
+    """A JSON value as text, as `json_extract_string` gives it; None stays None."""
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, bool):

@@ -655,10 +655,6 @@ class Projector:
         for event in events:
             self.feed(event)
 
-    @property
-    def open_sessions(self) -> int:
-        return len(self._sessions)
-
     def take_changes(self) -> dict[Table, list[Any]]:
         """Every row made or changed since the last call, grouped by table."""
         by_type: dict[type, list[Any]] = {}

@@ -14,6 +14,7 @@ import orjson
 
 from p3log.projections.facts import FACT_NAMES, fact_columns, facts_case, read_facts
 from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect
+from p3log.protocol.parse import Envelope
 
 _BASE_COLUMNS = (
     "seq",
@@ -78,28 +79,42 @@ class Observed(NamedTuple):
         """An event from its payload text, with the envelope columns and facts read
         from it as the store and `observed_query` would."""
         try:
-            envelope = orjson.loads(payload) if payload else None
+            obj = orjson.loads(payload) if payload else None
         except orjson.JSONDecodeError:
-            envelope = None
-        envelope = envelope if isinstance(envelope, dict) else None
-
-        def column(name: str) -> str | None:
-            value = envelope.get(name) if envelope is not None else None
-            return value if isinstance(value, str) else None
-
-        msg_type = column("type")
+            obj = None
+        # The store's own reading of an envelope, so the columns match the events'.
+        msg_type = obj.get("type") if isinstance(obj, dict) else None
+        envelope = (
+            Envelope.of(obj, msg_type, lenient=False)
+            if isinstance(obj, dict) and isinstance(msg_type, str)
+            else None
+        )
+        if envelope is None:
+            return cls(
+                seq,
+                session_id,
+                sender,
+                kind,
+                None,
+                None,
+                None,
+                None,
+                at_us,
+                parse_note,
+                *read_facts(None, None, dialect),
+            )
         return cls(
             seq,
             session_id,
             sender,
             kind,
-            msg_type,
-            column("tag"),
-            column("resource"),
-            column("status"),
+            envelope.msg_type,
+            envelope.tag,
+            envelope.resource,
+            envelope.status,
             at_us,
             parse_note,
-            *read_facts(msg_type, envelope, dialect),
+            *read_facts(envelope.msg_type, envelope.obj, dialect),
         )
 
 
@@ -116,13 +131,6 @@ def observed_query(dialect: Dialect, source: str) -> str:
         f"SELECT {base}, {fact_columns('_facts')} "
         f"FROM (SELECT *, {facts_case(dialect)} AS _facts FROM {source}) ORDER BY seq"
     )
-
-
-def text(value: object) -> str | None:
-    """A JSON value as text for a VARCHAR column; None stays None."""
-    if value is None or isinstance(value, str):
-        return value
-    return orjson.dumps(value).decode()
 
 
 def amount(value: str | None) -> Decimal | None:

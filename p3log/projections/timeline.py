@@ -23,9 +23,9 @@ import attrs
 import duckdb
 import orjson
 
-from p3log.projections.facts import read_facts
+from p3log.projections.facts import as_text, read_facts
 from p3log.projections.fold import UNKNOWN
-from p3log.projections.observed import Observed, amount, text
+from p3log.projections.observed import Observed, amount
 from p3log.projections.rows import (
     TABLE_BY_ROW,
     AbortRow,
@@ -411,7 +411,7 @@ _TRANSACTION_RESPONSES = frozenset(
 
 def _lifecycle(kind: str, details: dict[str, Any]) -> str:
     if kind == "connection_closed":
-        by, code, reason = (text(details.get(name)) for name in ("by", "code", "reason"))
+        by, code, reason = (as_text(details.get(name)) for name in ("by", "code", "reason"))
         return _join(f"closed by {by}" if by else "closed", code, reason)
     return kind.replace("_", " ")
 

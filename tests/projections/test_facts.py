@@ -11,7 +11,7 @@ import duckdb
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from p3log.projections.facts import read_facts
+from p3log.projections.facts import FACT_NAMES, read_facts
 from p3log.projections.observed import Observed, observed_query
 from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect, dialect_from_dict
 from p3log.store.index import create_schema
@@ -39,7 +39,7 @@ def _facts_in_duckdb(payloads: list[str], dialect: Dialect) -> list[list[str | N
             [seq, envelope.get("type"), payload],
         )
     rows = con.sql(observed_query(dialect, "events")).fetchall()
-    return [list(Observed(*row)[len(Observed._fields) - 17 :]) for row in rows]
+    return [list(Observed(*row)[len(Observed._fields) - len(FACT_NAMES) :]) for row in rows]
 
 
 def _facts_in_python(payloads: list[str], dialect: Dialect) -> list[list[str | None]]:
