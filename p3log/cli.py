@@ -57,6 +57,7 @@ from p3log.settings import SettingsError
 from p3log.sim import SimConfig
 from p3log.sim.run import DEFAULT_PORTS, listen_url, run_sim
 from p3log.store.errors import StoreError
+from p3log.store.readonly import select_statement
 from p3log.store.transfer import ExportFormat, export_store, import_jsonl
 from p3log.store.verify import Checkpoint, make_checkpoint, verify_store
 from p3log.tap.command import run_tap_process
@@ -197,10 +198,12 @@ def export(
 @user_errors
 def sql(
     store: StoreOption,
-    query: Annotated[str, typer.Argument(help="A read-only SQL query over the views.")],
+    query: Annotated[str, typer.Argument(help="One SELECT over the store's views.")],
     fmt: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.table,
 ) -> None:
-    """Run a read-only SQL query over the store's views (events, ...)."""
+    """Run one SELECT over the store's views (events, transactions, ...); it can read
+    nothing else and change nothing (see docs/store.md, "Reading")."""
+    select_statement(query)
     con = open_store(store)
     try:
         result = con.execute(query)
