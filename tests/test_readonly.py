@@ -20,7 +20,7 @@ import pytest
 import p3log
 from p3log.projections.snapshots import ProjectionSnapshots
 from p3log.projections.store import ProjectionStore
-from p3log.store.log import EventLog
+from p3log.store.log import EventLog, IndexFollower
 from p3log.store.records import decode_body, decode_line
 from p3log.store.segments import EventSegments, sealed_segments
 
@@ -32,7 +32,7 @@ PATHS = ["idle", "live"]
 def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A store with sealed segments, a projection snapshot and a journal tail."""
     root = tmp_path_factory.mktemp("readonly") / "store"
-    followers = [
+    followers: list[IndexFollower] = [
         ProjectionStore(),
         EventSegments(root, seal_events=40),
         ProjectionSnapshots(root, every_events=100),
@@ -61,7 +61,8 @@ def _digests(store: Path) -> dict[str, str]:
     return {
         str(path.relative_to(store)): hashlib.sha256(path.read_bytes()).hexdigest()
         for path in sorted(store.rglob("*"))
-        if path.is_file() and not path.name.startswith("index.duckdb")
+        if path.is_file()
+        and not path.name.startswith("index.duckdb")
         and path.name != "writer.lock"
     }
 
@@ -211,4 +212,3 @@ def test_a_second_reader_in_the_same_process_is_locked_too(store: Path, path: st
             ]
             with pytest.raises(duckdb.Error):
                 con.execute("SELECT * FROM read_text('/etc/passwd')").fetchall()
-
