@@ -63,8 +63,12 @@ def render_rows(
     elif fmt is OutputFormat.csv:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(columns)
-        writer.writerows([[_cell(value) for value in row] for row in rows])
+        # The csv module quotes a field holding "\n" (the line terminator) but not one
+        # holding a lone "\r", which readers take for a line end: quote every field of
+        # such a row.
+        quoted = csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_ALL)
+        for row in [columns, *([_cell(value) for value in row] for row in rows)]:
+            (quoted if any("\r" in cell for cell in row) else writer).writerow(row)
         # Straight to the file: Rich's own output drops some control characters.
         console.file.write(buffer.getvalue())
         console.file.flush()
