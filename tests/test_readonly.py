@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +22,7 @@ from p3log.projections.store import ProjectionStore
 from p3log.store.log import EventLog, IndexFollower
 from p3log.store.records import decode_body, decode_line
 from p3log.store.segments import EventSegments, sealed_segments
+from tests.test_cli import p3log as run_p3log
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "sessions"
 PATHS = ["idle", "live"]
@@ -113,12 +113,7 @@ def _hostile(store: Path) -> list[str]:
 
 
 def _sql(store: Path, query: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "p3log", "sql", "--store", str(store), "--format", "csv", query],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_p3log("sql", "--store", store, "--format", "csv", query)
 
 
 def _counts(store: Path) -> str:
@@ -148,12 +143,7 @@ def test_p3log_sql_refuses_every_write_file_read_setting_and_extension_in_one_li
     assert not (store.parent / "written.csv").exists()
     assert not (store.parent / "other.duckdb").exists()
     assert not (store.parent / "exported").exists()
-    verify = subprocess.run(
-        [sys.executable, "-m", "p3log", "verify", "--store", str(store)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    verify = run_p3log("verify", "--store", store)
     assert verify.returncode == 0, verify.stderr
 
 

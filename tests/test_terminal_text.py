@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +22,7 @@ from p3log.render import OutputFormat, TimelineFormat, render_rows, render_timel
 from p3log.store.log import EventLog
 from p3log.store.records import decode_body, decode_line
 from p3log.visible import visible
+from tests.test_cli import p3log as run_p3log
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "sessions"
 # The abort fixture's first transaction, whose tag the hostile store replaces.
@@ -147,13 +147,7 @@ def hostile_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _p3log(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "p3log", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "COLUMNS": "100000"},
-    )
+    return run_p3log(*args, env={"COLUMNS": "100000"})  # wide enough that no cell folds
 
 
 def _key(store: Path) -> str:
