@@ -34,7 +34,7 @@ import duckdb
 import pyarrow.dataset as pa_dataset
 
 from p3log.store.errors import StoreError
-from p3log.store.index import MEMORY_LIMIT, sql_string
+from p3log.store.index import connect, sql_string
 
 # The settings a locked reader runs with, in the order DuckDB accepts them (the file
 # system settings only change while external access is still on).
@@ -142,17 +142,22 @@ def _frozen_copy(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     segments registered. The copy lives in a private directory that is removed once
     DuckDB has it open (DuckDB reads it through its open descriptor)."""
     files = _sealed_files(con)
-    directory = Path(tempfile.mkdtemp(prefix="p3log-live-"))
-    path = directory / "live.duckdb"
     try:
-        con.execute(f"ATTACH {sql_string(str(path))} AS p3log_frozen")
-        con.execute("COPY FROM DATABASE memory TO p3log_frozen")
-        con.execute("DETACH p3log_frozen")
-        con.close()
-        frozen = duckdb.connect(str(path), read_only=True, config={"memory_limit": MEMORY_LIMIT})
-        frozen.execute("SET TimeZone = 'UTC'")
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+        directory = Path(tempfile.mkdtemp(prefix="p3log-live-"))
+        path = directory / "live.duckdb"
+        try:
+            con.execute(f"ATTACH {sql_string(str(path))} AS p3log_frozen")
+            con.execute("COPY FROM DATABASE memory TO p3log_frozen")
+            con.execute("DETACH p3log_frozen")
+            frozen = connect(path, read_only=True)
+        finally:
+            con.close()
+            shutil.rmtree(directory, ignore_errors=True)
+    except (duckdb.Error, OSError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StoreError(
+            f"cannot open a live reader (a private copy in {tempfile.gettempdir()}): {reason}"
+        ) from exc
     if files is not None:
         frozen.register(SEALED_EVENTS, _segments_dataset(files))
     return frozen
