@@ -57,11 +57,13 @@ from p3log.settings import SettingsError
 from p3log.sim import SimConfig
 from p3log.sim.run import DEFAULT_PORTS, listen_url, run_sim
 from p3log.store.errors import StoreError
+from p3log.store.readonly import select_statement
 from p3log.store.transfer import ExportFormat, export_store, import_jsonl
 from p3log.store.verify import Checkpoint, make_checkpoint, verify_store
 from p3log.tap.command import run_tap_process
 from p3log.tap.durability import Durability
 from p3log.tap.server import TapConfig
+from p3log.visible import visible
 
 app = typer.Typer(
     help="Record, audit and replay PayProtocol (P3) payment-terminal traffic.",
@@ -69,8 +71,10 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(soft_wrap=True)
-errors = Console(stderr=True, soft_wrap=True)
+# Nothing p3log prints is Rich markup or emoji codes: store paths, queries and recorded
+# values are shown as they are (tables and timelines: `p3log.render`).
+console = Console(soft_wrap=True, markup=False, emoji=False, highlight=False)
+errors = Console(stderr=True, soft_wrap=True, markup=False, emoji=False, highlight=False)
 
 EXIT_FAILED_CHECK = 1
 EXIT_BAD_INPUT = 2
@@ -103,7 +107,7 @@ def user_errors(command: Callable[P, R]) -> Callable[P, R]:
         try:
             return command(*args, **kwargs)
         except (StoreError, SettingsError, UsageError, OptionError) as exc:
-            errors.print(f"p3log: {exc}", highlight=False, markup=False)
+            errors.print(f"p3log: {visible(str(exc))}", highlight=False, markup=False)
             raise typer.Exit(EXIT_BAD_INPUT) from None
 
     return run
@@ -129,7 +133,7 @@ def verify(
     checkpoint = Checkpoint.from_file(against) if against else None
     report = verify_store(store, against=checkpoint)
     if report.problem is not None:
-        errors.print(f"verify FAILED at {report.problem}", highlight=False, markup=False)
+        errors.print(f"verify FAILED at {visible(str(report.problem))}")
         raise typer.Exit(EXIT_FAILED_CHECK)
     lag = report.count - report.indexed
     console.print(
@@ -197,10 +201,12 @@ def export(
 @user_errors
 def sql(
     store: StoreOption,
-    query: Annotated[str, typer.Argument(help="A read-only SQL query over the views.")],
+    query: Annotated[str, typer.Argument(help="One SELECT over the store's views.")],
     fmt: Annotated[OutputFormat, typer.Option("--format")] = OutputFormat.table,
 ) -> None:
-    """Run a read-only SQL query over the store's views (events, ...)."""
+    """Run one SELECT over the store's views (events, transactions, ...); it can read
+    nothing else and change nothing (see docs/store.md, "Reading")."""
+    select_statement(query)
     con = open_store(store)
     try:
         result = con.execute(query)

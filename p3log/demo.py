@@ -16,6 +16,7 @@ from pathlib import Path
 import trio
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.text import Text
 
 from p3log.loop import run_through_tap
 from p3log.pos.runner import DEMO_MERCHANT_SECRET, StepResult, format_result
@@ -75,7 +76,7 @@ def run_demo(root: Path, console: Console) -> None:
     files = [path for path in root.rglob("*") if path.is_file()]
     leaks = [path for path in files if DEMO_MERCHANT_SECRET.encode() in path.read_bytes()]
     if leaks:
-        console.print(f"[red]the merchant secret was found in {leaks}[/]")
+        console.print(Text(f"the merchant secret was found in {leaks}", style="red"))
     else:
         console.print(f"the merchant secret appears in none of the {len(files)} files of the store")
 

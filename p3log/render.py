@@ -1,5 +1,8 @@
 """Query results as a terminal table, JSON or CSV: the formats every command offers;
-and the projections' own views of them (`p3log transactions`, `findings`, `show`)."""
+and the projections' own views of them (`p3log transactions`, `findings`, `show`).
+
+Tables and timelines show recorded text as `Text` made `visible` (never parsed as
+markup or emoji, controls escaped: `p3log.visible`); JSON and CSV keep it exact."""
 
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ from p3log.projections.timeline import (
     timeline_sections,
     unique_prefix,
 )
+from p3log.visible import visible
 
 
 class OutputFormat(StrEnum):
@@ -59,17 +63,30 @@ def render_rows(
     elif fmt is OutputFormat.csv:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(columns)
-        writer.writerows([[_cell(value) for value in row] for row in rows])
-        console.out(buffer.getvalue(), end="", highlight=False)
+        # The csv module quotes a field holding "\n" (the line terminator) but not one
+        # holding a lone "\r", which readers take for a line end: quote every field of
+        # such a row.
+        quoted = csv.writer(buffer, lineterminator="\n", quoting=csv.QUOTE_ALL)
+        for row in [columns, *([_cell(value) for value in row] for row in rows)]:
+            (quoted if any("\r" in cell for cell in row) else writer).writerow(row)
+        # Straight to the file: Rich's own output drops some control characters.
+        console.file.write(buffer.getvalue())
+        console.file.flush()
     else:
-        table = Table(title=title, show_lines=False)
+        table = Table(title=_text(title) if title else None, show_lines=False)
         for index, column in enumerate(columns):
             numeric = column in right or _numeric(row[index] for row in rows)
-            table.add_column(column, overflow="fold", justify="right" if numeric else "left")
+            table.add_column(_text(column), overflow="fold", justify="right" if numeric else "left")
         for row in rows:
-            table.add_row(*(_cell(value) for value in row))
+            table.add_row(*(_text(_cell(value)) for value in row))
         console.print(table)
+
+
+def _text(value: str | Text, style: str = "") -> Text:
+    """Text for a table or timeline: shown as it is, controls escaped (`visible`)."""
+    if isinstance(value, Text):
+        return value
+    return Text(visible(value), style=style)
 
 
 def _cell(value: Any) -> str:
@@ -235,10 +252,10 @@ def _timeline_header(timeline: Timeline) -> Table:
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold")
     grid.add_column(overflow="fold")
-    outcome = Text(txn.outcome, style=_OUTCOME_STYLES.get(txn.outcome, ""))
+    outcome = _text(txn.outcome, style=_OUTCOME_STYLES.get(txn.outcome, ""))
     why = txn.error_type or txn.status_details_code
     if why and why != txn.outcome:
-        outcome.append(f" ({why})")
+        outcome.append(f" ({visible(why)})")
     operation = " ".join(filter(None, (txn.operation, txn.transaction_type)))
     if txn.resource:
         operation += f" on {txn.resource}"
@@ -271,7 +288,7 @@ def _timeline_header(timeline: Timeline) -> Table:
         ("abort requested", "yes" if txn.abort_requested else "no"),
         ("counts", Text(counts, style="bold red" if findings else "")),
     ):
-        grid.add_row(label, value)
+        grid.add_row(label, _text(value))
     return grid
 
 
@@ -285,17 +302,17 @@ def _timeline_events(timeline: Timeline) -> Table:
     table.add_column("message", overflow="fold")
     table.add_column("what", overflow="fold")
     for event in timeline.events:
-        what = Text(event.summary)
+        what = _text(event.summary)
         for marker in event.markers:
             if what:
                 what.append("\n")
             prefix = "!! FINDING " if marker.kind == "finding" else "» "
-            what.append(prefix + marker.text, style=_MARKER_STYLES[marker.kind])
+            what.append(prefix + visible(marker.text), style=_MARKER_STYLES[marker.kind])
         table.add_row(
             str(event.seq),
             ms_text(event.offset_ms),
-            _SENDERS.get(event.sender, event.sender),
-            event.msg_type or event.kind,
+            _text(_SENDERS.get(event.sender, event.sender)),
+            _text(event.msg_type or event.kind),
             what,
         )
     return table
@@ -308,7 +325,7 @@ def _section(
         times = [column for column in columns if column.endswith("ms")]
         render_rows(console, columns, rows, OutputFormat.table, title=title, right=times)
     else:
-        console.print(f"{title}: none", highlight=False)
+        console.print(_text(f"{title}: none"))
 
 
 def _instant_text(value: datetime | int | None, places: int = 6) -> str:

@@ -5,21 +5,24 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from p3log.store.index import connect
 from p3log.store.verify import Checkpoint
 
 
-def p3log(*args: str | Path) -> subprocess.CompletedProcess[str]:
+def p3log(*args: str | Path, env: Mapping[str, str] = {}) -> subprocess.CompletedProcess[str]:
+    """A real `p3log` process; `env` adds to the environment."""
     return subprocess.run(
         [sys.executable, "-m", "p3log", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=120,
+        env={**os.environ, **env},
     )
 
 

@@ -57,24 +57,25 @@ def opened(store: Path, *, live: bool) -> Iterator[duckdb.DuckDBPyConnection]:
         with EventLog.open(store):  # the writer lock: readers read live
             con = p3log.open_store(store)
             try:
-                assert _is_in_memory(con)  # read live, not from the index
+                assert not _reads_the_index(con, store)  # read live, not from the index
                 yield con
             finally:
                 con.close()
         return
     con = p3log.open_store(store)
     try:
-        assert not _is_in_memory(con)  # the index, read-only
+        assert _reads_the_index(con, store)  # the index, read-only
         yield con
     finally:
         con.close()
 
 
-def _is_in_memory(con: duckdb.DuckDBPyConnection) -> bool:
+def _reads_the_index(con: duckdb.DuckDBPyConnection, store: Path) -> bool:
+    """Whether `con` reads the store's index (a live reader reads its own read-only copy)."""
     ((path,),) = con.execute(
         "SELECT path FROM duckdb_databases() WHERE database_name = current_database()"
     ).fetchall()
-    return path is None
+    return path == str(store / "index.duckdb")
 
 
 @pytest.mark.parametrize("live", [False, True], ids=["idle", "live"])

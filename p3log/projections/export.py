@@ -30,7 +30,7 @@ from typing import Any
 import attrs
 import duckdb
 
-from p3log.projections.opening import open_store
+from p3log.projections.opening import open_projected
 from p3log.projections.rows import TABLES, Table
 from p3log.store.errors import StoreError
 from p3log.store.index import query_one
@@ -116,7 +116,7 @@ def export_parquet(root: Path, target: Path, *, replace: bool = False) -> Export
     except OSError as exc:
         raise ExportError(f"cannot write {target}: {exc.strerror}") from exc
     try:
-        con = open_store(root)
+        con = open_projected(root)
         try:
             manifest = _write(con, work, meta.store_id)
         finally:

@@ -17,6 +17,7 @@ from p3log.projections.store import Progress, ProjectionStore
 from p3log.protocol.dialect import Dialect
 from p3log.store import read
 from p3log.store.log import EventLog, IndexFollower
+from p3log.store.readonly import lock_down
 from p3log.store.segments import EventSegments
 
 
@@ -33,8 +34,16 @@ def open_log(root: Path, *, create: bool = True, dialect: Dialect | None = None)
 
 
 def open_store(root: str | Path) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with the `events` view and every projection
-    (`transactions`, `abort_windows`, ...), as of now: also while a tap records."""
+    """A read-only DuckDB connection with the `events` view and every projection
+    (`transactions`, `abort_windows`, ...), as of now: also while a tap records.
+    It reads the store's views and nothing else (no file, setting or extension:
+    `p3log.store.readonly`)."""
+    return lock_down(open_projected(root))
+
+
+def open_projected(root: str | Path) -> duckdb.DuckDBPyConnection:
+    """`open_store` without the lockdown, for p3log's own readers that write files
+    (the Parquet export); never hand it to a user."""
     root = Path(root)
     return read.open_store(
         root,

@@ -50,6 +50,7 @@ import attrs
 from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from p3log.protocol import jsontext
 from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect
@@ -65,6 +66,7 @@ from p3log.replay.normalise import (
 from p3log.replay.recording import RecordedMessage, RecordedSession, read_session
 from p3log.replay.rewrite import Renames
 from p3log.store.read import open_store
+from p3log.visible import visible
 
 __all__ = [
     "Change",
@@ -527,11 +529,11 @@ def render_diff(console: Console, diff: SessionDiff, fmt: DiffFormat = DiffForma
     if fmt is DiffFormat.json:
         console.out(json.dumps(diff.to_json(), indent=2), highlight=False)
         return
-    console.print(f"p3log diff: {diff.summary()}", highlight=False, markup=False)
+    console.print(f"p3log diff: {visible(diff.summary())}", highlight=False, markup=False)
     if diff.changes:
         console.print("differences (- only in A, + only in B, ~ changed):", highlight=False)
         for line in _listing(diff.changes):
-            console.print(line, highlight=False, markup=False)
+            console.print(visible(line), highlight=False, markup=False)
     if diff.latencies:
         table = Table(
             title="latencies, ms",
@@ -546,8 +548,8 @@ def render_diff(console: Console, diff: SessionDiff, fmt: DiffFormat = DiffForma
         for stat in diff.latencies:
             counts = f"{stat.a.count if stat.a else 0}/{stat.b.count if stat.b else 0}"
             table.add_row(
-                stat.step,
-                short_name(stat.msg_type),
+                Text(visible(stat.step)),
+                Text(visible(short_name(stat.msg_type))),
                 counts,
                 _number(stat.a.p50_ms if stat.a else None),
                 _number(stat.b.p50_ms if stat.b else None),

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from html import escape
@@ -34,6 +33,7 @@ from p3log.report.model import (
     ReportTransaction,
 )
 from p3log.store.errors import StoreError
+from p3log.visible import visible
 
 __all__ = ["CONTENT_SECURITY_POLICY", "render_html", "write_html"]
 
@@ -187,8 +187,6 @@ _OUTCOME_CLASSES: Final = {
     "ERROR": "o-error",
     "INCOMPLETE": "o-incomplete",
 }
-# C0 and C1 control characters other than tab and newline: shown, not interpreted.
-_CONTROLS: Final = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -698,12 +696,10 @@ def _footer(report: Report) -> str:
 
 
 def _e(value: object) -> str:
-    """Text for HTML (content or a quoted attribute): escaped, control characters and
-    lone surrogates shown as escapes rather than passed on."""
-    text = "" if value is None else str(value)
-    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    text = _CONTROLS.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
-    return escape(text, quote=True)
+    """Text for HTML (content or a quoted attribute): escaped, and every character a
+    terminal or browser would obey rather than show (controls, bidi overrides, lone
+    surrogates; `p3log.visible`) shown as its escape. Newlines and tabs stay."""
+    return escape(visible("" if value is None else str(value), keep="\n\t"), quote=True)
 
 
 def _facts(items: Iterable[tuple[str, str]]) -> str:

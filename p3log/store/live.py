@@ -1,7 +1,8 @@
 """Reading a store while a recorder writes it.
 
 The recorder owns the index file. A live reader builds its own in-memory DuckDB
-instead: `event_log` is a view over the sealed Parquet segments (`segments.py`)
+instead: `event_log` is a view over the sealed Parquet segments (`segments.py`, scanned
+through pyarrow so that a locked reader needs no file access: `readonly.py`)
 and a copy of the journal's tail taken when the reader opens. Both are immutable
 or append-only, so the reader takes no lock, never waits for the recorder and
 never slows it down.
@@ -25,9 +26,9 @@ from p3log.store.index import (
     create_event_table,
     create_schema,
     journal_relation_sql,
-    sql_string,
 )
 from p3log.store.layout import open_layout
+from p3log.store.readonly import sealed_events_source
 from p3log.store.segments import sealed_segments
 
 
@@ -43,8 +44,7 @@ def open_live(root: Path) -> duckdb.DuckDBPyConnection:
         return con
     sources = []
     if segments:
-        files = ", ".join(sql_string(str(segment.path)) for segment in segments)
-        sources.append(f"SELECT * FROM read_parquet([{files}])")
+        sources.append(sealed_events_source(con, [segment.path for segment in segments]))
     create_event_table(con, "journal_tail")
     con.execute(
         f"INSERT INTO journal_tail {RECORDS_AS_ROWS} FROM ({tail}) "

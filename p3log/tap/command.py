@@ -12,11 +12,15 @@ import trio
 
 from p3log.projections.opening import open_log
 from p3log.tap.server import TapConfig, run_tap
+from p3log.visible import VisibleFormatter
 
 
 def run_tap_process(config: TapConfig, store: Path, announce: Callable[[str], None]) -> None:
     # Problems the tap survives (a full disk, a failing index) are one line each on stderr.
-    logging.basicConfig(format="p3log tap: %(message)s", level=logging.INFO, stream=sys.stderr)
+    # Their text can hold a peer's bytes (a DuckDB error quoting a value): shown visible.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(VisibleFormatter("p3log tap: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     # Past a file-size limit, write(2) fails with EFBIG (handled like a full disk)
     # instead of the default SIGXFSZ killing the process.
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)

@@ -22,6 +22,7 @@ from p3log.store.errors import StoreError
 from p3log.store.index import connect
 from p3log.store.log import EventLog
 from p3log.store.verify import make_checkpoint
+from p3log.visible import visible
 from tests.conftest import fill_store
 from tests.report.page import Element, Page, csp_hash
 
@@ -197,6 +198,34 @@ def test_what_the_store_holds_is_shown_as_text_never_as_markup(tmp_path: Path) -
     assert evil in page.text  # in the request's payload and the close's reason
     assert "<script>alert" not in html and "<img src=x" not in html
     assert "\x1b" not in html
+
+
+def test_characters_a_browser_obeys_rather_than_shows_are_escaped(tmp_path: Path) -> None:
+    """A bidi override reorders what an auditor reads; a line separator breaks a line;
+    `</style>` and quotes in an attribute end what they are in: none of them does."""
+    root = tmp_path / "store"
+    tag = "t\u202egpj.exe\u2066\u2028</style></script><script>x()</script>'\"\x9b\U000e0041"
+    with EventLog.open(root) as log:
+        request = {
+            "type": "EXECUTE_TRANSACTION_REQUEST",
+            "tag": tag,
+            "executeTransactionRequest": {
+                "transactionParameters": {"amount": 1, "currency": "EUR", "type": "CHARGE"}
+            },
+        }
+        log.record_message("s1", "client", json.dumps(request).encode())
+    out = tmp_path / "report.html"
+    page = report_page(root, out)
+    html = out.read_text(encoding="utf-8")
+    shown = visible(tag)  # every character shown as its escape, the same as in a terminal
+    assert "\\u202e" in shown and "\\x9b" in shown
+    (details,) = page.all("details", class_="txn")
+    assert details.attrs["data-transaction-key"] == f"s1:{shown}"
+    assert f"s1:{shown}" in page.text
+    for obeyed in ("\u202e", "\u2066", "\u2028", "\x9b", "\U000e0041"):
+        assert obeyed not in html
+    assert len(page.all("style")) == 1 and len(page.all("script")) == 1
+    assert "</style></script><script>" not in html
 
 
 def test_one_transaction_by_a_prefix_of_its_key(fixture_store: Path, tmp_path: Path) -> None:
