@@ -45,6 +45,7 @@ def run_demo(root: Path, console: Console) -> None:
         ) as progress,
     ):
         first_seq = log.head[0] + 1
+        key_file = log.key_file
         task = progress.add_task("pos", total=len(script.steps))
 
         def show(result: StepResult) -> None:
@@ -75,9 +76,20 @@ def run_demo(root: Path, console: Console) -> None:
     files = [path for path in root.rglob("*") if path.is_file()]
     leaks = [path for path in files if DEMO_MERCHANT_SECRET.encode() in path.read_bytes()]
     if leaks:
-        console.print(f"[red]the merchant secret was found in {leaks}[/]")
+        console.print(f"[red]the merchant secret was found in {leaks}[/]", highlight=False)
     else:
         console.print(f"the merchant secret appears in none of the {len(files)} files of the store")
+    assert key_file is not None  # a recording writer always has one
+    key = key_file.read_bytes()
+    keys_inside = [path for path in files if key in path.read_bytes()]
+    if keys_inside:
+        console.print(f"[red]the fingerprint key was found in {keys_inside}[/]", highlight=False)
+    else:
+        console.print(
+            f"the fingerprint key is kept outside the store ({key_file}), so a copy of the "
+            "store cannot be used to test guesses of the secret",
+            highlight=False,
+        )
 
     report_path = root.parent / f"{root.name}-report.html"
     write_html(build_report(root), report_path)

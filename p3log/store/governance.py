@@ -168,17 +168,29 @@ class Governor:
         key_file = _move_key_out(layout, meta, chosen.key) if moved else chosen.path
         if moved:
             meta = attrs.evolve(meta, key_id=chosen.key.id)
+        elif layout.legacy_key_path.exists():  # a move killed before its last step
+            if read_key_file(layout.legacy_key_path) != chosen.key:
+                raise FingerprintKeyError(
+                    f"{layout.legacy_key_path} is not the key store.json names; remove it"
+                )
+            _remove_legacy_key(layout)
         recorded = recorded_in_index(index, meta.store_id)
         current = Governance(REDACTION_POLICY, chosen.key.id)
-        if recorded is not None and recorded.governance != Governance.of_meta(meta):
-            if recorded.governance != current:
-                raise StoreCorrupt(
-                    f"store.json of {layout.root} disagrees with the chain (seq "
-                    f"{recorded.seq}): {_differences(meta, recorded.governance)}; it was "
-                    "changed outside p3log: run p3log verify"
-                )
-            # Interrupted: the event was journaled, store.json not yet restated.
-            logger.warning("completed an interrupted update of %s", layout.meta_path)
+        stated = Governance.of_meta(meta)
+        # store.json is restated before the event that changes the configuration, so
+        # a kill in between leaves store.json ahead of the chain with this writer's
+        # policy: the one disagreement that is not an edit (the event is due again).
+        interrupted = (
+            stated == current
+            and recorded is not None
+            and (recorded.governance.key_id == current.key_id)
+        )
+        if recorded is not None and recorded.governance != stated and not interrupted:
+            raise StoreCorrupt(
+                f"store.json of {layout.root} disagrees with the chain (seq "
+                f"{recorded.seq}): {_differences(meta, recorded.governance)}; it was "
+                "changed outside p3log: run p3log verify"
+            )
         governor = cls(layout, meta, chosen.key)
         governor.key_file = key_file
         if recorded is None:
@@ -186,10 +198,10 @@ class Governor:
             governor._why = "moved out of the store" if moved else "first fingerprint"
             governor.urgent = moved
         elif recorded.governance != current:
-            governor._why = f"redaction policy {recorded.governance.redaction_policy}"
+            governor._why = (
+                f"redaction policy {recorded.governance.redaction_policy} -> {REDACTION_POLICY}"
+            )
             governor.urgent = True  # a new policy governs every event from the next on
-        elif Governance.of_meta(meta) != current:
-            governor._restate()
         return governor
 
     def due(self) -> bool:
@@ -207,18 +219,18 @@ class Governor:
             "reason": self._why,
         }
 
-    def appended(self) -> None:
-        """The configuration is in the journal: restate it in store.json."""
-        self._why, self.urgent = None, False
-        self._restate()
-
-    def _restate(self) -> None:
+    def restate(self) -> None:
+        """Before the configuration event is appended: store.json says it first."""
         current = Governance(REDACTION_POLICY, self.key.id)
         if Governance.of_meta(self.meta) != current:
             self.meta = attrs.evolve(
                 self.meta, redaction_policy=REDACTION_POLICY, key_id=self.key.id
             )
             write_meta(self.layout, self.meta)
+
+    def appended(self) -> None:
+        """The configuration event is in the journal."""
+        self._why, self.urgent = None, False
 
 
 def _differences(meta: StoreMeta, other: Governance, where: str = "the chain") -> str:
@@ -238,10 +250,7 @@ def _move_key_out(layout: StoreLayout, meta: StoreMeta, key: FingerprintKey) -> 
     named = named_key_file()
     path = keep_key(key, named) if named is not None else keep_key(key)
     write_meta(layout, attrs.evolve(meta, key_id=key.id))
-    try:
-        layout.legacy_key_path.unlink()
-    except OSError as exc:
-        raise StoreError(f"cannot remove {layout.legacy_key_path}: {exc.strerror}") from exc
+    _remove_legacy_key(layout)
     logger.warning(
         "moved the fingerprint key of %s out of the store to %s (key id %s)",
         layout.root,
@@ -249,6 +258,13 @@ def _move_key_out(layout: StoreLayout, meta: StoreMeta, key: FingerprintKey) -> 
         key.id,
     )
     return path
+
+
+def _remove_legacy_key(layout: StoreLayout) -> None:
+    try:
+        layout.legacy_key_path.unlink()
+    except OSError as exc:
+        raise StoreError(f"cannot remove {layout.legacy_key_path}: {exc.strerror}") from exc
 
 
 # --- the verifier's side ---------------------------------------------------------

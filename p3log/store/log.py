@@ -124,6 +124,11 @@ class EventLog:
         return log
 
     @property
+    def key_file(self) -> Path | None:
+        """Where the fingerprint key this writer records with is kept (None if it reads)."""
+        return self._governor.key_file if self._governor else None
+
+    @property
     def head(self) -> tuple[int, str]:
         """The seq and hash of the last event appended."""
         return self._journal.head.seq, self._journal.head.hash
@@ -181,6 +186,7 @@ class EventLog:
 
     def _append_configuration(self, stamp: Stamp) -> None:
         assert self._governor is not None
+        self._governor.restate()
         details = self._governor.configuration()
         body = lifecycle_body(
             self._recording(), GOVERNANCE_SESSION, GOVERNANCE_KIND, details, stamp
