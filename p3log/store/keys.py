@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -31,6 +32,8 @@ KEY_FILE_ENV = "P3LOG_REDACTION_KEY_FILE"
 KEY_DIR_ENV = "P3LOG_KEY_DIR"
 KEY_BYTES = 32
 KEY_SUFFIX = ".key"
+MAX_KEY_BYTES = 4096  # a key file is a key, not a file that happens to be named
+KEY_ID = re.compile(r"[a-z2-7]{24}\Z")
 # Its own domain, so that a key id is never also the fingerprint of some secret.
 _KEY_ID_DOMAIN = b"p3log fingerprint key id/1\x00"
 
@@ -79,6 +82,8 @@ def key_for_new_store() -> tuple[FingerprintKey, Path]:
 
 def key_for_store(key_id: str) -> tuple[FingerprintKey, Path]:
     """The key whose id the store records; refuses any other."""
+    if not KEY_ID.match(key_id):
+        raise FingerprintKeyError(f"{key_id!r} in store.json is not a fingerprint key id")
     named = named_key_file()
     path = named if named is not None else key_directory() / f"{key_id}{KEY_SUFFIX}"
     if not path.exists():
@@ -97,12 +102,16 @@ def key_for_store(key_id: str) -> tuple[FingerprintKey, Path]:
 
 def read_key_file(path: Path) -> FingerprintKey:
     try:
-        secret = path.read_bytes()
+        if not path.is_file():
+            raise FingerprintKeyError(f"{path} is not a fingerprint key (not a regular file)")
+        with path.open("rb") as key_file:
+            secret = key_file.read(MAX_KEY_BYTES + 1)
     except OSError as exc:
         raise FingerprintKeyError(f"cannot read fingerprint key {path}: {exc.strerror}") from exc
-    if len(secret) < KEY_BYTES:
+    if not KEY_BYTES <= len(secret) <= MAX_KEY_BYTES:
         raise FingerprintKeyError(
-            f"{path} is not a fingerprint key ({len(secret)} bytes; at least {KEY_BYTES})"
+            f"{path} is not a fingerprint key ({len(secret)} bytes; "
+            f"{KEY_BYTES} to {MAX_KEY_BYTES})"
         )
     return FingerprintKey(secret)
 

@@ -16,8 +16,11 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from tempfile import TemporaryDirectory
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from p3log.projections.export import export_parquet
 from p3log.store.capture import wire_body
@@ -37,6 +40,7 @@ from tests.processes import start_p3log_server
 ROOT = Path(__file__).parents[2]
 SECRET = "hunter2-merchant-secret"
 _MARKER = re.compile(rb"hmac-sha256:([0-9a-f]{32})\]")
+HOSTILE_IDS = ["../../../../etc/passwd", "/dev/zero", "a" * 24, "", "..", "A" * 24]
 
 
 def _login(secret: str = SECRET) -> bytes:
@@ -285,3 +289,50 @@ def test_a_tap_records_into_a_fresh_store_with_the_default_key_location(
     assert not [path for path, content in _files(store).items() if key in content]
     assert not (store / "redaction.key").exists()
     assert verify_store(store).ok
+
+
+@pytest.fixture(scope="module")
+def recorded_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    store = tmp_path_factory.mktemp("recorded") / "store"
+    _record_secret(store)
+    return store
+
+
+@given(
+    key_id=st.one_of(st.none(), st.text(max_size=40), st.integers(), st.sampled_from(HOSTILE_IDS))
+)
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_a_hostile_key_id_in_store_json_is_refused_in_one_line(
+    recorded_store: Path, key_id: object
+) -> None:
+    with TemporaryDirectory() as tmp:
+        store = Path(tmp) / "store"
+        shutil.copytree(recorded_store, store)
+        _edit_meta(store, key_id=key_id)
+        before = _files(store)
+        with pytest.raises(StoreError) as refused:
+            EventLog.open(store)
+        assert len(str(refused.value).splitlines()) == 1
+        assert _files(store) == before
+
+
+@pytest.mark.parametrize("content", [b"", b"short", b"x" * 5000, None])
+def test_a_key_file_that_is_not_a_key_is_refused_in_one_line(
+    tmp_path: Path, content: bytes | None
+) -> None:
+    named = tmp_path / "named.key"
+    if content is None:
+        named.mkdir()
+    else:
+        named.write_bytes(content)
+    done = _p3log(
+        "import",
+        "--store",
+        str(tmp_path / "store"),
+        "--redaction-key",
+        str(named),
+        str(ROOT / "fixtures" / "sessions" / "simple.jsonl"),
+    )
+    assert done.returncode == 2, done.stdout
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "not a fingerprint key" in done.stderr
