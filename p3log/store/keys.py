@@ -110,8 +110,7 @@ def read_key_file(path: Path) -> FingerprintKey:
         raise FingerprintKeyError(f"cannot read fingerprint key {path}: {exc.strerror}") from exc
     if not KEY_BYTES <= len(secret) <= MAX_KEY_BYTES:
         raise FingerprintKeyError(
-            f"{path} is not a fingerprint key ({len(secret)} bytes; "
-            f"{KEY_BYTES} to {MAX_KEY_BYTES})"
+            f"{path} is not a fingerprint key ({len(secret)} bytes; {KEY_BYTES} to {MAX_KEY_BYTES})"
         )
     return FingerprintKey(secret)
 
