@@ -1,20 +1,17 @@
-"""What governs redaction, kept under the chain: the policy and the fingerprint key.
+"""What governs redaction, kept under the chain: the policy and the fingerprint key id.
 
-- The policy: every event carries the `redaction_policy` it was redacted under, inside
-  its hash. store.json states the policy of the store's latest event (a writer with a
-  newer policy restates it when it records).
-- The key: before the first event whose redaction used the key (a fingerprint), a
-  writer appends a `redaction_configured` event (sender `tap`, session `store`,
-  details: store id, policy, key id, why) unless the store's latest one already names
-  this key; also at once when it moves a key out of an old store. store.json names
-  the same key id.
+A writer appends a `redaction_configured` event (sender `tap`, session `store`;
+details: store id, policy, key id, reason) when the configuration it records with is
+not yet in the chain: before the first event whose redaction made a fingerprint (until
+then the key governs nothing), at once when it moves the key out of an old store, and
+at once when a newer policy records into a store that has one. store.json is restated
+first and says the same. Every event also carries its policy inside its hash.
 
 So an edit of store.json, or a key swapped for another, disagrees with the chain: a
-writer refuses the store (one line), `p3log verify` reports it, and so does
-`verify --against` a checkpoint (which holds the configuration) when nothing recorded
-since says it changed. Events imported from another store keep that store's
-`redaction_configured` events (another store id): they describe the fingerprints
-those events came with.
+writer refuses the store (one line), `p3log verify` reports it, and `verify --against`
+a checkpoint (which holds the configuration) reports a change no later event records.
+Events imported from another store keep that store's `redaction_configured` events
+(another store id): they describe the fingerprints those events came with.
 """
 
 from __future__ import annotations
