@@ -163,13 +163,19 @@ class EventLog:
             body = lifecycle_body(
                 redactor, earlier.session_id, earlier.kind, details, earlier.stamp
             )
-        if earlier.kind == GOVERNANCE_KIND and configures(earlier.payload, self.meta.store_id):
-            raise StoreError(
-                "the file holds this store's own redaction configuration: import it into "
-                "another store"
-            )
+        self.refuse_own_configuration([earlier])
         redactions = tuple(sorted({*body.redactions, *earlier.redactions}))
         return self._append(attrs.evolve(body, redactions=redactions))
+
+    def refuse_own_configuration(self, bodies: Sequence[EventBody]) -> None:
+        """Imported events may hold other stores' configurations, never this one's:
+        only this store's writers say what governs its redaction."""
+        for body in bodies:
+            if body.kind == GOVERNANCE_KIND and configures(body.payload, self.meta.store_id):
+                raise StoreError(
+                    "the file holds this store's own redaction configuration (it is an "
+                    "export of this store): import it into another store"
+                )
 
     def _recording(self) -> Redactor:
         if self._redactor is None:

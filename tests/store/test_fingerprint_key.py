@@ -336,3 +336,18 @@ def test_a_key_file_that_is_not_a_key_is_refused_in_one_line(
     assert done.returncode == 2, done.stdout
     assert len(done.stderr.strip().splitlines()) == 1
     assert "not a fingerprint key" in done.stderr
+
+
+def test_a_store_s_own_configuration_is_not_imported_into_it(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    _record_secret(store)
+    export_store(store, "jsonl", tmp_path / "own.jsonl")
+    before = _files(store / "journal", store / "store.json")
+    done = _p3log("import", "--store", str(store), str(tmp_path / "own.jsonl"))
+    assert done.returncode == 2, done.stdout
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "own redaction configuration" in done.stderr
+    assert _files(store / "journal", store / "store.json") == before
+    # Into another store it is history: the first store's configuration, not the new one's.
+    assert _p3log("import", "--store", str(tmp_path / "other"), str(tmp_path / "own.jsonl"))
+    assert verify_store(tmp_path / "other").ok
