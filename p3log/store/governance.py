@@ -1,7 +1,7 @@
 """What governs redaction, kept under the chain: the policy and the fingerprint key id.
 
 A writer appends a `redaction_configured` event (sender `tap`, session `store`;
-details: store id, policy, key id, reason) when the configuration it records with is
+details: store tag, policy, key id, reason) when the configuration it records with is
 not yet in the chain: before the first event whose redaction made a fingerprint (until
 then the key governs nothing), at once when it moves the key out of an old store, and
 at once when a newer policy records into a store that has one. store.json is restated
@@ -16,6 +16,8 @@ Events imported from another store keep that store's `redaction_configured` even
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -88,9 +90,16 @@ def _details_of(payload: str | None, store_id: str) -> dict[str, object] | None:
         details = json.loads(payload or "")
     except ValueError:
         return None
-    if not isinstance(details, dict) or details.get("store_id") != store_id:
+    if not isinstance(details, dict) or details.get("store") != store_tag(store_id):
         return None
     return details
+
+
+def store_tag(store_id: str) -> str:
+    """The store's id as a configuration names it: base32 of its SHA-256, since a uuid
+    can hold a dash-separated digit run that the card-number rule would mask."""
+    digest = hashlib.sha256(store_id.encode()).digest()[:15]
+    return base64.b32encode(digest).decode().lower()
 
 
 def recorded_in_index(index: duckdb.DuckDBPyConnection, store_id: str) -> Recorded | None:
@@ -210,7 +219,7 @@ class Governor:
     def configuration(self) -> dict[str, object]:
         """The details of the `redaction_configured` event this writer records."""
         return {
-            "store_id": self.meta.store_id,
+            "store": store_tag(self.meta.store_id),
             "redaction_policy": REDACTION_POLICY,
             "key_id": self.key.id,
             "reason": self._why,

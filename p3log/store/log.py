@@ -197,6 +197,8 @@ class EventLog:
         body = lifecycle_body(
             self._recording(), GOVERNANCE_SESSION, GOVERNANCE_KIND, details, stamp
         )
+        if body.redactions:  # fail closed: a configuration must be recorded as it is
+            raise StoreError(f"redaction changed the configuration it was to record: {details}")
         self._seal(body)
         self._governor.appended()
         self.meta = self._governor.meta
