@@ -57,6 +57,7 @@ from p3log.settings import SettingsError
 from p3log.sim import SimConfig
 from p3log.sim.run import DEFAULT_PORTS, listen_url, run_sim
 from p3log.store.errors import StoreError
+from p3log.store.keys import KEY_FILE_ENV
 from p3log.store.readonly import select_statement
 from p3log.store.transfer import ExportFormat, export_store, import_jsonl
 from p3log.store.verify import Checkpoint, make_checkpoint, verify_store
@@ -90,6 +91,26 @@ IgnorePathOption = Annotated[
 ComparePathOption = Annotated[
     list[str] | None,
     typer.Option("--compare-path", help="Compare a default volatile path (repeatable)."),
+]
+
+
+def _use_key_file(path: Path | None) -> Path | None:
+    """The key file for every store this process (and what it starts) records into."""
+    if path is not None:
+        os.environ[KEY_FILE_ENV] = str(path)
+    return path
+
+
+RedactionKeyOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--redaction-key",
+        envvar=KEY_FILE_ENV,
+        callback=_use_key_file,
+        show_default=False,
+        help="The fingerprint key file (made for a new store if missing); by default the "
+        "store's key is found by its id in the key directory (docs/store.md).",
+    ),
 ]
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -167,6 +188,7 @@ def checkpoint(
 def import_(
     store: StoreOption,
     source: Annotated[Path, typer.Argument(help="A JSONL file of events (export format).")],
+    redaction_key: RedactionKeyOption = None,
 ) -> None:
     """Append the events of a JSONL file to a store (created if missing)."""
     count = import_jsonl(store, source)
@@ -473,6 +495,7 @@ def report(
 @user_errors
 def demo(
     store: Annotated[Path, typer.Option("--store", help="Where to record.")] = Path("demo-store"),
+    redaction_key: RedactionKeyOption = None,
 ) -> None:
     """Record a scripted P3 conversation into a store, then query and verify it."""
     run_demo(store, console)
@@ -489,6 +512,7 @@ def pos(
         str, typer.Option("--secret-env", help="Environment variable holding the merchant secret.")
     ] = DEFAULT_SECRET_ENV,
     dialect: DialectOption = None,
+    redaction_key: RedactionKeyOption = None,
 ) -> None:
     """Run a scripted POS: one line per transaction; exit 1 if an expectation failed."""
     code = run_pos(
@@ -522,6 +546,7 @@ def tap(
     upstream_ca: Annotated[
         Path | None, typer.Option(help="CA file to verify a wss:// upstream.")
     ] = None,
+    redaction_key: RedactionKeyOption = None,
 ) -> None:
     """Proxy POS <-> PayServer and record every message until SIGINT/SIGTERM."""
     host, port = _listen_address(listen)
@@ -647,6 +672,7 @@ def replay_serve(
         Transport | None, typer.Option(help="ws or tcp; by default the recorded one.")
     ] = None,
     dialect: DialectOption = None,
+    redaction_key: RedactionKeyOption = None,
 ) -> None:
     """Play the PayServer side of a recorded session to the POS that connects."""
     config = build_serve_config(
@@ -697,6 +723,7 @@ def replay_drive(
     ignore_path: IgnorePathOption = None,
     compare_path: ComparePathOption = None,
     dialect: DialectOption = None,
+    redaction_key: RedactionKeyOption = None,
 ) -> None:
     """Play the POS side of a recorded session against a live server (or the simulator)."""
     config = build_drive_config(

@@ -46,6 +46,7 @@ def run_demo(root: Path, console: Console) -> None:
         ) as progress,
     ):
         first_seq = log.head[0] + 1
+        key_file = log.key_file
         task = progress.add_task("pos", total=len(script.steps))
 
         def show(result: StepResult) -> None:
@@ -79,6 +80,17 @@ def run_demo(root: Path, console: Console) -> None:
         console.print(Text(f"the merchant secret was found in {leaks}", style="red"))
     else:
         console.print(f"the merchant secret appears in none of the {len(files)} files of the store")
+    assert key_file is not None  # a recording writer always has one
+    key = key_file.read_bytes()
+    keys_inside = [path for path in files if key in path.read_bytes()]
+    if keys_inside:
+        console.print(Text(f"the fingerprint key was found in {keys_inside}", style="red"))
+    else:
+        console.print(
+            f"the fingerprint key is kept outside the store ({key_file}), so a copy of the "
+            "store cannot be used to test guesses of the secret",
+            highlight=False,
+        )
 
     report_path = root.parent / f"{root.name}-report.html"
     write_html(build_report(root), report_path)

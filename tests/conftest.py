@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from p3log.store.keys import KEY_DIR_ENV, KEY_FILE_ENV
 from p3log.store.log import EventLog
+
+
+@pytest.fixture(autouse=True, scope="session")
+def fingerprint_keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every store the tests make keeps its fingerprint key here, not in the home
+    directory; set in os.environ, so the p3log processes tests start inherit it."""
+    keys = tmp_path_factory.mktemp("fingerprint-keys")
+    saved = {name: os.environ.pop(name, None) for name in (KEY_DIR_ENV, KEY_FILE_ENV)}
+    os.environ[KEY_DIR_ENV] = str(keys)
+    yield keys
+    for name, value in saved.items():
+        os.environ.pop(name, None)
+        if value is not None:
+            os.environ[name] = value
 
 
 def message_bytes(msg_type: str, tag: str, **fields: object) -> bytes:

@@ -57,7 +57,7 @@ def rebuild_projections(
 ) -> int:
     """Fold every event of the store at `root` again into empty projection tables;
     returns how many events were folded. Takes the writer lock, like a recorder."""
-    with EventLog.open(root, create=False) as log:
+    with EventLog.open(root, create=False, records=False) as log:
         # A rebuild is the only work on the store: let DuckDB read the facts on
         # every core (a recorder's index runs on one, to leave the others to it).
         log.index.execute(f"SET threads = {os.cpu_count() or 1}")

@@ -2,8 +2,7 @@
 
 A store is a directory:
 
-    store.json          format version, store id, redaction policy
-    redaction.key       per-store HMAC key for secret fingerprints (mode 0600)
+    store.json          format version, store id, redaction policy, fingerprint key id
     writer.lock         flock'd by the one process that records into the store
     journal/            append-only JSONL segments: the primary record
     journal/torn/       torn tail records set aside by recovery
@@ -15,7 +14,6 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import secrets
 import time
 import uuid
 from collections.abc import Iterator
@@ -39,7 +37,9 @@ class StoreLayout:
         return self.root / "store.json"
 
     @property
-    def key_path(self) -> Path:
+    def legacy_key_path(self) -> Path:
+        """Where stores made before key ids kept their fingerprint key (keys.py moves it
+        out on the first recording open)."""
         return self.root / "redaction.key"
 
     @property
@@ -61,23 +61,35 @@ class StoreMeta:
     format_version: int
     created_at_us: int
     redaction_policy: str
+    # The id of the fingerprint key outside the store (keys.py); None in a store made
+    # before key ids, which still holds its key as `redaction.key`.
+    key_id: str | None
 
 
-def open_layout(root: Path, *, create: bool) -> tuple[StoreLayout, StoreMeta]:
-    """Check that `root` is a store this p3log can read; with `create`, make one."""
+def open_layout(
+    root: Path, *, create: bool, key_id: str | None = None
+) -> tuple[StoreLayout, StoreMeta]:
+    """Check that `root` is a store this p3log can read; with `create`, make one that
+    records with the fingerprint key `key_id`."""
     layout = StoreLayout(root)
     if not layout.meta_path.exists():
-        if not create:
+        if not create or key_id is None:
             raise StoreNotFound(f"no p3log store at {root} (store.json not found)")
-        return layout, _initialise(layout)
+        return layout, _initialise(layout, key_id)
     return layout, _read_meta(layout)
 
 
-def read_redaction_key(layout: StoreLayout) -> bytes:
+def write_meta(layout: StoreLayout, meta: StoreMeta) -> None:
+    """Replace store.json atomically and durably."""
+    tmp = layout.meta_path.with_suffix(".tmp")
     try:
-        return layout.key_path.read_bytes()
+        with tmp.open("w", encoding="utf-8") as out:
+            out.write(json.dumps(attrs.asdict(meta), indent=2) + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+        tmp.replace(layout.meta_path)
     except OSError as exc:
-        raise StoreError(f"cannot read {layout.key_path}: {exc.strerror}") from exc
+        raise StoreError(f"cannot write {layout.meta_path}: {exc.strerror}") from exc
 
 
 @contextmanager
@@ -99,26 +111,21 @@ def writer_lock(layout: StoreLayout) -> Iterator[None]:
         os.close(fd)  # closing the descriptor releases the flock
 
 
-def _initialise(layout: StoreLayout) -> StoreMeta:
+def _initialise(layout: StoreLayout, key_id: str) -> StoreMeta:
     try:
         layout.root.mkdir(parents=True, exist_ok=True)
         layout.journal_dir.mkdir(exist_ok=True)
-        if not layout.key_path.exists():
-            fd = os.open(layout.key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as key_file:
-                key_file.write(secrets.token_bytes(32))
-        meta = StoreMeta(
-            store_id=str(uuid.uuid4()),
-            format_version=FORMAT_VERSION,
-            created_at_us=time.time_ns() // 1000,
-            redaction_policy=REDACTION_POLICY,
-        )
-        # Written last and atomically: a store.json means a complete store.
-        tmp = layout.meta_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(attrs.asdict(meta), indent=2) + "\n", encoding="utf-8")
-        tmp.replace(layout.meta_path)
     except OSError as exc:
         raise StoreError(f"cannot create store at {layout.root}: {exc.strerror}") from exc
+    meta = StoreMeta(
+        store_id=str(uuid.uuid4()),
+        format_version=FORMAT_VERSION,
+        created_at_us=time.time_ns() // 1000,
+        redaction_policy=REDACTION_POLICY,
+        key_id=key_id,
+    )
+    # Written last and atomically: a store.json means a complete store.
+    write_meta(layout, meta)
     return meta
 
 
@@ -138,8 +145,9 @@ def _read_meta(layout: StoreLayout) -> StoreMeta:
             format_version=version,
             created_at_us=int(data["created_at_us"]),
             redaction_policy=str(data["redaction_policy"]),
+            key_id=None if data.get("key_id") is None else str(data["key_id"]),
         )
     except OSError as exc:
         raise StoreError(f"cannot read {layout.meta_path}: {exc.strerror}") from exc
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise StoreError(f"{layout.meta_path} is not a p3log store description: {exc}") from exc

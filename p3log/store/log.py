@@ -27,8 +27,15 @@ import attrs
 import duckdb
 
 from p3log.store.capture import lifecycle_body, wire_body
-from p3log.store.errors import StoreBusy, StoreCorrupt
+from p3log.store.errors import StoreBusy, StoreCorrupt, StoreError
 from p3log.store.event import WIRE_KINDS, Event, EventBody, Sender, Stamp, seal
+from p3log.store.governance import (
+    GOVERNANCE_KIND,
+    GOVERNANCE_SESSION,
+    Governor,
+    choose_key,
+    configures,
+)
 from p3log.store.index import (
     WRITER_CHECKPOINT_THRESHOLD,
     WRITER_THREADS,
@@ -39,7 +46,8 @@ from p3log.store.index import (
     insert_records,
 )
 from p3log.store.journal import Journal, open_journal
-from p3log.store.layout import StoreLayout, StoreMeta, open_layout, read_redaction_key, writer_lock
+from p3log.store.keys import key_for_new_store
+from p3log.store.layout import StoreLayout, StoreMeta, open_layout, writer_lock
 from p3log.store.records import encode_record
 from p3log.store.redact import Redactor
 
@@ -65,7 +73,7 @@ class EventLog:
         meta: StoreMeta,
         journal: Journal,
         index: duckdb.DuckDBPyConnection,
-        redactor: Redactor,
+        governor: Governor | None,
         resources: ExitStack,
         followers: Sequence[IndexFollower] = (),
     ) -> None:
@@ -73,16 +81,26 @@ class EventLog:
         self.meta = meta
         self.index = index
         self._journal = journal
-        self._redactor = redactor
+        self._governor = governor
+        self._redactor: Redactor | None = governor.redactor if governor else None
         self._resources = resources
         self._pending: list[bytes] = []  # record lines journaled, not yet indexed
         self._followers = list(followers)
 
     @classmethod
     def open(
-        cls, root: Path, *, create: bool = True, followers: Sequence[IndexFollower] = ()
+        cls,
+        root: Path,
+        *,
+        create: bool = True,
+        followers: Sequence[IndexFollower] = (),
+        records: bool = True,
     ) -> EventLog:
-        layout, meta = open_layout(root, create=create)
+        """The store's writer. With `records` False it only brings the index level
+        (readers): it needs no fingerprint key and cannot record."""
+        layout, meta = _open_layout(root, create=create and records)
+        # The key is checked before anything in the store is touched.
+        chosen = choose_key(layout, meta) if records else None
         resources = ExitStack()
         try:
             resources.enter_context(writer_lock(layout))
@@ -94,13 +112,21 @@ class EventLog:
             index.execute(f"SET checkpoint_threshold = '{WRITER_CHECKPOINT_THRESHOLD}'")
             create_schema(index)
             recover_index(index, layout, journal.head.seq)
-            redactor = Redactor(read_redaction_key(layout))
+            governor = Governor.start(layout, meta, chosen, index) if chosen else None
         except BaseException:
             resources.close()
             raise
-        log = cls(layout, meta, journal, index, redactor, resources, followers)
+        meta = governor.meta if governor else meta
+        log = cls(layout, meta, journal, index, governor, resources, followers)
+        if governor is not None and governor.urgent:
+            log._append_configuration(Stamp.now())
         log.follow_index()
         return log
+
+    @property
+    def key_file(self) -> Path | None:
+        """Where the fingerprint key this writer records with is kept (None if it reads)."""
+        return self._governor.key_file if self._governor else None
 
     @property
     def head(self) -> tuple[int, str]:
@@ -111,7 +137,7 @@ class EventLog:
         self, session_id: str, sender: Sender, data: bytes, stamp: Stamp | None = None
     ) -> Event:
         """Record bytes a peer sent; returns once the event is in the journal."""
-        body = wire_body(self._redactor, session_id, sender, data, stamp or Stamp.now())
+        body = wire_body(self._recording(), session_id, sender, data, stamp or Stamp.now())
         return self._append(body)
 
     def record_lifecycle(
@@ -122,27 +148,62 @@ class EventLog:
         stamp: Stamp | None = None,
     ) -> Event:
         """Record something the tap observed (connection opened, upstream failed, ...)."""
-        body = lifecycle_body(self._redactor, session_id, kind, details, stamp or Stamp.now())
+        body = lifecycle_body(self._recording(), session_id, kind, details, stamp or Stamp.now())
         return self._append(body)
 
     def record_imported(self, earlier: EventBody) -> Event:
         """Record an event from another store's export as if its bytes had just arrived:
         redacted and classified again here, keeping the rules that fired before."""
+        redactor = self._recording()
         if earlier.kind in WIRE_KINDS:
             wire = earlier.raw if earlier.raw is not None else (earlier.payload or "").encode()
-            body = wire_body(
-                self._redactor, earlier.session_id, earlier.sender, wire, earlier.stamp
-            )
+            body = wire_body(redactor, earlier.session_id, earlier.sender, wire, earlier.stamp)
         else:
             details = (earlier.payload or "{}").encode()
             body = lifecycle_body(
-                self._redactor, earlier.session_id, earlier.kind, details, earlier.stamp
+                redactor, earlier.session_id, earlier.kind, details, earlier.stamp
             )
+        self.refuse_own_configuration([earlier])
         redactions = tuple(sorted({*body.redactions, *earlier.redactions}))
         return self._append(attrs.evolve(body, redactions=redactions))
 
+    def refuse_own_configuration(self, bodies: Sequence[EventBody]) -> None:
+        """Imported events may hold other stores' configurations, never this one's:
+        only this store's writers say what governs its redaction."""
+        for body in bodies:
+            if body.kind == GOVERNANCE_KIND and configures(body.payload, self.meta.store_id):
+                raise StoreError(
+                    "the file holds this store's own redaction configuration (it is an "
+                    "export of this store): import it into another store"
+                )
+
+    def _recording(self) -> Redactor:
+        if self._redactor is None:
+            raise StoreError(f"{self.layout.root} was opened to read, not to record")
+        return self._redactor
+
     def _append(self, body: EventBody) -> Event:
-        """Chain and journal a body that `capture` made (and so redacted)."""
+        """Chain and journal a body that `capture` made (and so redacted); first, if its
+        redaction made the writer's first fingerprint, the configuration it records
+        with (`governance.py`)."""
+        if self._governor is not None and self._governor.due():
+            self._append_configuration(body.stamp)
+        return self._seal(body)
+
+    def _append_configuration(self, stamp: Stamp) -> None:
+        assert self._governor is not None
+        self._governor.restate()
+        details = self._governor.configuration()
+        body = lifecycle_body(
+            self._recording(), GOVERNANCE_SESSION, GOVERNANCE_KIND, details, stamp
+        )
+        if body.redactions:  # fail closed: a configuration must be recorded as it is
+            raise StoreError(f"redaction changed the configuration it was to record: {details}")
+        self._seal(body)
+        self._governor.appended()
+        self.meta = self._governor.meta
+
+    def _seal(self, body: EventBody) -> Event:
         seq, prev_hash = self.head
         event = seal(body, seq + 1, prev_hash)
         line = encode_record(event)
@@ -209,6 +270,14 @@ class EventLog:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _open_layout(root: Path, *, create: bool) -> tuple[StoreLayout, StoreMeta]:
+    """`open_layout`; a new store gets a fingerprint key of its own, kept outside it."""
+    if create and not StoreLayout(root).meta_path.exists():
+        key, _ = key_for_new_store()
+        return open_layout(root, create=True, key_id=key.id)
+    return open_layout(root, create=False)
 
 
 def recover_index(index: duckdb.DuckDBPyConnection, layout: StoreLayout, journal_head: int) -> int:

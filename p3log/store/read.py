@@ -34,7 +34,7 @@ def open_store(
     """
     root = Path(root)
     try:
-        with EventLog.open(root, create=False, followers=followers) as log:
+        with EventLog.open(root, create=False, followers=followers, records=False) as log:
             index_path = log.layout.index_path
         return connect(index_path, read_only=True)
     # A recorder has the store (or just took it), or this process already holds the

@@ -51,6 +51,7 @@ def import_jsonl(root: Path, source: Path) -> int:
     """
     bodies = list(_read_bodies(source))
     with EventLog.open(root) as log:
+        log.refuse_own_configuration(bodies)
         for body in bodies:
             log.record_imported(body)
             if log.pending_count >= _BATCH_ROWS:

@@ -21,6 +21,7 @@ import duckdb
 
 from p3log.store.errors import StoreBusy, StoreCorrupt, StoreError
 from p3log.store.event import CANONICAL_FIELDS, GENESIS_HASH
+from p3log.store.governance import Governance, governance_problems
 from p3log.store.index import connect, journal_relation_sql, query_one, query_scalar, sql_string
 from p3log.store.layout import StoreLayout, StoreMeta, open_layout
 
@@ -75,6 +76,7 @@ class Checkpoint:
     count: int
     head_hash: str
     created_at_us: int
+    governance: Governance | None = None  # what governed redaction (None: older checkpoint)
 
     def to_json(self) -> str:
         return json.dumps(attrs.asdict(self), indent=2) + "\n"
@@ -88,6 +90,7 @@ class Checkpoint:
                 count=int(data["count"]),
                 head_hash=str(data["head_hash"]),
                 created_at_us=int(data["created_at_us"]),
+                governance=Governance(**data["governance"]) if "governance" in data else None,
             )
         except OSError as exc:
             raise StoreError(f"cannot read checkpoint {path}: {exc.strerror}") from exc
@@ -106,6 +109,8 @@ def verify_store(root: Path, against: Checkpoint | None = None) -> VerifyReport:
         ]
         if against is not None:
             problems.append(_checkpoint_problem(con, meta, against))
+        pinned = (against.count, against.governance) if against else None
+        problems += [ChainProblem(*found) for found in governance_problems(layout, meta, pinned)]
         count, head_hash = _head(con)
         indexed = int(query_scalar(con, "SELECT count(*) FROM index_hashes"))
     found = [problem for problem in problems if problem is not None]
@@ -123,7 +128,14 @@ def make_checkpoint(root: Path) -> Checkpoint:
     report = verify_store(root)
     if report.problem is not None:
         raise StoreCorrupt(f"not checkpointing a store that fails verification: {report.problem}")
-    return Checkpoint(report.store_id, report.count, report.head_hash, time.time_ns() // 1000)
+    _, meta = open_layout(root, create=False)
+    return Checkpoint(
+        report.store_id,
+        report.count,
+        report.head_hash,
+        time.time_ns() // 1000,
+        Governance.of_meta(meta),
+    )
 
 
 def _load_hashes(con: duckdb.DuckDBPyConnection, layout: StoreLayout) -> None:
