@@ -26,7 +26,7 @@ from typing import Protocol
 import attrs
 import duckdb
 
-from p3log.store.capture import lifecycle_body, wire_body
+from p3log.store.capture import Door
 from p3log.store.errors import StoreBusy, StoreCorrupt
 from p3log.store.event import WIRE_KINDS, Event, EventBody, Sender, Stamp, seal
 from p3log.store.index import (
@@ -73,7 +73,7 @@ class EventLog:
         self.meta = meta
         self.index = index
         self._journal = journal
-        self._redactor = redactor
+        self._door = Door(redactor)
         self._resources = resources
         self._pending: list[bytes] = []  # record lines journaled, not yet indexed
         self._followers = list(followers)
@@ -111,7 +111,7 @@ class EventLog:
         self, session_id: str, sender: Sender, data: bytes, stamp: Stamp | None = None
     ) -> Event:
         """Record bytes a peer sent; returns once the event is in the journal."""
-        body = wire_body(self._redactor, session_id, sender, data, stamp or Stamp.now())
+        body = self._door.wire_body(session_id, sender, data, stamp or Stamp.now())
         return self._append(body)
 
     def record_lifecycle(
@@ -122,7 +122,7 @@ class EventLog:
         stamp: Stamp | None = None,
     ) -> Event:
         """Record something the tap observed (connection opened, upstream failed, ...)."""
-        body = lifecycle_body(self._redactor, session_id, kind, details, stamp or Stamp.now())
+        body = self._door.lifecycle_body(session_id, kind, details, stamp or Stamp.now())
         return self._append(body)
 
     def record_imported(self, earlier: EventBody) -> Event:
@@ -130,13 +130,11 @@ class EventLog:
         redacted and classified again here, keeping the rules that fired before."""
         if earlier.kind in WIRE_KINDS:
             wire = earlier.raw if earlier.raw is not None else (earlier.payload or "").encode()
-            body = wire_body(
-                self._redactor, earlier.session_id, earlier.sender, wire, earlier.stamp
-            )
+            body = self._door.wire_body(earlier.session_id, earlier.sender, wire, earlier.stamp)
         else:
             details = (earlier.payload or "{}").encode()
-            body = lifecycle_body(
-                self._redactor, earlier.session_id, earlier.kind, details, earlier.stamp
+            body = self._door.lifecycle_body(
+                earlier.session_id, earlier.kind, details, earlier.stamp
             )
         redactions = tuple(sorted({*body.redactions, *earlier.redactions}))
         return self._append(attrs.evolve(body, redactions=redactions))
