@@ -14,6 +14,8 @@ found here also as ``merchant_secret``):
   header): clients carry tokens there, and no P3 subprotocol is defined, so each becomes
   ``[REDACTED subprotocol hmac-sha256:<32 hex>]`` (equal values stay comparable);
 - the password of a URL's user info (``ws://user:password@host``).
+
+The WebSocket nonce (``Sec-WebSocket-Key``) is kept when it has a nonce's form.
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ CREDENTIAL_WORDS: Final = (
 _MERCHANT_SECRET: Final = "merchantsecret"
 _SUBPROTOCOL_FIELDS: Final = frozenset({"subprotocols", "subprotocol"})
 _SUBPROTOCOL_HEADER: Final = "secwebsocketprotocol"
+# The handshake's nonce (RFC 6455), public by design, is kept when it has its form.
+_NONCE_HEADER: Final = "secwebsocketkey"
+_NONCE: Final = re.compile(r"[A-Za-z0-9+/]{22}==\Z")
 _QUERY_PARAMETER: Final = re.compile(
     r"(?<=[?&;])([^=&;#\s]+)=(\[REDACTED [A-Za-z]+ hmac-sha256:[0-9a-f]{32}\]|[^&;#\s]*)"
 )
@@ -102,6 +107,8 @@ class HandshakeRedaction:
     def _header(self, name: str, value: Any) -> Any:
         if _normalised(name) == _SUBPROTOCOL_HEADER:
             return self._subprotocols(value)
+        if _normalised(name) == _NONCE_HEADER and isinstance(value, str) and _NONCE.match(value):
+            return value
         kind = credential_kind(name)
         if kind is None or not isinstance(value, str):
             return self._value(value)

@@ -217,7 +217,9 @@ class _Pass:
             edits += self._nested(data, view, quotes, _NESTED_ESCAPE, secret_spans)
         edits += self._reused_secrets(data, quotes, secret_spans)
         edits += _card_edits(data, view, quotes, self._budget)
-        edits = [e for e in edits if not any(s < e.end and e.start < t for s, t in protected)]
+        # A reused secret is not looked for inside markers (it may be a word of one); card
+        # numbers are, since a marker's look-alike could carry one.
+        edits = [e for e in edits if e.rule != SECRET_REUSE_RULE or not _overlaps(e, protected)]
         rules = {edit.rule for edit in edits}
         if not rules:
             return Redacted(raw, (), tuple(self._found))
@@ -556,6 +558,10 @@ def _luhn_valid(digits: bytes) -> bool:
     values = digits.translate(_DIGIT_VALUE)
     total = sum(values[-1::-2]) + sum(values[-2::-2].translate(_LUHN_DOUBLED))
     return total % 10 == 0
+
+
+def _overlaps(edit: _Edit, spans: list[tuple[int, int]]) -> bool:
+    return any(start < edit.end and edit.start < end for start, end in spans)
 
 
 def _merged(data: bytes, edits: list[_Edit]) -> list[_Edit]:
