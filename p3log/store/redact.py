@@ -40,6 +40,7 @@ rules match changes.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import json
 import re
@@ -302,18 +303,41 @@ class _Pass:
         for secret in dict.fromkeys([*self._known, *self._found]):
             if _SECRET_MARKER.fullmatch(secret):
                 continue
-            content = _json_string(secret)[1:-1]
             whole = len(secret) < MIN_SUBSTRING_SECRET
-            needle = b'"' + content + b'"' if whole else content
             marker = self._redactor.marker(secret)
-            at = data.find(needle)
-            while at >= 0:
+            for found in _secret_pattern(secret, whole).finditer(data):
                 self._budget.spend()
-                start, end = (at + 1, at + len(needle) - 1) if whole else (at, at + len(needle))
+                start, end = found.span()
                 if not any(s < end and start < t for s, t in secret_spans):
                     text = marker.encode() if whole or quotes.inside(start) else _quoted(marker)
                     yield _Edit(start, end, text, SECRET_REUSE_RULE)
-                at = data.find(needle, at + 1)
+
+
+@functools.lru_cache(maxsize=1024)
+def _secret_pattern(secret: str, whole: bool) -> re.Pattern[bytes]:
+    """Every spelling of `secret` in canonical bytes: ASCII as `_decode_escapes` writes it,
+    any other character as itself or as its \\u escape(s), in either case; `whole`: only
+    as the whole of a string."""
+    body = b"".join(_spellings(char) for char in secret)
+    return re.compile(rb'(?<=")' + body + rb'(?=\\*")' if whole else body)
+
+
+def _spellings(char: str) -> bytes:
+    code = ord(char)
+    if code < 0x80:
+        return re.escape(_json_string(char)[1:-1])
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8, kept as it was
+        return b"(?:" + re.escape(bytes([code - 0xDC00])) + b"|" + _escaped_unit(code) + b")"
+    if 0xD800 <= code < 0xE000:  # a lone surrogate: only an escape spells it
+        return _escaped_unit(code)
+    units = char.encode("utf-16-be")
+    halves = [int.from_bytes(units[i : i + 2]) for i in range(0, len(units), 2)]
+    escapes = b"".join(_escaped_unit(half) for half in halves)
+    return b"(?:" + re.escape(char.encode()) + b"|" + escapes + b")"
+
+
+def _escaped_unit(code: int) -> bytes:
+    return b"\\\\u(?i:" + b"%04x" % code + b")"
 
 
 class _QuoteParity:
