@@ -392,7 +392,8 @@ def _blank_escapes(data: bytes) -> bytes:
 
 def _after_colon(view: bytes, at: int) -> int | None:
     """Where the value after a key starts, skipping blanks, comments and the colon;
-    None if no colon follows. An unterminated comment runs to the end of the input."""
+    None if no colon follows; an unterminated comment's start (which `_value_end` takes
+    to run to the end of the input)."""
     colon = False
     size = len(view)
     while at < size:
@@ -404,7 +405,9 @@ def _after_colon(view: bytes, at: int) -> int | None:
             at = size if newline < 0 else newline + 1
         elif view.startswith(b"/*", at):
             close = view.find(b"*/", at + 2)
-            at = size if close < 0 else close + 2
+            if close < 0:
+                return at  # the caller masks from here to the end
+            at = close + 2
         elif char == 0x3A and not colon:  # ":"
             colon = True
             at += 1
@@ -418,6 +421,8 @@ def _value_end(view: bytes, start: int, budget: Budget) -> int:
     that does not end runs to the end of the input."""
     if start >= len(view):
         return start
+    if view.startswith(b"/*", start):
+        return len(view)  # an unterminated comment: whatever follows may be the value
     first = view[start]
     if first == 0x22:  # a string: the view has no escaped quotes
         close = view.find(b'"', start + 1)
