@@ -57,11 +57,13 @@ def search_everything(store: Path, exports: list[Path]) -> int:
     files = [p for root in (store, *exports) for p in [root, *root.rglob("*")] if p.is_file()]
     texts = [path.read_bytes().decode("latin-1") for path in files]
     with duckdb.connect(str(store / "index.duckdb"), read_only=True) as con:
-        texts += [str(cell) for row in con.execute("SELECT * FROM events").fetchall() for cell in row]
+        rows = con.execute("SELECT * FROM events").fetchall()
+    texts += [str(cell) for row in rows for cell in row]
     parquet = exports[1] / "events" / "**" / "*.parquet"
     with duckdb.connect() as con:
         query = f"SELECT * FROM read_parquet('{parquet}', union_by_name = true)"
-        texts += [str(cell) for row in con.execute(query).fetchall() for cell in row]
+        rows = con.execute(query).fetchall()
+    texts += [str(cell) for row in rows for cell in row]
     assert len(texts) > 100
     for text in texts:
         assert_hidden(unescaped(text), SECRET, PAN)
