@@ -203,7 +203,10 @@ class _Pass:
         self._found: list[str] = []
 
     def run(self, raw: bytes) -> Redacted:
-        data = _decode_escapes(raw, self._budget) if b"\\" in raw else raw
+        data = raw
+        if b"\\" in raw:
+            self._budget.spend(raw.count(b"\\") // 16)  # reading an escape: 1/16 of a step
+            data = _decode_escapes(raw, self._budget)
         view = _blank_escapes(data) if b"\\" in data else data
         markers = _ANY_MARKER.finditer(view) if b"[REDACTED" in view else ()
         protected = [(m.start(), m.end()) for m in markers]
@@ -361,7 +364,12 @@ class _QuoteParity:
 
 def _decode_escapes(raw: bytes, budget: Budget) -> bytes:
     """`raw` with each ASCII escape in its canonical spelling (see the module doc)."""
-    budget.spend(raw.count(b"\\u00") // 4)  # an escape costs about a quarter of a step
+    # An escape costs about a quarter of a step; count the ASCII ones only when a rough
+    # count says they might exhaust the budget (non-ASCII escapes are common and free).
+    escapes = raw.count(b"\\u00")
+    if escapes // 4 > budget.left:
+        escapes = sum(raw.count(b"\\u00%d" % digit) for digit in range(8))
+    budget.spend(escapes // 4)
     return _ESCAPE.sub(_canonical_escape, raw)
 
 
