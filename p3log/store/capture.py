@@ -143,15 +143,14 @@ class Door:
                 f"{kind!r} is not a lifecycle kind (lower_snake_case, not a wire kind)"
             )
         rules: set[str] = set()
+        data = details if isinstance(details, bytes) else b""
         fields = _as_mapping(details)
         if fields is not None:
             handshake = HandshakeRedaction(self.redactor, fields)
             rules.update(handshake.rules)
             self.secrets.remember(session_id, tuple(handshake.secrets))
-            data = json.dumps(handshake.details).encode()
-        else:
-            assert isinstance(details, bytes)
-            data = details
+            if handshake.rules or not data:  # imported details stay as they were if they can
+                data = json.dumps(handshake.details).encode()
         redacted = self._redact(session_id, data)
         if kind in SESSION_END_KINDS:
             self.secrets.forget(session_id)

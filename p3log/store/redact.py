@@ -171,10 +171,13 @@ class Redactor:
         """Redact one message as received; any bytes at all, never raises.
 
         `known` are merchant secrets seen earlier in the same session."""
+        redaction = _Pass(self, known, Budget(), 0)
         try:
-            return _Pass(self, known, Budget(), 0).run(raw)
+            return redaction.run(raw)
         except OverBudget:
-            return Redacted(_UNCHECKED.format(size=len(raw)).encode(), (UNCHECKED_RULE,))
+            # The secrets found before the budget ran out are still remembered.
+            unchecked = _UNCHECKED.format(size=len(raw)).encode()
+            return Redacted(unchecked, (UNCHECKED_RULE,), tuple(redaction.found))
 
 
 def is_marker(text: str) -> bool:
@@ -200,7 +203,7 @@ class _Pass:
         self._known = [s for s in known if s and not is_marker(s)]
         self._budget = budget
         self._depth = depth
-        self._found: list[str] = []
+        self.found: list[str] = []
 
     def run(self, raw: bytes) -> Redacted:
         data = raw
@@ -226,11 +229,11 @@ class _Pass:
         edits = [e for e in edits if e.rule != SECRET_REUSE_RULE or not _overlaps(e, protected)]
         rules = {edit.rule for edit in edits}
         if not rules:
-            return Redacted(raw, (), tuple(self._found))
+            return Redacted(raw, (), tuple(self.found))
         if data != raw:
             rules.add(ESCAPES_RULE)
         redacted = _apply(data, _merged(data, edits))
-        return Redacted(redacted, tuple(sorted(rules)), tuple(self._found))
+        return Redacted(redacted, tuple(sorted(rules)), tuple(self.found))
 
     def _secret_keys(
         self, data: bytes, view: bytes, spans: list[tuple[int, int]]
@@ -250,7 +253,7 @@ class _Pass:
             secret = _secret_text(data[start:end])
             if _SECRET_MARKER.fullmatch(secret):
                 continue
-            self._found.append(secret)
+            self.found.append(secret)
             marker = json.dumps(self._redactor.marker(secret)).encode()
             yield _Edit(start, end, marker, MERCHANT_SECRET_RULE)
 
@@ -290,9 +293,9 @@ class _Pass:
             return _Edit(start, end, b'"[REDACTED unreadable string]"', UNCHECKED_RULE)
         if self._depth + 1 >= _MAX_NESTING:
             return _Edit(start, end, b'"[REDACTED nested too deeply]"', UNCHECKED_RULE)
-        inner = _Pass(self._redactor, [*self._known, *self._found], self._budget, self._depth + 1)
+        inner = _Pass(self._redactor, [*self._known, *self.found], self._budget, self._depth + 1)
         result = inner.run(_to_bytes(text))
-        self._found += inner._found
+        self.found += inner.found
         if not result.rules:
             return None
         rule = next((r for r in result.rules if r != ESCAPES_RULE), result.rules[0])
@@ -303,7 +306,7 @@ class _Pass:
         self, data: bytes, quotes: _QuoteParity, secret_spans: list[tuple[int, int]]
     ) -> Iterator[_Edit]:
         """Every other place where a known (or just found) secret appears."""
-        for secret in dict.fromkeys([*self._known, *self._found]):
+        for secret in dict.fromkeys([*self._known, *self.found]):
             if _SECRET_MARKER.fullmatch(secret):
                 continue
             whole = len(secret) < MIN_SUBSTRING_SECRET
