@@ -50,6 +50,8 @@ from typing import Final
 
 import attrs
 
+from p3log.protocol.jsontext import strip_comments_and_trailing_commas
+
 REDACTION_POLICY: Final = "p3log-redact/2"
 
 ESCAPES_RULE: Final = "escapes_decoded"
@@ -210,18 +212,24 @@ class _Pass:
         if b"\\" in raw:
             self._budget.spend(raw.count(b"\\") // 16)  # reading an escape: 1/16 of a step
             data = _decode_escapes(raw, self._budget)
+        # Two views of `data`, byte for byte the same length: `view` with escapes blanked
+        # (card numbers are looked for there, comments included), `structure` also with
+        # lenient JSON's comments blanked (strings and keys are found there).
         view = _blank_escapes(data) if b"\\" in data else data
+        structure = view
+        if b"/*" in view or b"//" in view:
+            structure = _blank_comments(view, self._budget)
         markers = _ANY_MARKER.finditer(view) if b"[REDACTED" in view else ()
         protected = [(m.start(), m.end()) for m in markers]
-        quotes = _QuoteParity(view)
+        quotes = _QuoteParity(structure)
         edits: list[_Edit] = []
         secret_spans: list[tuple[int, int]] = []
         lowered = data.lower()
         if _SECRET_WORD in lowered:
-            edits += self._secret_keys(data, view, secret_spans)
-            edits += self._nested(data, view, quotes, _SECRET_WORD, secret_spans)
+            edits += self._secret_keys(data, structure, secret_spans)
+            edits += self._nested(data, structure, quotes, _SECRET_WORD, secret_spans)
         if _NESTED_ESCAPE in data:
-            edits += self._nested(data, view, quotes, _NESTED_ESCAPE, secret_spans)
+            edits += self._nested(data, structure, quotes, _NESTED_ESCAPE, secret_spans)
         edits += self._reused_secrets(data, quotes, secret_spans)
         edits += _card_edits(data, view, quotes, self._budget)
         # A reused secret is not looked for inside markers (it may be a word of one); card
@@ -399,6 +407,13 @@ def _blank_escapes(data: bytes) -> bytes:
     view = data.replace(b"\\\\", b"\x01\x01")
     view = re.sub(rb"\\u[0-9a-fA-F]{4}", b"\x01" * 6, view)
     return re.sub(rb"\\.", b"\x01\x01", view, flags=re.DOTALL)
+
+
+def _blank_comments(view: bytes, budget: Budget) -> bytes:
+    """`view` with the comments and trailing commas that the recorder's lenient JSON reader
+    accepts blanked (the same rule), same length."""
+    budget.spend(view.count(b'"') // 16)  # a string costs a sixteenth of a step
+    return strip_comments_and_trailing_commas(view.decode("latin-1")).encode("latin-1")
 
 
 def _after_colon(view: bytes, at: int) -> int | None:

@@ -97,12 +97,13 @@ def hostile_documents(draw: st.DrawFn) -> tuple[list[bytes], str | None, str | N
     if secret is not None:
         key = escaped(draw, draw(SECRET_KEYS))
         value = escaped(draw, secret)
-        members.append(f"{key} {draw(st.sampled_from(['', '/* c */ ']))}: {value}")
+        comment = draw(st.sampled_from(["", "/* c */ ", '/* a " */ ', "// c\n"]))
+        members.append(f"{key} {comment}: {value}")
         reuse = f'"merchantIdentifier": {escaped(draw, secret)}'
         members.insert(draw(st.integers(0, len(members))), reuse)
     if pan is not None:
         members.append(f'"pan": {draw(pan_literals(pan))}')
-    body = "{" + ", ".join(members) + draw(st.sampled_from(["", ",", " // c\n"])) + "}"
+    body = "{" + ", ".join(members) + draw(st.sampled_from(["", ",", ' // "\n', " /* 1 */"])) + "}"
     shape = draw(st.sampled_from(["object", "array", "string", "nested", "deep", "raw"]))
     if shape == "array":
         body = f"[1, {body}, {json.dumps(draw(NOISE))}]"

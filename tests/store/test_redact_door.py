@@ -51,8 +51,20 @@ def hidden(body: EventBody) -> None:
         f'"{ESCAPED_PAN}"',
         # nested deeper than Python's recursion limit
         "[" * 5000 + f'{{"{ESCAPED_KEY}": "{SECRET}", "n": "{ESCAPED_PAN}"}}' + "]" * 5000,
+        # a quote in a comment must not turn strings inside out; a card in a comment
+        '{"type": "X", /* it\'s "odd */ "note": "{\\"merchantSecret\\": \\"'
+        + SECRET
+        + f'\\"}}", /* {ESCAPED_PAN} */ "u": "http://x"}}',
     ],
-    ids=["trailing-comma", "comment", "comment-before-colon", "array", "string", "deep"],
+    ids=[
+        "trailing-comma",
+        "comment",
+        "comment-before-colon",
+        "array",
+        "string",
+        "deep",
+        "quote-in-comment",
+    ],
 )
 def test_escaped_keys_and_digits_are_redacted_in_any_document(door: Door, data: str) -> None:
     body = message(door, data.encode())
