@@ -6,6 +6,7 @@ the index and the Parquet export are also read back, every cell of every row."""
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -56,6 +57,11 @@ def search_everything(store: Path, exports: list[Path]) -> int:
     """Search every file under the store and the exports; returns how many files."""
     files = [p for root in (store, *exports) for p in [root, *root.rglob("*")] if p.is_file()]
     texts = [path.read_bytes().decode("latin-1") for path in files]
+    # The journal and the JSONL export hold raw bytes as base64: read them decoded too.
+    for path in (p for p in files if p.suffix == ".jsonl"):
+        for line in path.read_text().splitlines():
+            if encoded := json.loads(line).get("raw_b64"):
+                texts.append(base64.b64decode(encoded).decode("latin-1"))
     with duckdb.connect(str(store / "index.duckdb"), read_only=True) as con:
         rows = con.execute("SELECT * FROM events").fetchall()
     texts += [str(cell) for row in rows for cell in row]
