@@ -4,11 +4,13 @@ Policy ``p3log-redact/2``. The rules see what a JSON reader would see, whatever 
 are (any top-level value, any nesting depth, lenient JSON, invalid UTF-8), and edit the
 bytes themselves:
 
-- ``escapes_decoded``: every ``\\u`` escape is first written as the character it stands for
-  (``"merchant\\u0053ecret"`` is ``"merchantSecret"``, ``"\\u0034111…"`` is ``"4111…"``);
-  only ``\\"``, ``\\\\``, control characters and lone surrogates stay escaped, in one
-  canonical spelling. The decoded bytes are what the other rules match, and what is stored
-  when any of them fired; when none did, the input is kept exactly as it arrived.
+- ``escapes_decoded``: every ``\\u`` escape that spells an ASCII character is first written
+  as that character (``"merchant\\u0053ecret"`` is ``"merchantSecret"``, ``"\\u0034111…"`` is
+  ``"4111…"``); ``\\"``, ``\\\\`` and control characters keep one canonical escape, and
+  non-ASCII escapes stay as they are (they spell no digit, key or separator; the view the
+  rules read blanks every remaining escape, so its hex digits are not read as digits). The
+  decoded bytes are what the other rules match, and what is stored when any of them
+  fired; when none did, the input is kept exactly as it arrived.
 - ``merchant_secret``: the value of every key spelled ``merchantSecret`` in any case, with
   or without a ``_``, ``-``, ``.`` or space (``merchant_secret``, ``MerchantSecret``) becomes
   ``"[REDACTED merchantSecret hmac-sha256:<32 hex>]"``, a fingerprint keyed with the store's
@@ -28,8 +30,10 @@ bytes themselves:
   identifier. Kept: a 13-digit value of a protocol timestamp field (`TIMESTAMP_KEYS`) that is
   a plausible epoch-milliseconds time (`_EPOCH_MS`).
 - ``unchecked``: fail closed. When a message needs more work than `WORK_BUDGET` steps
-  (escapes, candidate runs, keys; each costs microseconds, so this bounds the time one
-  message holds the event loop), the whole message is replaced by one marker string.
+  (escapes, strings in lenient JSON, candidate runs, keys, reused secrets, brackets of a
+  secret's value; a step costs a few microseconds, so this bounds the time one message
+  holds the event loop to a few milliseconds), the whole message is replaced by one marker
+  string.
 
 Malformed bytes are judged conservatively: a secret value that does not end (an
 unterminated string or container, an unterminated comment) is masked to the end of the
@@ -70,7 +74,6 @@ TIMESTAMP_KEYS: Final = frozenset({"createdTimestamp"})
 _EPOCH_MS: Final = range(1_000_000_000_000, 2_300_000_000_000)
 _MAX_NESTING: Final = 3
 
-_MARKER_PREFIX: Final = "[REDACTED merchantSecret hmac-sha256:"
 _ANY_MARKER: Final = re.compile(rb"\[REDACTED [A-Za-z]+ hmac-sha256:[0-9a-f]{32}\]")
 _SECRET_MARKER: Final = re.compile(r"\[REDACTED merchantSecret hmac-sha256:[0-9a-f]{32}\]")
 _UNCHECKED: Final = '"[REDACTED unchecked: {size} bytes need more than the redaction budget]"'
@@ -515,10 +518,12 @@ def _card_edits(data: bytes, view: bytes, quotes: _QuoteParity, budget: Budget) 
         else:
             edits.append(_number_edit(view, start, end, masked))
     exponents = view.translate(_EXPONENT_VIEW)
-    numbers = _EXPONENT_NUMBER.finditer(exponents) if b"0e0" in exponents else ()
+    # After a leading "d" (the start counts as a delimiter), a match's start in these
+    # bytes is its first digit's position in `view`.
+    numbers = _EXPONENT_NUMBER.finditer(b"d" + exponents) if b"0e0" in exponents else ()
     for number in numbers:
         budget.spend()
-        edit = _exponent_edit(view, number.start() + 1, quotes)
+        edit = _exponent_edit(view, number.start(), quotes)
         if edit is not None:
             edits.append(edit)
     return edits

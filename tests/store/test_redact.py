@@ -182,6 +182,7 @@ def test_plausible_timestamps_and_short_numbers_are_untouched(redactor: Redactor
     [
         b'{"createdTimestamp": 4111111111111111, oops',  # not JSON
         b"4111111111111111",  # JSON, but not a P3 message (an object)
+        b"4.111111111111111e15",  # the same number, as a float
         b'{"n": "\xff 4111111111111111"}',  # not UTF-8
     ],
 )
