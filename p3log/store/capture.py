@@ -38,6 +38,11 @@ from p3log.store.handshake import HandshakeRedaction
 from p3log.store.redact import REDACTION_POLICY, Redacted, Redactor
 
 LENIENT_NOTE = "lenient JSON: comments or trailing commas were accepted"
+# Reading lenient JSON costs a regex pass per string (about 40 ms a MiB), on the event loop:
+# it is tried only on messages up to this size that have a comment or a trailing comma to
+# forgive; a larger one is recorded as malformed, its bytes (redacted) kept.
+LENIENT_MAX_BYTES: Final = 64 * 1024
+_MAY_BE_LENIENT: Final = re.compile(rb"/|,[ \t\r\n]*[}\]]")
 # After these the tap records nothing more in that session.
 SESSION_END_KINDS: Final = frozenset({"connection_closed", "upstream_failed", "replay_finished"})
 _LIFECYCLE_KIND = re.compile(r"[a-z][a-z0-9_]*\Z")
@@ -92,7 +97,9 @@ class Door:
             raise ValueError("wire events are sent by 'client' or 'server', not 'tap'")
         redacted = self._redact(session_id, data)
         rules = set(redacted.rules)
-        parsed = _strict_envelope(redacted.data) or read_envelope(redacted.data, lenient=True)
+        parsed = _strict_envelope(redacted.data) or read_envelope(
+            redacted.data, lenient=_may_be_lenient(redacted.data)
+        )
         strict_json = not parsed.lenient and not (
             isinstance(parsed, Malformed) and parsed.reason in _NOT_JSON
         )
@@ -169,6 +176,10 @@ class Door:
             redaction_policy=REDACTION_POLICY,
             redactions=tuple(sorted(rules | set(redacted.rules))),
         )
+
+
+def _may_be_lenient(data: bytes) -> bool:
+    return len(data) <= LENIENT_MAX_BYTES and _MAY_BE_LENIENT.search(data) is not None
 
 
 def _as_mapping(details: Mapping[str, object] | bytes) -> Mapping[str, Any] | None:

@@ -82,6 +82,16 @@ def test_the_lenient_payload_is_redacted_where_the_raw_bytes_were_not(door: Door
     assert "merchant_secret" in body.redactions
 
 
+def test_lenient_json_too_large_to_forgive_is_kept_as_redacted_bytes(door: Door) -> None:
+    padding = ", ".join(f'"k{n}": "{"x" * 60}"' for n in range(1200))
+    data = f'{{"type": "X", {padding}, "{ESCAPED_KEY}": "{SECRET}", "n": "{ESCAPED_PAN}",}}'
+    body = message(door, data.encode())
+
+    hidden(body)
+    assert body.kind == "malformed" and body.payload is None and body.raw is not None
+    assert body.redactions == ("escapes_decoded", "merchant_secret", "pan")
+
+
 def test_bytes_that_are_not_utf8_are_redacted_too(door: Door) -> None:
     data = b'\xff{"' + ESCAPED_KEY.encode() + b'": "' + SECRET.encode() + b'\xfe", "n": '
     data += ESCAPED_PAN.encode() + b"}"
