@@ -30,6 +30,7 @@ from p3log.protocol.parse import (
     Envelope,
     Malformed,
     MalformedReason,
+    envelope_of,
     read_envelope,
     string_or_none,
 )
@@ -97,9 +98,9 @@ class Door:
             raise ValueError("wire events are sent by 'client' or 'server', not 'tap'")
         redacted = self._redact(session_id, data)
         rules = set(redacted.rules)
-        parsed = _strict_envelope(redacted.data) or read_envelope(
-            redacted.data, lenient=_may_be_lenient(redacted.data)
-        )
+        parsed = _strict_envelope(redacted.data)
+        if parsed is None:
+            parsed = read_envelope(redacted.data, lenient=_may_be_lenient(redacted.data))
         strict_json = not parsed.lenient and not (
             isinstance(parsed, Malformed) and parsed.reason in _NOT_JSON
         )
@@ -193,17 +194,16 @@ def _as_mapping(details: Mapping[str, object] | bytes) -> Mapping[str, Any] | No
     return value if isinstance(value, dict) else None
 
 
-def _strict_envelope(data: bytes) -> Envelope | None:
-    """The common case, cheaply: strict JSON, an object, a string `type`.
+def _strict_envelope(data: bytes) -> Envelope | Malformed | None:
+    """The common case, cheaply: strict JSON read once, at C speed; None if it is not.
 
     orjson accepts a subset of what `read_envelope` accepts (it also refuses integers
     beyond 64 bits and lone surrogates), so whenever it says yes the careful path
-    would have said the same; everything else takes the careful path.
+    would have said the same; everything else takes the careful path. Its numbers may
+    be floats, but only the envelope's strings are read from this object.
     """
     try:
         obj = orjson.loads(data)
     except orjson.JSONDecodeError:
         return None
-    if not isinstance(obj, dict) or not isinstance(msg_type := obj.get("type"), str):
-        return None
-    return Envelope.of(obj, msg_type, lenient=False)
+    return envelope_of(obj)
