@@ -36,7 +36,7 @@ from p3log.protocol.parse import (
 )
 from p3log.store.event import MALFORMED, MESSAGE, WIRE_KINDS, EventBody, Sender, Stamp
 from p3log.store.handshake import HandshakeRedaction
-from p3log.store.redact import REDACTION_POLICY, Redacted, Redactor
+from p3log.store.redact import REDACTION_POLICY, Redacted, Redactor, unchecked
 
 LENIENT_NOTE = "lenient JSON: comments or trailing commas were accepted"
 # Reading lenient JSON costs a regex pass per string (about 40 ms a MiB), on the event loop:
@@ -153,13 +153,16 @@ class Door:
         rules: set[str] = set()
         data = details if isinstance(details, bytes) else b""
         fields = _as_mapping(details)
-        if fields is not None:
-            handshake = HandshakeRedaction(self.redactor, fields)
-            rules.update(handshake.rules)
-            self.secrets.remember(session_id, tuple(handshake.secrets))
-            if handshake.rules or not data:  # imported details stay as they were if they can
-                data = json.dumps(handshake.details).encode()
-        redacted = self._redact(session_id, data)
+        try:
+            if fields is not None:
+                handshake = HandshakeRedaction(self.redactor, fields)
+                rules.update(handshake.rules)
+                self.secrets.remember(session_id, tuple(handshake.secrets))
+                if handshake.rules or not data:  # imported details stay as they were
+                    data = json.dumps(handshake.details).encode()
+            redacted = self._redact(session_id, data)
+        except RecursionError:  # imported details nested too deeply to walk: fail closed
+            redacted, rules = unchecked(len(data)), set()
         if kind in SESSION_END_KINDS:
             self.secrets.forget(session_id)
         return EventBody(

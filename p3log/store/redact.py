@@ -181,8 +181,12 @@ class Redactor:
             return redaction.run(raw)
         except OverBudget:
             # The secrets found before the budget ran out are still remembered.
-            unchecked = _UNCHECKED.format(size=len(raw)).encode()
-            return Redacted(unchecked, (UNCHECKED_RULE,), tuple(redaction.found))
+            return unchecked(len(raw), tuple(redaction.found))
+
+
+def unchecked(size: int, secrets: tuple[str, ...] = ()) -> Redacted:
+    """What replaces a message that could not be checked: one marker string."""
+    return Redacted(_UNCHECKED.format(size=size).encode(), (UNCHECKED_RULE,), secrets)
 
 
 def is_marker(text: str) -> bool:

@@ -270,6 +270,14 @@ def test_a_message_beyond_the_work_budget_is_replaced_whole(door: Door, data: by
     assert body.payload is not None and body.payload.startswith('"[REDACTED unchecked:')
 
 
+def test_imported_details_too_deep_to_walk_are_replaced_whole(door: Door) -> None:
+    depth = 900  # json reads it; walking it on top of the caller's stack may not
+    details = '{"headers": ' + "[" * depth + '["Cookie", "' + SECRET + '"]' + "]" * depth + "}"
+    body = door.lifecycle_body("s1", "connection_opened", details.encode(), STAMP)
+
+    hidden(body)
+
+
 def test_a_secret_after_an_unterminated_comment_is_masked_to_the_end(door: Door) -> None:
     body = message(door, f'{{"type": "X", "merchantSecret" /* : "{SECRET}"}}'.encode())
 
