@@ -31,7 +31,7 @@ from tests.store.redact_hostile import (
 
 STAMP = Stamp(1_700_000_000_000_000, 0)
 # A few seconds in `make test`; P3LOG_REDACT_EXAMPLES=5000 hunts longer.
-EXAMPLES = int(os.environ.get("P3LOG_REDACT_EXAMPLES", "150"))
+EXAMPLES = int(os.environ.get("P3LOG_REDACT_EXAMPLES", "300"))
 FEW = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
