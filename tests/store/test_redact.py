@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from p3log.store.redact import REDACTION_POLICY, Redacted, Redactor
+from tests.store.redact_hostile import luhn_complete
 
 KEY = b"store-key-0123456789abcdef"
 MARKER = re.compile(rb'"\[REDACTED merchantSecret hmac-sha256:([0-9a-f]{32})\]"')
@@ -28,15 +29,6 @@ def fingerprint_in(data: bytes) -> str:
     found = MARKER.search(data)
     assert found is not None, data
     return found.group(1).decode()
-
-
-def luhn_complete(body: str) -> str:
-    """`body` plus the check digit that makes it pass the Luhn check."""
-    total = 0
-    for position, char in enumerate(reversed(body)):
-        digit = int(char) * (2 if position % 2 == 0 else 1)
-        total += digit - 9 if digit > 9 else digit
-    return body + str(-total % 10)
 
 
 def test_policy_is_versioned() -> None:
