@@ -326,21 +326,62 @@ class _Pass:
                 continue
             whole = len(secret) < MIN_SUBSTRING_SECRET
             marker = self._redactor.marker(secret)
-            for found in _secret_pattern(secret, whole).finditer(data):
-                self._budget.spend()
-                start, end = found.span()
+            for start, end in _SecretSearch.of(secret, whole).spans(data, self._budget):
                 if not any(s < end and start < t for s, t in secret_spans):
                     text = marker.encode() if whole or quotes.inside(start) else _quoted(marker)
                     yield _Edit(start, end, text, SECRET_REUSE_RULE)
 
 
-@functools.lru_cache(maxsize=1024)
-def _secret_pattern(secret: str, whole: bool) -> re.Pattern[bytes]:
-    """Every spelling of `secret` in canonical bytes: ASCII as `_decode_escapes` writes it,
-    any other character as itself or as its \\u escape(s), in either case; `whole`: only
-    as the whole of a string."""
-    body = b"".join(_spellings(char) for char in secret)
-    return re.compile(rb'(?<=")' + body + rb'(?=\\*")' if whole else body)
+@attrs.frozen
+class _SecretSearch:
+    """Where a secret appears in canonical bytes, in any spelling (ASCII as
+    `_decode_escapes` writes it, any other character as itself or as its \\u escapes, in
+    either case; `whole`: only as the whole of a string).
+
+    A regex scan of the whole message per secret would cost milliseconds a MiB, so its
+    longest ASCII part (which has one spelling) is found with `find` at C speed, and the
+    regex only tries the few bytes around each place it occurs."""
+
+    pattern: re.Pattern[bytes]
+    anchor: bytes
+    before: int  # at most this many bytes of the secret come before the anchor
+    after: int
+
+    @staticmethod
+    @functools.lru_cache(maxsize=1024)
+    def of(secret: str, whole: bool) -> _SecretSearch:
+        body = b"".join(_spellings(char) for char in secret)
+        pattern = re.compile(rb'(?<=")' + body + rb'(?=\\*")' if whole else body)
+        runs = re.findall(r"[\x00-\x7f]+", secret)
+        if not runs:
+            return _SecretSearch(pattern, b"", 0, 0)
+        run = max(runs, key=len)
+        at = secret.index(run)
+        before = sum(_longest_spelling(char) for char in secret[:at]) + 1
+        after = sum(_longest_spelling(char) for char in secret[at + len(run) :]) + 16
+        return _SecretSearch(pattern, _json_string(run)[1:-1], before, after)
+
+    def spans(self, data: bytes, budget: Budget) -> Iterator[tuple[int, int]]:
+        if not self.anchor:  # no ASCII at all: the regex scans everything
+            budget.spend(len(data) // 4096)
+            for found in self.pattern.finditer(data):
+                budget.spend()
+                yield found.span()
+            return
+        done = 0
+        at = data.find(self.anchor)
+        while at >= 0:
+            budget.spend()
+            low = max(done, at - self.before)
+            for found in self.pattern.finditer(data, low, at + len(self.anchor) + self.after):
+                if found.start() <= at:  # a match that holds this anchor
+                    done = found.end()
+                    yield found.span()
+            at = data.find(self.anchor, max(at + 1, done))
+
+
+def _longest_spelling(char: str) -> int:
+    return 12 if ord(char) > 0xFFFF else 6
 
 
 def _spellings(char: str) -> bytes:
