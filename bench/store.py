@@ -5,9 +5,12 @@ Prints, side by side from one run:
     inserts (the trio index writer, as the tap runs it);
   - the ceiling: one bare Arrow insert of the same rows into DuckDB, and the ratio;
   - `verify` over the whole store;
-  - peak RSS of each phase (each phase runs in its own process).
+  - peak RSS of each phase (each phase runs in its own process);
+  - redaction: CPU µs per message and MB/s, realistic and worst-case (1 MiB) inputs, the
+    redactor alone and the whole door (bench/redaction.py).
 
     python bench/store.py [--events N] [--dir DIR]
+    python bench/store.py --redaction-only [--baseline OLD_REDACT_PY]
 
 Figures, not assertions: nothing here is a test.
 """
@@ -25,6 +28,7 @@ from pathlib import Path
 
 import trio
 from messages import message
+from redaction import print_rows, rows
 
 from p3log.store.index import connect, create_schema, insert_table, records_table
 from p3log.store.journal import segment_paths
@@ -97,7 +101,15 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--dir", type=Path, default=None)
     parser.add_argument("--phase", choices=PHASES, help=argparse.SUPPRESS)
+    parser.add_argument("--redaction-only", action="store_true", help="only the redaction rows")
+    parser.add_argument(
+        "--baseline", type=Path, default=None, help="an older redact.py to time beside it"
+    )
     args = parser.parse_args()
+
+    if args.redaction_only:
+        print_rows(rows(args.baseline))
+        return
 
     if args.phase:  # child process: one phase, figures as JSON on stdout
         print(json.dumps(PHASES[args.phase](args.dir, args.events)))
@@ -138,6 +150,8 @@ def main() -> None:
         print(f"{label:<42}{seconds:>9.2f}{rate:>12,.0f}{rss:>13.0f}")
     print(f"write path / ceiling: {write['events_per_s'] / ceiling['events_per_s']:.2f}")
     print(f"on disk: journal {journal_mb:,.0f} MB, index {index_mb:,.0f} MB")
+    print()
+    print_rows(rows(args.baseline))
 
 
 if __name__ == "__main__":

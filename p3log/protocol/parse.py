@@ -25,7 +25,15 @@ from p3log.protocol.convert import FieldTypeError, converter_for
 from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect
 from p3log.protocol.model import Message
 
-__all__ = ["Envelope", "Malformed", "MalformedReason", "parse", "read_envelope", "serialize"]
+__all__ = [
+    "Envelope",
+    "Malformed",
+    "MalformedReason",
+    "envelope_of",
+    "parse",
+    "read_envelope",
+    "serialize",
+]
 
 
 class MalformedReason(StrEnum):
@@ -101,9 +109,14 @@ def read_envelope(data: bytes | str, *, lenient: bool = False) -> Envelope | Mal
         return Malformed(MalformedReason.NOT_JSON, "nested too deeply")
     except ValueError as exc:  # NaN, Infinity, or an integer too long to convert
         return Malformed(MalformedReason.NOT_JSON, " ".join(str(exc).split()))
+    return envelope_of(obj, lenient=needed_leniency)
+
+
+def envelope_of(obj: Any, *, lenient: bool = False) -> Envelope | Malformed:
+    """The envelope of a decoded JSON value, or why it is not a P3 message."""
     if not isinstance(obj, dict):
         got = f"got {jsontext.json_kind(obj)}"
-        return Malformed(MalformedReason.NOT_OBJECT, got, None, needed_leniency)
+        return Malformed(MalformedReason.NOT_OBJECT, got, None, lenient)
     msg_type = obj.get("type")
     if not isinstance(msg_type, str):
         detail = (
@@ -111,8 +124,8 @@ def read_envelope(data: bytes | str, *, lenient: bool = False) -> Envelope | Mal
             if "type" not in obj
             else f'"type" is {jsontext.json_kind(msg_type)}, not string'
         )
-        return Malformed(MalformedReason.NO_TYPE, detail, obj, needed_leniency)
-    return Envelope.of(obj, msg_type, lenient=needed_leniency)
+        return Malformed(MalformedReason.NO_TYPE, detail, obj, lenient)
+    return Envelope.of(obj, msg_type, lenient=lenient)
 
 
 def parse(

@@ -27,10 +27,14 @@ from p3log.projections.timeline import Timeline, load_timeline, resolve_key
 from p3log.store.errors import StoreBusy, StoreError
 from p3log.store.layout import StoreMeta, open_layout
 from p3log.store.redact import (
+    ESCAPES_RULE,
+    HANDSHAKE_RULE,
     MERCHANT_SECRET_RULE,
     PAN_RULE,
     REDACTION_POLICY,
     RESERIALIZED_RULE,
+    SECRET_REUSE_RULE,
+    UNCHECKED_RULE,
 )
 from p3log.store.verify import Checkpoint, VerifyReport, verify_store
 
@@ -61,24 +65,52 @@ REDACTION_RULES: Final = (
     (
         MERCHANT_SECRET_RULE,
         "merchantSecret → HMAC marker",
-        "The value of every merchantSecret key is replaced by "
+        "The value of every merchantSecret key, in any spelling (MerchantSecret, "
+        "merchant_secret, merchant-secret, escaped, or inside a string that holds JSON), and "
+        "of a merchantSecret header or query parameter, is replaced by "
         '"[REDACTED merchantSecret hmac-sha256:<32 hex>]", an HMAC-SHA256 keyed with the '
-        "store's own key: two secrets can be told apart (or one seen reused) without either "
+        "store's key: two secrets can be told apart (or one seen reused) without either "
         "being readable.",
+    ),
+    (
+        SECRET_REUSE_RULE,
+        "merchant secret reused → same marker",
+        "A value equal to a merchant secret of the same session (a client that sends its "
+        "identifier as its secret), anywhere else in that session, is replaced by the same "
+        "marker.",
     ),
     (
         PAN_RULE,
         "card numbers masked 6/4",
-        "Inside JSON string values (anywhere in bytes that are not JSON), a run of 13 to 19 "
-        "digits, single spaces or dashes allowed between groups, that passes the Luhn check "
-        "keeps its first 6 and last 4 digits; the other digits become *.",
+        "A run of 13 to 19 digits, single spaces or dashes allowed between groups, that passes "
+        "the Luhn check keeps its first 6 and last 4 digits; the other digits become *. In "
+        "strings, in raw bytes, and as a JSON number (which becomes a string); a "
+        "createdTimestamp that is a plausible epoch-milliseconds time is kept.",
+    ),
+    (
+        HANDSHAKE_RULE,
+        "handshake credentials → HMAC marker",
+        "Handshake headers and URL query parameters whose names hold secret, token, auth, "
+        "key, passw, cookie, session, signature or credential, every subprotocol value and a "
+        "URL's password are replaced by a keyed fingerprint.",
+    ),
+    (
+        ESCAPES_RULE,
+        "\\u escapes decoded",
+        "\\u escapes that spell ASCII characters were written as those characters, so the "
+        "rules above saw what a JSON reader sees; stored only with another rule.",
+    ),
+    (
+        UNCHECKED_RULE,
+        "too costly to check → replaced",
+        "A message (or a string in it) that needed more redaction work than the budget, or "
+        "nested JSON too deep, was replaced whole by a marker rather than stored unchecked.",
     ),
     (
         RESERIALIZED_RULE,
-        "re-serialised after \\u escapes",
-        "Bytes whose \\u escapes hid a key or digits from text matching were parsed, "
-        "redacted structurally and written back compactly (key order, duplicate keys and "
-        "exact numbers kept).",
+        "re-serialised after \\u escapes (policy 1)",
+        "Under p3log-redact/1: bytes whose \\u escapes hid a key or digits from text "
+        "matching were parsed, redacted structurally and written back compactly.",
     ),
 )
 """(rule name as in `events.redactions`, title, what it does) for `REDACTION_POLICY`."""

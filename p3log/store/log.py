@@ -26,7 +26,7 @@ from typing import Protocol
 import attrs
 import duckdb
 
-from p3log.store.capture import lifecycle_body, wire_body
+from p3log.store.capture import Door
 from p3log.store.errors import StoreBusy, StoreCorrupt, StoreError
 from p3log.store.event import WIRE_KINDS, Event, EventBody, Sender, Stamp, seal
 from p3log.store.governance import (
@@ -49,7 +49,6 @@ from p3log.store.journal import Journal, open_journal
 from p3log.store.keys import key_for_new_store
 from p3log.store.layout import StoreLayout, StoreMeta, open_layout, writer_lock
 from p3log.store.records import encode_record
-from p3log.store.redact import Redactor
 
 logger = logging.getLogger("p3log")
 
@@ -82,7 +81,7 @@ class EventLog:
         self.index = index
         self._journal = journal
         self._governor = governor
-        self._redactor: Redactor | None = governor.redactor if governor else None
+        self._door: Door | None = Door(governor.redactor) if governor else None
         self._resources = resources
         self._pending: list[bytes] = []  # record lines journaled, not yet indexed
         self._followers = list(followers)
@@ -137,7 +136,7 @@ class EventLog:
         self, session_id: str, sender: Sender, data: bytes, stamp: Stamp | None = None
     ) -> Event:
         """Record bytes a peer sent; returns once the event is in the journal."""
-        body = wire_body(self._recording(), session_id, sender, data, stamp or Stamp.now())
+        body = self._recording().wire_body(session_id, sender, data, stamp or Stamp.now())
         return self._append(body)
 
     def record_lifecycle(
@@ -148,21 +147,19 @@ class EventLog:
         stamp: Stamp | None = None,
     ) -> Event:
         """Record something the tap observed (connection opened, upstream failed, ...)."""
-        body = lifecycle_body(self._recording(), session_id, kind, details, stamp or Stamp.now())
+        body = self._recording().lifecycle_body(session_id, kind, details, stamp or Stamp.now())
         return self._append(body)
 
     def record_imported(self, earlier: EventBody) -> Event:
         """Record an event from another store's export as if its bytes had just arrived:
         redacted and classified again here, keeping the rules that fired before."""
-        redactor = self._recording()
+        door = self._recording()
         if earlier.kind in WIRE_KINDS:
             wire = earlier.raw if earlier.raw is not None else (earlier.payload or "").encode()
-            body = wire_body(redactor, earlier.session_id, earlier.sender, wire, earlier.stamp)
+            body = door.wire_body(earlier.session_id, earlier.sender, wire, earlier.stamp)
         else:
             details = (earlier.payload or "{}").encode()
-            body = lifecycle_body(
-                redactor, earlier.session_id, earlier.kind, details, earlier.stamp
-            )
+            body = door.lifecycle_body(earlier.session_id, earlier.kind, details, earlier.stamp)
         self.refuse_own_configuration([earlier])
         redactions = tuple(sorted({*body.redactions, *earlier.redactions}))
         return self._append(attrs.evolve(body, redactions=redactions))
@@ -177,10 +174,10 @@ class EventLog:
                     "export of this store): import it into another store"
                 )
 
-    def _recording(self) -> Redactor:
-        if self._redactor is None:
+    def _recording(self) -> Door:
+        if self._door is None:
             raise StoreError(f"{self.layout.root} was opened to read, not to record")
-        return self._redactor
+        return self._door
 
     def _append(self, body: EventBody) -> Event:
         """Chain and journal a body that `capture` made (and so redacted); first, if its
@@ -194,9 +191,7 @@ class EventLog:
         assert self._governor is not None
         self._governor.restate()
         details = self._governor.configuration()
-        body = lifecycle_body(
-            self._recording(), GOVERNANCE_SESSION, GOVERNANCE_KIND, details, stamp
-        )
+        body = self._recording().lifecycle_body(GOVERNANCE_SESSION, GOVERNANCE_KIND, details, stamp)
         if body.redactions:  # fail closed: a configuration must be recorded as it is
             raise StoreError(f"redaction changed the configuration it was to record: {details}")
         self._seal(body)

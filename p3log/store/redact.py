@@ -1,96 +1,158 @@
-"""Redaction: what the store must never hold is removed before anything is written.
+"""Redaction of message bytes: no merchant secret and no full card number (PAN) is stored.
 
-PROTOCOL.md: p3log never stores a `merchantSecret` or a full card number (PAN). Rules:
+Policy ``p3log-redact/2``. The rules see what a JSON reader would see, whatever the bytes
+are (any top-level value, any nesting depth, lenient JSON, invalid UTF-8), and edit the
+bytes themselves:
 
-- ``merchant_secret``: the value of every ``merchantSecret`` key becomes the string
-  ``[REDACTED merchantSecret hmac-sha256:<32 hex>]``, a fingerprint keyed with the store's
-  own key, so an auditor can tell two secrets apart (or see one reused) without seeing either.
-- ``pan``: a run of 13-19 digits (single spaces or dashes allowed between digit groups) that
-  passes the Luhn check keeps its first 6 and last 4 digits; the other digits become ``*``
-  and the separators stay. In a run with separators every span of whole groups is a
-  candidate (``"qty 2 4111 1111 1111 1111"``); more than 19 digits with no separator are an
-  identifier, not a card. In a JSON object only string contents are masked (a number is an
-  amount or a timestamp); bytes that are not a JSON object are masked anywhere.
-- ``reserialized``: see step 3.
+- ``escapes_decoded``: every ``\\u`` escape that spells an ASCII character is first written
+  as that character (``"merchant\\u0053ecret"`` is ``"merchantSecret"``, ``"\\u0034111…"`` is
+  ``"4111…"``); ``\\"``, ``\\\\`` and control characters keep one canonical escape, and
+  non-ASCII escapes stay as they are (they spell no digit, key or separator; the view the
+  rules read blanks every remaining escape, so its hex digits are not read as digits). The
+  decoded bytes are what the other rules match, and what is stored when any of them
+  fired; when none did, the input is kept exactly as it arrived.
+- ``merchant_secret``: the value of every key spelled ``merchantSecret`` in any case, with
+  or without a ``_``, ``-``, ``.`` or space (``merchant_secret``, ``MerchantSecret``) becomes
+  ``"[REDACTED merchantSecret hmac-sha256:<32 hex>]"``, a fingerprint keyed with the store's
+  key, so an auditor can tell two secrets apart (or see one reused) without seeing either.
+  A string that itself holds JSON (``"{\\"merchantSecret\\":\\"x\\"}"``) is decoded and
+  redacted as a document of its own (up to `_MAX_NESTING` levels; deeper is `unchecked`).
+- ``secret_reuse``: a value equal to a merchant secret seen in the same session (given by
+  the caller as ``known``, or found earlier in the same message) becomes the same marker
+  wherever it appears: anywhere as a substring when it has at least `MIN_SUBSTRING_SECRET`
+  characters, else where it is a whole string value.
+- ``pan``: a run of 13-19 ASCII digits (single spaces or dashes allowed between groups) that
+  passes the Luhn check keeps its first 6 and last 4 digits; the others become ``*``. It is
+  masked in strings, in raw bytes, and as a JSON number (``4111111111111111``,
+  ``4111111111111111.0``, ``4.111111111111111e15``), which then becomes a string. In a run
+  with separators every span of whole groups is a candidate; a run of more than
+  `_MAX_GROUPS` groups is masked whole. More than 19 digits with no separator are an
+  identifier. Kept: a 13-digit value of a protocol timestamp field (`TIMESTAMP_KEYS`) that is
+  a plausible epoch-milliseconds time (`_EPOCH_MS`).
+- ``unchecked``: fail closed. When a message needs more work than `WORK_BUDGET` steps
+  (escapes, strings in lenient JSON, candidate runs, keys, reused secrets, brackets of a
+  secret's value; a step costs a few microseconds, so this bounds the time one message
+  holds the event loop to a few milliseconds), the whole message is replaced by one marker
+  string.
 
-The bytes are edited where they stand, so everything else stays byte-identical. Steps,
-cheapest first; an ordinary message stops after the first:
-
-1. ``in`` checks for ``"merchantSecret"`` and a backslash, and a translate + find for a
-   stretch of 13 digits/separators. When nothing turns up, the input is returned as it is
-   (the same object) with no rules.
-2. Text edits: the value after each ``"merchantSecret":`` and each Luhn-valid run. Only when
-   such a run exists is the input parsed, to tell strings from numbers.
-3. JSON can spell any character as a ``\\u`` escape (``"merchant\\u0053ecret"``), which text
-   matching cannot see. Only when the bytes hold an escape that could hide something
-   (`_RISKY_ESCAPE`) is the document parsed and walked; if something is still left to
-   redact, the redacted tree is written back compactly (key order, duplicate keys and exact
-   numbers kept) and the event says so with the rule ``reserialized``.
-
-Digits are ASCII digits only. Bump `REDACTION_POLICY` whenever what the rules match changes.
+Malformed bytes are judged conservatively: a secret value that does not end (an
+unterminated string or container, an unterminated comment) is masked to the end of the
+input. Cost: C-speed scans (``translate``, ``find``, ``lower``) over the input, then a
+bounded number of Python steps per candidate. Bump `REDACTION_POLICY` whenever what the
+rules match changes.
 """
 
 from __future__ import annotations
 
-import bisect
+import functools
 import hmac
 import json
 import re
-from collections.abc import Iterator
-from decimal import Decimal
-from typing import Any, Final
+from collections.abc import Iterable, Iterator
+from decimal import Decimal, InvalidOperation
+from typing import Final
 
 import attrs
 
-REDACTION_POLICY: Final = "p3log-redact/1"
+from p3log.protocol.jsontext import strip_comments_and_trailing_commas
 
+REDACTION_POLICY: Final = "p3log-redact/2"
+
+ESCAPES_RULE: Final = "escapes_decoded"
 MERCHANT_SECRET_RULE: Final = "merchant_secret"
+SECRET_REUSE_RULE: Final = "secret_reuse"
 PAN_RULE: Final = "pan"
-RESERIALIZED_RULE: Final = "reserialized"
+HANDSHAKE_RULE: Final = "handshake_credential"
+UNCHECKED_RULE: Final = "unchecked"
+RESERIALIZED_RULE: Final = "reserialized"  # policy 1 only; events recorded under it keep it
 
-_SECRET_KEY: Final = "merchantSecret"
-_MARKER_PREFIX: Final = "[REDACTED merchantSecret hmac-sha256:"
-_MARKER: Final = re.compile(r"\[REDACTED merchantSecret hmac-sha256:[0-9a-f]{32}\]")
-_MARKER_LITERAL: Final = re.compile(rb'"\[REDACTED merchantSecret hmac-sha256:[0-9a-f]{32}\]"')
+WORK_BUDGET: Final = 1000
+MIN_SUBSTRING_SECRET: Final = 6
+TIMESTAMP_KEYS: Final = frozenset({"createdTimestamp"})
+# Epoch milliseconds from 2001-09-09 to 2042-11-24: all 13 digits, and below every 13-digit
+# card number a network issues (those start with 4).
+_EPOCH_MS: Final = range(1_000_000_000_000, 2_300_000_000_000)
+_MAX_NESTING: Final = 3
 
-_SECRET_KEY_LITERAL: Final = b'"merchantSecret"'
-_SECRET_KEY_COLON: Final = re.compile(rb'"merchantSecret"[ \t\r\n]*:[ \t\r\n]*')
-# A string literal; in malformed bytes the closing quote may be missing (then it runs to
-# the end of the input).
-_STRING_LITERAL: Final = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"?', re.DOTALL)
-# A bare value: a number, true, null, or in malformed bytes anything up to the next
-# delimiter (the documentation's placeholders look like `<merchant secret>`).
+_ANY_MARKER: Final = re.compile(rb"\[REDACTED [A-Za-z]+ hmac-sha256:[0-9a-f]{32}\]")
+_SECRET_MARKER: Final = re.compile(r"\[REDACTED merchantSecret hmac-sha256:[0-9a-f]{32}\]")
+_UNCHECKED: Final = '"[REDACTED unchecked: {size} bytes need more than the redaction budget]"'
+
+# A key naming the merchant secret, in the view (where escaped quotes are blanked).
+_SECRET_KEY: Final = re.compile(rb'"merchant[-_. ]?secret"', re.IGNORECASE)
+_SECRET_WORD: Final = b"secret"
+_NESTED_ESCAPE: Final = b"\\\\u"  # an escaped backslash before u: an escape one level down
+
+# An escaped backslash (so that what follows it is not read as an escape), or an escape
+# that spells an ASCII character.
+_ESCAPE: Final = re.compile(rb"\\\\|\\u(00[0-7][0-9a-fA-F])")
+_SHORT_ESCAPES: Final = {8: b"\\b", 9: b"\\t", 10: b"\\n", 12: b"\\f", 13: b"\\r"}
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+# A bare value: a number, true, null, or in malformed bytes anything up to the next delimiter.
 _BARE_VALUE: Final = re.compile(rb'[^\s,{}\[\]"](?:[^,{}\[\]"\r\n]*[^\s,{}\[\]"])?')
-_STRING_OR_BRACKET: Final = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"?|[\[\]{}]', re.DOTALL)
+_STRING_OR_BRACKET: Final = re.compile(rb'"[^"]*"?|[\[\]{}]')
+_NUMBER: Final = re.compile(rb"-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+_TIMESTAMP_KEY_BEFORE: Final = re.compile(
+    rb'"(' + b"|".join(k.encode() for k in sorted(TIMESTAMP_KEYS)) + rb')"[ \t\r\n]*:[ \t\r\n]*"?\Z'
+)
 
 # A run: digit groups joined by single spaces or dashes. Possessive, so it never backtracks.
 _RUN: Final = re.compile(rb"[0-9]++(?:[ -][0-9]++)*+")
-# A run of 13 digits lies in a stretch of 13 or more digits, spaces and dashes. Finding
-# those with translate and find runs at C speed; a regex scans ordinary text ten times
-# slower, so it only looks inside them.
+# A run of 13 digits lies in a stretch of 13 or more digits, spaces and dashes; translate
+# and find locate those at C speed, and only they are looked at further.
 _RUN_CHARS_AS_ZERO: Final = bytes(0x30 if byte in b"0123456789 -" else 0x78 for byte in range(256))
 _STRETCH: Final = b"0" * 13
+# A number with an exponent where a JSON number can stand (after a delimiter) may spell a
+# card with fewer digits; translated, such a number is "d0…e0", which a regex finds at C
+# speed.
+_EXPONENT_VIEW: Final = bytes(
+    0x30
+    if byte in b"0123456789.+-"
+    else 0x65
+    if byte in b"eE"
+    else 0x64
+    if byte in b":[, \t\r\n"
+    else 0x78
+    for byte in range(256)
+)
+_EXPONENT_NUMBER: Final = re.compile(rb"d0+e0")
+# A stretch this long is not read group by group: every digit in it is masked, unless it
+# is all digits (an identifier).
+_LONG_STRETCH: Final = 1024
 _DIGIT_GROUP: Final = re.compile(rb"[0-9]+")
 _PAN_MIN, _PAN_MAX = 13, 19
 _MAX_GROUPS: Final = 64
 _KEEP_FIRST, _KEEP_LAST = 6, 4
 _DIGIT_VALUE: Final = bytes.maketrans(b"0123456789", bytes(range(10)))
 _LUHN_DOUBLED: Final = bytes([0, 2, 4, 6, 8, 1, 3, 5, 7, 9]).ljust(256, b"\0")
-
-# The escapes that can hide a key or a card number from text matching: one that spells an
-# ASCII character, and one whose hex digits run on into digits ("\\u00e94111..." makes the
-# text run start with an extra 9).
-_RISKY_ESCAPE: Final = re.compile(rb"\\u(?:00[2-7][0-9A-Fa-f]|[0-9A-Fa-f]{4}[0-9])")
-
-_Edit = tuple[int, int, bytes]
+_DIGITS_TO_STARS: Final = bytes.maketrans(b"0123456789", b"*" * 10)
 
 
 @attrs.frozen
 class Redacted:
-    """Redacted bytes and the names of the rules that changed them (sorted, unique)."""
+    """Redacted bytes, the rules that changed them (sorted, unique), and the merchant
+    secrets found in them (decoded), for the caller's per-session memory."""
 
     data: bytes
     rules: tuple[str, ...]
+    secrets: tuple[str, ...] = ()
+
+
+class OverBudget(Exception):
+    """A message needs more redaction work than `WORK_BUDGET`."""
+
+
+class Budget:
+    """Work left for one message; `spend` raises OverBudget when it runs out."""
+
+    def __init__(self, steps: int = WORK_BUDGET) -> None:
+        self.left = steps
+
+    def spend(self, steps: int = 1) -> None:
+        self.left -= steps
+        if self.left < 0:
+            raise OverBudget
 
 
 class Redactor:
@@ -106,94 +168,343 @@ class Redactor:
         message = secret.encode("utf-8", "surrogatepass")
         return hmac.digest(self._key, message, "sha256").hex()[:32]
 
-    def redact(self, raw: bytes) -> Redacted:
-        """Redact one message as received; any bytes at all, never raises."""
-        fired: set[str] = set()
-        edits, secret_spans = self._secret_edits(raw)
-        if edits:
-            fired.add(MERCHANT_SECRET_RULE)
-        card_edits = _card_edits(raw, secret_spans)
-        if card_edits:
-            fired.add(PAN_RULE)
-            edits = sorted(edits + card_edits)
-        data = _apply(raw, edits) if edits else raw
+    def marker(self, secret: str, name: str = "merchantSecret") -> str:
+        """What replaces a credential: its name and its fingerprint."""
+        return f"[REDACTED {name} hmac-sha256:{self.fingerprint(secret)}]"
 
-        if b"\\" in data and _RISKY_ESCAPE.search(data):
-            data = self._redact_tree(data, fired)
-        if not fired:
-            return Redacted(raw, ())
-        return Redacted(data, tuple(sorted(fired)))
+    def redact(self, raw: bytes, known: Iterable[str] = ()) -> Redacted:
+        """Redact one message as received; any bytes at all, never raises.
 
-    def _marker(self, secret: str) -> str:
-        return f"{_MARKER_PREFIX}{self.fingerprint(secret)}]"
+        `known` are merchant secrets seen earlier in the same session."""
+        redaction = _Pass(self, known, Budget(), 0)
+        try:
+            return redaction.run(raw)
+        except OverBudget:
+            # The secrets found before the budget ran out are still remembered.
+            return unchecked(len(raw), tuple(redaction.found))
 
-    def _secret_edits(self, raw: bytes) -> tuple[list[_Edit], list[tuple[int, int]]]:
-        """Edits that replace secret values, and the spans of all secret values."""
-        if _SECRET_KEY_LITERAL not in raw:
-            return [], []
+
+def unchecked(size: int, secrets: tuple[str, ...] = ()) -> Redacted:
+    """What replaces a message that could not be checked: one marker string."""
+    return Redacted(_UNCHECKED.format(size=size).encode(), (UNCHECKED_RULE,), secrets)
+
+
+def is_marker(text: str) -> bool:
+    """Whether `text` is already a redaction marker (so redacting twice changes nothing)."""
+    return _ANY_MARKER.fullmatch(text.encode("utf-8", "surrogatepass")) is not None
+
+
+@attrs.frozen(order=True)
+class _Edit:
+    start: int
+    end: int
+    replacement: bytes = attrs.field(order=False)
+    rule: str = attrs.field(order=False)
+
+
+class _Pass:
+    """One redaction of one document (a nested one gets a pass of its own)."""
+
+    def __init__(
+        self, redactor: Redactor, known: Iterable[str], budget: Budget, depth: int
+    ) -> None:
+        self._redactor = redactor
+        self._known = [s for s in known if s and not is_marker(s)]
+        self._budget = budget
+        self._depth = depth
+        self.found: list[str] = []
+
+    def run(self, raw: bytes) -> Redacted:
+        data = raw
+        if b"\\" in raw:
+            self._budget.spend(raw.count(b"\\") // 16)  # reading an escape: 1/16 of a step
+            data = _decode_escapes(raw, self._budget)
+        # Two views of `data`, byte for byte the same length: `view` with escapes blanked
+        # (card numbers are looked for there, comments included), `structure` also with
+        # lenient JSON's comments blanked (strings and keys are found there).
+        view = _blank_escapes(data) if b"\\" in data else data
+        structure = view
+        if b"/" in view and (b"/*" in view or b"//" in view):  # memchr first: far cheaper
+            structure = _blank_comments(view, self._budget)
+        markers = _ANY_MARKER.finditer(view) if b"[REDACTED" in view else ()
+        protected = [(m.start(), m.end()) for m in markers]
+        quotes = _QuoteParity(structure)
         edits: list[_Edit] = []
-        spans: list[tuple[int, int]] = []
-        for key in _SECRET_KEY_COLON.finditer(raw):
+        secret_spans: list[tuple[int, int]] = []
+        lowered = data.lower()
+        if _SECRET_WORD in lowered:
+            edits += self._secret_keys(data, structure, secret_spans)
+            edits += self._nested(data, structure, quotes, _SECRET_WORD, secret_spans)
+        if b"\\" in data and _NESTED_ESCAPE in data:
+            edits += self._nested(data, structure, quotes, _NESTED_ESCAPE, secret_spans)
+        edits += self._reused_secrets(data, quotes, secret_spans)
+        edits += _card_edits(data, view, quotes, self._budget)
+        # A reused secret is not looked for inside markers (it may be a word of one); card
+        # numbers are, since a marker's look-alike could carry one.
+        edits = [e for e in edits if e.rule != SECRET_REUSE_RULE or not _overlaps(e, protected)]
+        rules = {edit.rule for edit in edits}
+        if not rules:
+            return Redacted(raw, (), tuple(self.found))
+        if data != raw:
+            rules.add(ESCAPES_RULE)
+        redacted = _apply(data, _merged(data, edits))
+        return Redacted(redacted, tuple(sorted(rules)), tuple(self.found))
+
+    def _secret_keys(
+        self, data: bytes, view: bytes, spans: list[tuple[int, int]]
+    ) -> Iterator[_Edit]:
+        """The values of merchant-secret keys; their spans go to `spans`."""
+        for key in _SECRET_KEY.finditer(view):
+            self._budget.spend(4)
             if spans and key.start() < spans[-1][1]:
                 continue  # the "key" is text inside the previous secret value
-            start = key.end()
-            end = _value_end(raw, start)
+            start = _after_colon(view, key.end())
+            if start is None:
+                continue  # a string that names the key, not a key
+            end = _value_end(view, start, self._budget)
             if end == start:
                 continue  # no value to hide
             spans.append((start, end))
-            if not _MARKER_LITERAL.fullmatch(raw, start, end):
-                literal = json.dumps(self._marker(_secret_text(raw[start:end])))
-                edits.append((start, end, literal.encode()))
-        return edits, spans
+            secret = _secret_text(data[start:end])
+            if _SECRET_MARKER.fullmatch(secret):
+                continue
+            self.found.append(secret)
+            marker = json.dumps(self._redactor.marker(secret)).encode()
+            yield _Edit(start, end, marker, MERCHANT_SECRET_RULE)
 
-    def _redact_tree(self, data: bytes, fired: set[str]) -> bytes:
-        """Step 3: redact the parsed document; rewrite it only if that changed something."""
+    def _nested(
+        self,
+        data: bytes,
+        view: bytes,
+        quotes: _QuoteParity,
+        needle: bytes,
+        spans: list[tuple[int, int]],
+    ) -> Iterator[_Edit]:
+        """Strings holding `needle` may hold JSON (or escapes) a second reader would see:
+        each is decoded and redacted as a document of its own."""
+        haystack = data.lower() if needle == _SECRET_WORD else data
+        at = haystack.find(needle)
+        done = -1
+        while at >= 0:
+            self._budget.spend()
+            if at > done and quotes.inside(at):
+                start = view.rfind(b'"', 0, at)
+                end = view.find(b'"', at)
+                end = len(data) if end < 0 else end + 1
+                done = end
+                edit = self._redact_string(data, start, end)
+                if edit is not None:
+                    spans.append((start, end))
+                    yield edit
+            at = haystack.find(needle, at + 1)
+
+    def _redact_string(self, data: bytes, start: int, end: int) -> _Edit | None:
+        literal = data[start:end]
         try:
-            tree = _loads(data)
-            if not isinstance(tree, _Object):
-                return data
-            found: set[str] = set()
-            self._scrub(tree, found)
-            if not found:
-                return data
-            rewritten = _dumps(tree)
-        except (ValueError, RecursionError):
-            # Not JSON (step 2 already masked it conservatively), or nested deeper than
-            # Python's recursion limit, which no P3 message is.
-            return data
-        fired.update(found, (RESERIALIZED_RULE,))
-        return rewritten
+            text = json.loads(literal.decode("utf-8", "surrogateescape"))
+            if not isinstance(text, str):
+                raise ValueError
+        except ValueError:
+            return _Edit(start, end, b'"[REDACTED unreadable string]"', UNCHECKED_RULE)
+        if self._depth + 1 >= _MAX_NESTING:
+            return _Edit(start, end, b'"[REDACTED nested too deeply]"', UNCHECKED_RULE)
+        inner = _Pass(self._redactor, [*self._known, *self.found], self._budget, self._depth + 1)
+        result = inner.run(_to_bytes(text))
+        self.found += inner.found
+        if not result.rules:
+            return None
+        rule = next((r for r in result.rules if r != ESCAPES_RULE), result.rules[0])
+        decoded = result.data.decode("utf-8", "surrogateescape")
+        return _Edit(start, end, _json_string(decoded), rule)
 
-    def _scrub(self, node: Any, found: set[str]) -> Any:
-        """Apply the rules to a parsed value; containers are edited in place."""
-        if isinstance(node, str):
-            masked = _mask_cards_in_text(node)
-            if masked != node:
-                found.add(PAN_RULE)
-            return masked
-        if isinstance(node, _Object):
-            for index, (key, value) in enumerate(node):
-                if key != _SECRET_KEY:
-                    node[index] = (self._scrub(key, found), self._scrub(value, found))
-                elif not (isinstance(value, str) and _MARKER.fullmatch(value)):
-                    node[index] = (key, self._marker(_value_text(value)))
-                    found.add(MERCHANT_SECRET_RULE)
-        elif isinstance(node, list):
-            for index, item in enumerate(node):
-                node[index] = self._scrub(item, found)
-        return node
+    def _reused_secrets(
+        self, data: bytes, quotes: _QuoteParity, secret_spans: list[tuple[int, int]]
+    ) -> Iterator[_Edit]:
+        """Every other place where a known (or just found) secret appears."""
+        for secret in dict.fromkeys([*self._known, *self.found]):
+            if _SECRET_MARKER.fullmatch(secret):
+                continue
+            whole = len(secret) < MIN_SUBSTRING_SECRET
+            marker = self._redactor.marker(secret)
+            for start, end in _SecretSearch.of(secret, whole).spans(data, self._budget):
+                if not any(s < end and start < t for s, t in secret_spans):
+                    text = marker.encode() if whole or quotes.inside(start) else _quoted(marker)
+                    yield _Edit(start, end, text, SECRET_REUSE_RULE)
 
 
-def _value_end(raw: bytes, start: int) -> int:
-    """Where the JSON value starting at `start` ends (== start if there is none)."""
-    first = raw[start : start + 1]
-    if first == b'"':
-        literal = _STRING_LITERAL.match(raw, start)
-        assert literal is not None  # the pattern matches any text that opens with a quote
-        return literal.end()
-    if first in (b"{", b"["):
+@attrs.frozen
+class _SecretSearch:
+    """Where a secret appears in canonical bytes, in any spelling (ASCII as
+    `_decode_escapes` writes it, any other character as itself or as its \\u escapes, in
+    either case; `whole`: only as the whole of a string).
+
+    A regex scan of the whole message per secret would cost milliseconds a MiB, so its
+    longest ASCII part (which has one spelling) is found with `find` at C speed, and the
+    regex only tries the few bytes around each place it occurs."""
+
+    pattern: re.Pattern[bytes]
+    anchor: bytes
+    before: int  # at most this many bytes of the secret come before the anchor
+    after: int
+
+    @staticmethod
+    @functools.lru_cache(maxsize=1024)
+    def of(secret: str, whole: bool) -> _SecretSearch:
+        body = b"".join(_spellings(char) for char in secret)
+        pattern = re.compile(rb'(?<=")' + body + rb'(?=\\*")' if whole else body)
+        runs = re.findall(r"[\x00-\x7f]+", secret)
+        if not runs:
+            return _SecretSearch(pattern, b"", 0, 0)
+        run = max(runs, key=len)
+        at = secret.index(run)
+        before = sum(_longest_spelling(char) for char in secret[:at]) + 1
+        after = sum(_longest_spelling(char) for char in secret[at + len(run) :]) + 16
+        return _SecretSearch(pattern, _json_string(run)[1:-1], before, after)
+
+    def spans(self, data: bytes, budget: Budget) -> Iterator[tuple[int, int]]:
+        if not self.anchor:  # no ASCII at all: the regex scans everything
+            budget.spend(len(data) // 4096)
+            for found in self.pattern.finditer(data):
+                budget.spend()
+                yield found.span()
+            return
+        done = 0
+        at = data.find(self.anchor)
+        while at >= 0:
+            budget.spend()
+            low = max(done, at - self.before)
+            for found in self.pattern.finditer(data, low, at + len(self.anchor) + self.after):
+                if found.start() <= at:  # a match that holds this anchor
+                    done = found.end()
+                    yield found.span()
+            at = data.find(self.anchor, max(at + 1, done))
+
+
+def _longest_spelling(char: str) -> int:
+    return 12 if ord(char) > 0xFFFF else 6
+
+
+def _spellings(char: str) -> bytes:
+    code = ord(char)
+    if code < 0x80:
+        return re.escape(_json_string(char)[1:-1])
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8, kept as it was
+        return b"(?:" + re.escape(bytes([code - 0xDC00])) + b"|" + _escaped_unit(code) + b")"
+    if 0xD800 <= code < 0xE000:  # a lone surrogate: only an escape spells it
+        return _escaped_unit(code)
+    units = char.encode("utf-16-be")
+    halves = [int.from_bytes(units[i : i + 2]) for i in range(0, len(units), 2)]
+    escapes = b"".join(_escaped_unit(half) for half in halves)
+    return b"(?:" + re.escape(char.encode()) + b"|" + escapes + b")"
+
+
+def _escaped_unit(code: int) -> bytes:
+    return b"\\\\u(?i:" + b"%04x" % code + b")"
+
+
+class _QuoteParity:
+    """Whether a position lies inside a string literal, by counting the quotes before it
+    (the view has no escaped quotes). Positions are asked in any order; counting resumes
+    from the last answer, so asking in order is linear."""
+
+    def __init__(self, view: bytes) -> None:
+        self._view = view
+        self._at = 0
+        self._count = 0
+
+    def inside(self, position: int) -> bool:
+        if position >= self._at:
+            self._count += self._view.count(b'"', self._at, position)
+        else:
+            self._count -= self._view.count(b'"', position, self._at)
+        self._at = position
+        return self._count % 2 == 1
+
+
+def _decode_escapes(raw: bytes, budget: Budget) -> bytes:
+    """`raw` with each ASCII escape in its canonical spelling (see the module doc)."""
+    # An escape costs about a quarter of a step; count the ASCII ones only when a rough
+    # count says they might exhaust the budget (non-ASCII escapes are common and free).
+    escapes = raw.count(b"\\u00")
+    if escapes // 4 > budget.left:
+        escapes = sum(raw.count(b"\\u00%d" % digit) for digit in range(8))
+    budget.spend(escapes // 4)
+    return _ESCAPE.sub(_canonical_escape, raw)
+
+
+def _canonical_escape(match: re.Match[bytes]) -> bytes:
+    code = match.group(1)
+    if code is None:
+        return match.group()  # an escaped backslash stays one
+    return _canonical_char(int(code, 16))
+
+
+def _canonical_char(code: int) -> bytes:
+    if code < 0x20:
+        return _SHORT_ESCAPES.get(code, b"\\u%04x" % code)
+    if code == 0x22:
+        return b'\\"'
+    if code == 0x5C:
+        return b"\\\\"
+    return bytes([code])
+
+
+def _blank_escapes(data: bytes) -> bytes:
+    """`data` with every escape sequence blanked, same length: a quote left is a real one,
+    and an escape's letters and hex digits are not mistaken for text."""
+    view = data.replace(b"\\\\", b"\x01\x01")
+    view = re.sub(rb"\\u[0-9a-fA-F]{4}", b"\x01" * 6, view)
+    return re.sub(rb"\\.", b"\x01\x01", view, flags=re.DOTALL)
+
+
+def _blank_comments(view: bytes, budget: Budget) -> bytes:
+    """`view` with the comments and trailing commas that the recorder's lenient JSON reader
+    accepts blanked (the same rule), same length."""
+    budget.spend(view.count(b'"') // 16)  # a string costs a sixteenth of a step
+    return strip_comments_and_trailing_commas(view.decode("latin-1")).encode("latin-1")
+
+
+def _after_colon(view: bytes, at: int) -> int | None:
+    """Where the value after a key starts, skipping blanks, comments and the colon;
+    None if no colon follows; an unterminated comment's start (which `_value_end` takes
+    to run to the end of the input)."""
+    colon = False
+    size = len(view)
+    while at < size:
+        char = view[at]
+        if char in b" \t\r\n":
+            at += 1
+        elif view.startswith(b"//", at):
+            newline = view.find(b"\n", at)
+            at = size if newline < 0 else newline + 1
+        elif view.startswith(b"/*", at):
+            close = view.find(b"*/", at + 2)
+            if close < 0:
+                return at  # the caller masks from here to the end
+            at = close + 2
+        elif char == 0x3A and not colon:  # ":"
+            colon = True
+            at += 1
+        else:
+            break
+    return at if colon else None
+
+
+def _value_end(view: bytes, start: int, budget: Budget) -> int:
+    """Where the JSON value starting at `start` ends (== start if there is none); a value
+    that does not end runs to the end of the input."""
+    if start >= len(view):
+        return start
+    if view.startswith(b"/*", start):
+        return len(view)  # an unterminated comment: whatever follows may be the value
+    first = view[start]
+    if first == 0x22:  # a string: the view has no escaped quotes
+        close = view.find(b'"', start + 1)
+        return len(view) if close < 0 else close + 1
+    if first in b"{[":
         depth = 0
-        for token in _STRING_OR_BRACKET.finditer(raw, start):
+        for token in _STRING_OR_BRACKET.finditer(view, start):
+            budget.spend()
             bracket = token.group()
             if bracket in (b"{", b"["):
                 depth += 1
@@ -201,93 +512,133 @@ def _value_end(raw: bytes, start: int) -> int:
                 depth -= 1
                 if depth == 0:
                     return token.end()
-        return len(raw)  # unbalanced: hide everything that follows
-    bare = _BARE_VALUE.match(raw, start)
+        return len(view)
+    bare = _BARE_VALUE.match(view, start)
     return start if bare is None else bare.end()
 
 
 def _secret_text(literal: bytes) -> str:
     """The decoded value that a secret's fingerprint covers."""
+    text = literal.decode("utf-8", "surrogateescape")
     try:
-        return _value_text(_loads(literal))
+        value = json.loads(text, parse_float=Decimal)
     except (ValueError, RecursionError):
-        return literal.decode("utf-8", "surrogateescape")
+        return text[1:] if text.startswith('"') else text  # cut short: the rest is the value
+    return value if isinstance(value, str) else text
 
 
-def _value_text(value: Any) -> str:
-    """A string as itself; anything else as its compact JSON text."""
-    return value if isinstance(value, str) else _dumps(value).decode("utf-8", "surrogateescape")
+def _json_string(text: str) -> bytes:
+    """`text` as a JSON string literal in the canonical spelling `_decode_escapes` writes
+    (a lone surrogate, also one that stood for a byte that was not UTF-8, as its escape)."""
+    return _SURROGATE.sub(_escape_surrogate, json.dumps(text, ensure_ascii=False)).encode()
 
 
-def _card_edits(raw: bytes, skip: list[tuple[int, int]]) -> list[_Edit]:
-    """Edits that mask card numbers, outside the `skip` spans (secret values)."""
-    edits = [
-        (run.start(), run.end(), masked)
-        for run in _digit_runs(raw)
-        if not any(start <= run.start() < end for start, end in skip)
-        and (masked := _mask_run(run.group())) is not None
-    ]
-    if edits and _is_json_object(raw):
-        # In valid JSON a run never crosses a quote, so its start says where it lies.
-        strings = [(m.start(), m.end()) for m in _STRING_LITERAL.finditer(raw)]
-        starts = [start for start, _ in strings]
-        edits = [
-            edit
-            for edit in edits
-            if (i := bisect.bisect_right(starts, edit[0]) - 1) >= 0 and edit[0] < strings[i][1]
-        ]
+def _escape_surrogate(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
+def _to_bytes(text: str) -> bytes:
+    """Decoded text back as bytes: bytes that were not UTF-8 as they were."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass")
+
+
+def _quoted(text: str) -> bytes:
+    return json.dumps(text).encode()
+
+
+def _card_edits(data: bytes, view: bytes, quotes: _QuoteParity, budget: Budget) -> list[_Edit]:
+    """Edits that mask card numbers in strings, numbers and raw bytes."""
+    edits = []
+    for start, end in _digit_runs(view):
+        budget.spend()
+        run = view[start:end]
+        masked = _mask_run(run, budget)
+        if masked is None or _is_timestamp(view, start, run):
+            continue
+        if quotes.inside(start):
+            edits.append(_Edit(start, end, masked, PAN_RULE))
+        else:
+            edits.append(_number_edit(view, start, end, masked))
+    exponents = view.translate(_EXPONENT_VIEW)
+    # After a leading "d" (the start counts as a delimiter), a match's start in these
+    # bytes is its first digit's position in `view`.
+    numbers = _EXPONENT_NUMBER.finditer(b"d" + exponents) if b"0e0" in exponents else ()
+    for number in numbers:
+        budget.spend()
+        edit = _exponent_edit(view, number.start(), quotes)
+        if edit is not None:
+            edits.append(edit)
     return edits
 
 
-def _digit_runs(data: bytes) -> Iterator[re.Match[bytes]]:
+def _is_timestamp(view: bytes, start: int, run: bytes) -> bool:
+    """A plausible epoch-ms value of a field the protocol defines as a timestamp."""
+    if len(run) != 13 or not run.isdigit() or int(run) not in _EPOCH_MS:
+        return False
+    return _TIMESTAMP_KEY_BEFORE.search(view, max(0, start - 40), start) is not None
+
+
+def _number_edit(view: bytes, start: int, end: int, masked: bytes) -> _Edit:
+    """Outside a string: a JSON number becomes the masked digits as a string."""
+    token = _NUMBER.match(view, start - 1 if start and view[start - 1] == 0x2D else start)
+    if token is not None and token.end() >= end and b" " not in masked:
+        return _Edit(token.start(), token.end(), b'"' + masked + b'"', PAN_RULE)
+    return _Edit(start, end, masked, PAN_RULE)
+
+
+def _exponent_edit(view: bytes, start: int, quotes: _QuoteParity) -> _Edit | None:
+    """A number with an exponent whose value is a card number."""
+    token = _NUMBER.match(view, start)
+    if token is None:
+        return None
+    try:
+        value = Decimal(token.group().decode())
+    except InvalidOperation:
+        return None
+    if not (_PAN_MIN - 1 <= value.adjusted() <= _PAN_MAX - 1) or value != value.to_integral_value():
+        return None
+    digits = str(abs(int(value))).encode()
+    if not _luhn_valid(digits):
+        return None
+    masked = _mask_digits(digits, 0, len(digits))
+    inside = quotes.inside(token.start())
+    return _Edit(token.start(), token.end(), masked if inside else b'"' + masked + b'"', PAN_RULE)
+
+
+def _digit_runs(view: bytes) -> Iterator[tuple[int, int]]:
     """The runs of 13 or more digits, without a regex scan of ordinary text."""
-    stretches = data.translate(_RUN_CHARS_AS_ZERO)
+    stretches = view.translate(_RUN_CHARS_AS_ZERO)
     start = stretches.find(_STRETCH)
     while start >= 0:
         end = stretches.find(b"x", start)
-        end = len(data) if end < 0 else end
-        for run in _RUN.finditer(data, start, end):
-            text = run.group()
-            if len(text) - text.count(b" ") - text.count(b"-") >= _PAN_MIN:
-                yield run
+        end = len(view) if end < 0 else end
+        if end - start > _LONG_STRETCH:
+            if not view[start:end].isdigit():
+                yield start, end
+        else:
+            for run in _RUN.finditer(view, start, end):
+                text = run.group()
+                if len(text) - text.count(b" ") - text.count(b"-") >= _PAN_MIN:
+                    yield run.start(), run.end()
         start = stretches.find(_STRETCH, end)
 
 
-def _mask_cards_in_text(text: str) -> str:
-    data = text.encode("utf-8", "surrogatepass")
-    edits = [
-        (run.start(), run.end(), masked)
-        for run in _digit_runs(data)
-        if (masked := _mask_run(run.group())) is not None
-    ]
-    return _apply(data, edits).decode("utf-8", "surrogatepass") if edits else text
-
-
-def _mask_run(run: bytes) -> bytes | None:
+def _mask_run(run: bytes, budget: Budget) -> bytes | None:
     """The run with every card number in it masked, or None if it holds none."""
-    spans = list(_card_spans(run))
-    if not spans:
-        return None
-    masked = bytearray(run)
-    for start, end in spans:
-        digits = [i for i in range(start, end) if 0x30 <= run[i] <= 0x39]
-        for i in digits[_KEEP_FIRST : len(digits) - _KEEP_LAST]:
-            masked[i] = 0x2A  # "*"
-    return bytes(masked)
-
-
-def _card_spans(run: bytes) -> Iterator[tuple[int, int]]:
-    """The spans of a run (digits and single separators) that are card numbers."""
     if run.isdigit():  # the common case: a timestamp, an identifier, a card number
         if _PAN_MIN <= len(run) <= _PAN_MAX and _luhn_valid(run):
-            yield 0, len(run)
-        return
+            return _mask_digits(run, 0, len(run))
+        return None
+    if len(run) > _LONG_STRETCH or run.count(b" ") + run.count(b"-") >= _MAX_GROUPS:
+        # Nobody writes so many digit groups in a row; rather than try up to 19 spans per
+        # group, mask every digit.
+        return run.translate(_DIGITS_TO_STARS)
     groups = [(m.start(), m.end()) for m in _DIGIT_GROUP.finditer(run)]
-    if len(groups) > _MAX_GROUPS:
-        # Nobody writes so many digit groups in a row; rather than try up to 7 spans per
-        # group (seconds for a 1 MiB frame of "1 1 1 ..."), hide all of it but its ends.
-        yield 0, len(run)
-        return
+    budget.spend(len(groups) // 8)
+    masked = run
     for first, (start, _) in enumerate(groups):
         digits = 0
         for group_start, end in groups[first : first + _PAN_MAX]:
@@ -295,7 +646,17 @@ def _card_spans(run: bytes) -> Iterator[tuple[int, int]]:
             if digits > _PAN_MAX:
                 break
             if digits >= _PAN_MIN and _luhn_valid(run[start:end].translate(None, b" -")):
-                yield start, end
+                masked = _mask_digits(masked, start, end)
+    return None if masked is run else masked
+
+
+def _mask_digits(run: bytes, start: int, end: int) -> bytes:
+    """`run` with the digits of [start, end) masked, the first 6 and last 4 kept."""
+    positions = [i for i in range(start, end) if 0x30 <= run[i] <= 0x39 or run[i] == 0x2A]
+    masked = bytearray(run)
+    for i in positions[_KEEP_FIRST : len(positions) - _KEEP_LAST]:
+        masked[i] = 0x2A  # "*"
+    return bytes(masked)
 
 
 def _luhn_valid(digits: bytes) -> bool:
@@ -304,64 +665,31 @@ def _luhn_valid(digits: bytes) -> bool:
     return total % 10 == 0
 
 
+def _overlaps(edit: _Edit, spans: list[tuple[int, int]]) -> bool:
+    return any(start < edit.end and edit.start < end for start, end in spans)
+
+
+def _merged(data: bytes, edits: list[_Edit]) -> list[_Edit]:
+    """Sorted, non-overlapping edits: an edit that starts inside an earlier one is folded
+    into it, and whatever it reaches beyond that one keeps no digit."""
+    merged: list[_Edit] = []
+    for edit in sorted(edits, key=lambda e: (e.start, -e.end)):
+        if merged and edit.start < merged[-1].end:
+            last = merged[-1]
+            if edit.end > last.end:
+                tail = data[last.end : edit.end].translate(_DIGITS_TO_STARS)
+                merged[-1] = attrs.evolve(last, end=edit.end, replacement=last.replacement + tail)
+            continue
+        merged.append(edit)
+    return merged
+
+
 def _apply(data: bytes, edits: list[_Edit]) -> bytes:
     """Replace the sorted, non-overlapping spans of `edits`."""
     pieces: list[bytes] = []
     done = 0
-    for start, end, replacement in edits:
-        pieces += (data[done:start], replacement)
-        done = end
+    for edit in edits:
+        pieces += (data[done : edit.start], edit.replacement)
+        done = edit.end
     pieces.append(data[done:])
     return b"".join(pieces)
-
-
-class _Object(list[tuple[str, Any]]):
-    """A JSON object as its (key, value) pairs: order and duplicate keys survive a rewrite."""
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _loads(data: bytes) -> Any:
-    """Strict JSON (UTF-8, no NaN) with exact numbers; raises ValueError."""
-    return json.loads(
-        data.decode("utf-8"),
-        parse_float=Decimal,
-        parse_constant=_reject_constant,
-        object_pairs_hook=_Object,
-    )
-
-
-def _is_json_object(data: bytes) -> bool:
-    try:
-        return isinstance(_loads(data), _Object)
-    except (ValueError, RecursionError):
-        return False
-
-
-def _dumps(value: Any) -> bytes:
-    """Compact JSON; a lone surrogate is written back as its \\u escape."""
-    return "".join(_json_tokens(value)).encode("utf-8", "backslashreplace")
-
-
-def _json_tokens(value: Any) -> Iterator[str]:
-    if isinstance(value, _Object):
-        yield "{"
-        for index, (key, item) in enumerate(value):
-            yield f"{',' if index else ''}{json.dumps(key, ensure_ascii=False)}:"
-            yield from _json_tokens(item)
-        yield "}"
-    elif isinstance(value, list):
-        yield "["
-        for index, item in enumerate(value):
-            if index:
-                yield ","
-            yield from _json_tokens(item)
-        yield "]"
-    elif isinstance(value, str):
-        yield json.dumps(value, ensure_ascii=False)
-    elif value is None or isinstance(value, bool):
-        yield json.dumps(value)
-    else:  # int or Decimal, both exact
-        yield str(value)

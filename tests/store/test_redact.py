@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from p3log.store.redact import REDACTION_POLICY, Redacted, Redactor
+from tests.store.redact_hostile import luhn_complete
 
 KEY = b"store-key-0123456789abcdef"
 MARKER = re.compile(rb'"\[REDACTED merchantSecret hmac-sha256:([0-9a-f]{32})\]"')
@@ -30,17 +31,8 @@ def fingerprint_in(data: bytes) -> str:
     return found.group(1).decode()
 
 
-def luhn_complete(body: str) -> str:
-    """`body` plus the check digit that makes it pass the Luhn check."""
-    total = 0
-    for position, char in enumerate(reversed(body)):
-        digit = int(char) * (2 if position % 2 == 0 else 1)
-        total += digit - 9 if digit > 9 else digit
-    return body + str(-total % 10)
-
-
 def test_policy_is_versioned() -> None:
-    assert REDACTION_POLICY == "p3log-redact/1"
+    assert REDACTION_POLICY == "p3log-redact/2"
 
 
 def test_secret_is_replaced_by_a_marker_and_gone(redactor: Redactor) -> None:
@@ -95,7 +87,7 @@ def test_escaped_key_spelling_is_still_redacted(redactor: Redactor) -> None:
         "t": "x",
         "merchantSecret": f"[REDACTED merchantSecret hmac-sha256:{redactor.fingerprint('hidden')}]",
     }
-    assert result.rules == ("merchant_secret", "reserialized")
+    assert result.rules == ("escapes_decoded", "merchant_secret")
 
 
 def test_escaped_duplicate_key_is_not_hidden_behind_a_plain_one(redactor: Redactor) -> None:
@@ -170,8 +162,9 @@ def test_card_inside_a_longer_grouped_run_is_still_found(redactor: Redactor) -> 
     assert json.loads(result.data) == {"n": "4111 11** **** 1111 0000"}
 
 
-def test_digits_in_json_numbers_are_untouched(redactor: Redactor) -> None:
-    raw = b'{"createdTimestamp": 4111111111111111, "amounts": [4111111111111111]}'
+def test_plausible_timestamps_and_short_numbers_are_untouched(redactor: Redactor) -> None:
+    # 1700000000004 passes the Luhn check, and is kept as the protocol's timestamp field.
+    raw = b'{"createdTimestamp": 1700000000004, "amounts": [411111111111, 10.50]}'
 
     assert redactor.redact(raw) == Redacted(raw, ())
 
@@ -181,6 +174,7 @@ def test_digits_in_json_numbers_are_untouched(redactor: Redactor) -> None:
     [
         b'{"createdTimestamp": 4111111111111111, oops',  # not JSON
         b"4111111111111111",  # JSON, but not a P3 message (an object)
+        b"4.111111111111111e15",  # the same number, as a float
         b'{"n": "\xff 4111111111111111"}',  # not UTF-8
     ],
 )
@@ -197,15 +191,18 @@ def test_unicode_escaped_card_is_masked(redactor: Redactor) -> None:
     result = redactor.redact(raw)
 
     assert json.loads(result.data) == {"note": "4111 11** **** 1111", "type": "X"}
-    assert result.rules == ("pan", "reserialized")
+    assert result.rules == ("escapes_decoded", "pan")
 
 
-def test_reserialization_keeps_order_and_exact_numbers(redactor: Redactor) -> None:
-    raw = b'{"z": 1.10, "a": [1e400, 123456789012345678901234567890, "\\u00e9"], '
+def test_only_ascii_escapes_are_decoded_and_all_else_stays_as_it_arrived(
+    redactor: Redactor,
+) -> None:
+    raw = b'{"z": 1.10, "a": [1e400, 123456789012345678901234567890, "\\u00e9\\n"], '
     raw += b'"merchant\\u0053ecret": "s"}'
     result = redactor.redact(raw)
 
-    kept = '{"z":1.10,"a":[1E+400,123456789012345678901234567890,"é"],"merchantSecret":'
+    kept = '{"z": 1.10, "a": [1e400, 123456789012345678901234567890, "\\u00e9\\n"], '
+    kept += '"merchantSecret": '
     assert result.data.startswith(kept.encode())
 
 
