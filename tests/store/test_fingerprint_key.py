@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from p3log.projections.export import export_parquet
 from p3log.report import build_report, write_html
-from p3log.store.capture import wire_body
+from p3log.store.capture import Door
 from p3log.store.errors import StoreCorrupt, StoreError
 from p3log.store.event import GENESIS_HASH, Stamp, seal
 from p3log.store.governance import GOVERNANCE_KIND
@@ -167,7 +167,7 @@ def _legacy_store(root: Path, key: bytes) -> str:
     (root / "store.json").write_text(json.dumps(meta))
     (root / "redaction.key").write_bytes(key)
     (root / "index.duckdb").unlink()
-    body = wire_body(Redactor(key), "s1", "client", _login(), Stamp.now())
+    body = Door(Redactor(key)).wire_body("s1", "client", _login(), Stamp.now())
     (root / "journal" / segment_name(1)).write_bytes(encode_record(seal(body, 1, GENESIS_HASH)))
     marker = _MARKER.search((body.payload or "").encode())
     assert marker is not None
