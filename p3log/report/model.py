@@ -23,6 +23,7 @@ import duckdb
 
 from p3log.projections.opening import open_store
 from p3log.projections.rows import FindingRow
+from p3log.projections.opening import verify_store
 from p3log.projections.timeline import Timeline, load_timeline, resolve_key
 from p3log.store.errors import StoreBusy, StoreError
 from p3log.store.layout import StoreMeta, open_layout
@@ -32,7 +33,7 @@ from p3log.store.redact import (
     REDACTION_POLICY,
     RESERIALIZED_RULE,
 )
-from p3log.store.verify import Checkpoint, VerifyReport, verify_store
+from p3log.store.verify import Checkpoint, VerifyReport
 
 __all__ = [
     "CONTENT_LIMIT",
