@@ -50,9 +50,9 @@ _PARSE_BLOCK_BYTES = 8 * 1024 * 1024
 # Record columns (journal lines, parsed by DuckDB or pyarrow) -> event_log columns.
 RECORDS_AS_ROWS = """
 SELECT seq, session_id, sender, kind, msg_type, tag, resource, status,
-       to_timestamp(0) + to_microseconds(recorded_at_us), mono_ns, payload,
-       from_base64(raw_b64), parse_note, redaction_policy,
-       coalesce(redactions, []), prev_hash, hash
+       to_timestamp(0) + to_microseconds(recorded_at_us) AS recorded_at, mono_ns, payload,
+       from_base64(raw_b64) AS raw, parse_note, redaction_policy,
+       coalesce(redactions, []) AS redactions, prev_hash, hash
 """
 
 # The columns of `event_log` and their types, as DuckDB's DESCRIBE names them (so a
