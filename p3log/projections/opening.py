@@ -15,9 +15,8 @@ import duckdb
 from p3log.projections.snapshots import ProjectionSnapshots, SnapshotLoader, snapshot_problem
 from p3log.projections.store import Progress, ProjectionStore
 from p3log.protocol.dialect import Dialect
-from p3log.store import read
+from p3log.store import read, verify
 from p3log.store.log import EventLog, IndexFollower
-from p3log.store import verify
 from p3log.store.segments import EventSegments
 
 

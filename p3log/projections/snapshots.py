@@ -28,7 +28,6 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-
 from typing import Any
 
 import duckdb
@@ -138,7 +137,9 @@ def load_snapshot(con: duckdb.DuckDBPyConnection, root: Path) -> int:
             source = sql_string(str(path / f"{table.name}.parquet"))
             con.execute(f"INSERT INTO {table.name} SELECT * FROM read_parquet({source})")
     except (duckdb.Error, DialectError) as exc:
-        raise StoreCorrupt(f"the projection snapshot {path} is damaged ({exc}); run p3log verify")
+        raise StoreCorrupt(
+            f"the projection snapshot {path} is damaged ({exc}); run p3log verify"
+        ) from exc
     return through
 
 

@@ -21,9 +21,8 @@ from typing import Any, Final
 import attrs
 import duckdb
 
-from p3log.projections.opening import open_store
+from p3log.projections.opening import open_store, verify_store
 from p3log.projections.rows import FindingRow
-from p3log.projections.opening import verify_store
 from p3log.projections.timeline import Timeline, load_timeline, resolve_key
 from p3log.store.errors import StoreBusy, StoreError
 from p3log.store.layout import StoreMeta, open_layout

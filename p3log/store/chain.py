@@ -55,9 +55,7 @@ class ChainProblem:
         return f"seq {self.seq} ({self.source}): {self.reason}"
 
 
-def chain_problem(
-    con: duckdb.DuckDBPyConnection, table: str, source: str
-) -> ChainProblem | None:
+def chain_problem(con: duckdb.DuckDBPyConnection, table: str, source: str) -> ChainProblem | None:
     """The first event of `table` (a `hashes_sql` relation that should hold seq 1..N)
     whose seq, content or link to its predecessor is wrong."""
     row = query_one(

@@ -245,7 +245,7 @@ def ingest_journal(con: duckdb.DuckDBPyConnection, journal_dir: Path, journal_he
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    return last - before
+    return int(last) - before
 
 
 def sql_string(text: str) -> str:

@@ -47,7 +47,9 @@ def open_live(root: Path) -> duckdb.DuckDBPyConnection:
     sealed = segments[-1].last_seq if segments else 0
     con = connect(None)
     # From the last sealed seq on: its hash in the journal is what the segments must end in.
-    tail = journal_relation_sql(layout.journal_dir, after_seq=max(sealed - 1, 0), ignore_errors=True)
+    tail = journal_relation_sql(
+        layout.journal_dir, after_seq=max(sealed - 1, 0), ignore_errors=True
+    )
     if tail is None:  # nothing journaled yet: an empty store
         create_schema(con)
         return con
@@ -74,11 +76,17 @@ def _check_segments(con: duckdb.DuckDBPyConnection, segments: list[Segment]) -> 
         if columns is not None:
             raise _refused(segment, columns)
     files = ", ".join(sql_string(str(segment.path)) for segment in segments)
-    con.execute(
-        "CREATE TEMP TABLE sealed_hashes AS "
-        f"{hashes_sql(f'{ROWS_AS_RECORDS} FROM read_parquet([{files}])')}"
-    )
     last = segments[-1]
+    try:
+        con.execute(
+            "CREATE TEMP TABLE sealed_hashes AS "
+            f"{hashes_sql(f'{ROWS_AS_RECORDS} FROM read_parquet([{files}])')}"
+        )
+    except duckdb.Error as exc:  # damaged beyond its metadata; DuckDB names the file
+        raise StoreCorrupt(
+            f"a sealed segment under {last.path.parent} cannot be read "
+            f"({str(exc).strip().splitlines()[0]}); not reading it: run p3log verify"
+        ) from exc
     problem = chain_problem(con, "sealed_hashes", "segments")
     if problem is not None:
         at = next((s for s in segments if s.first_seq <= problem.seq <= s.last_seq), last)

@@ -188,6 +188,14 @@ _EMPTY = "SELECT NULL::BIGINT AS seq, NULL AS prev_hash, NULL AS hash WHERE fals
 def _segment_problem(con: duckdb.DuckDBPyConnection, segment: Segment) -> ChainProblem | None:
     """A sealed segment must hold exactly seq first..last of its name, each row's
     content and hash the journal's at that seq."""
+    try:
+        return _segment_rows_problem(con, segment)
+    except duckdb.Error as exc:  # damaged beyond its metadata
+        reason = f"cannot be read as Parquet ({str(exc).strip().splitlines()[0]})"
+        return ChainProblem(segment.first_seq, segment.path.name, reason)
+
+
+def _segment_rows_problem(con: duckdb.DuckDBPyConnection, segment: Segment) -> ChainProblem | None:
     name, path = segment.path.name, sql_string(str(segment.path))
     columns = parquet_columns_problem(con, str(segment.path))
     if columns is not None:

@@ -218,7 +218,7 @@ NON_CANONICAL = {
     "keys reordered": lambda line: _reorder(line),
     "seq as a float": lambda line: line.replace(b'"seq":23,', b'"seq":23.0,', 1),
     "seq as a string": lambda line: line.replace(b'"seq":23,', b'"seq":"23",', 1),
-    "a needless escape": lambda line: line.replace(b'"sender":"client"', b'"sender":"\\u0063lient"'),
+    "a needless escape": lambda line: line.replace(b'"client"', b'"\\u0063lient"', 1),
     "a space": lambda line: line.replace(b'"seq":23,', b'"seq": 23,', 1),
 }
 
