@@ -165,7 +165,8 @@ def snapshot_problem(con: duckdb.DuckDBPyConnection, root: Path) -> ChainProblem
         head = query_one(con, "SELECT hash FROM journal_hashes WHERE seq = ?", [through])
         if meta.get("version") != PROJECTION_VERSION or head is None:
             return ChainProblem(through, name, "not a snapshot of this store's events")
-        if meta.get("head_hash") != head[0]:
+        # Without a head_hash (an older p3log's) readers do not use it; still compared.
+        if meta.get("head_hash", head[0]) != head[0]:
             return ChainProblem(through, name, "its head_hash is not the chain's at its seq")
         con.execute(
             f"CREATE OR REPLACE VIEW event_log AS SELECT * FROM {events} WHERE seq <= {through}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 from typing import Any
 
 import orjson
@@ -75,17 +76,18 @@ def _render(record: dict[str, Any]) -> bytes:
     return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
 
 
-# What each record key may hold in a canonical line (JSON null is None).
+# What each record key may hold in a canonical line (JSON null is None), and every
+# combination of them, so that a line's value types are checked in one lookup.
+_REQUIRED_TEXT = frozenset(
+    {"session_id", "sender", "kind", "redaction_policy", "prev_hash", "hash"}
+)
 _KEY_TYPES: dict[str, tuple[type, ...]] = {
-    name: (int,)
-    if kind == "BIGINT"
-    else (list,)
-    if kind == "VARCHAR[]"
-    else (str,)
-    if name in {"session_id", "sender", "kind", "redaction_policy", "prev_hash", "hash"}
-    else (str, type(None))
+    name: {"BIGINT": (int,), "VARCHAR[]": (list,)}.get(
+        kind, (str,) if name in _REQUIRED_TEXT else (str, type(None))
+    )
     for name, kind in RECORD_COLUMNS.items()
 }
+_CANONICAL_TYPES = frozenset(itertools.product(*_KEY_TYPES.values()))
 _RECORD_KEYS = tuple(RECORD_COLUMNS)
 
 
@@ -100,9 +102,9 @@ def decode_canonical(line: bytes) -> dict[str, Any]:
     obj = decode_line(line)
     if tuple(obj) != _RECORD_KEYS:
         raise RecordError("its keys are not a record's, once each, in order")
-    for name, value in obj.items():
-        if type(value) not in _KEY_TYPES[name]:  # exact types: no bool for int
-            raise RecordError(f"{name} must not be {_json_type(value)}")
+    if tuple(map(type, obj.values())) not in _CANONICAL_TYPES:  # exact: no bool for int
+        wrong = next(k for k, v in obj.items() if type(v) not in _KEY_TYPES[k])
+        raise RecordError(f"{wrong} must not be {_json_type(obj[wrong])}")
     if not all(type(item) is str for item in obj["redactions"]):
         raise RecordError("redactions must be a list of strings")
     raw_b64 = obj["raw_b64"]
