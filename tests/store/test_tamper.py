@@ -246,3 +246,12 @@ def test_every_written_line_is_canonical(store: Path) -> None:
     _, lines = _journal_lines(store)
     for line in lines:
         assert encode_record(decode_event(decode_canonical(line))) == line
+
+
+def test_the_writer_refuses_to_append_after_a_non_canonical_last_line(store: Path) -> None:
+    segment, lines = _journal_lines(store)
+    lines[-1] = lines[-1].replace(b'"seq":', b'"seq": ', 1)
+    segment.write_bytes(b"".join(lines))
+    with pytest.raises(StoreCorrupt, match="p3log verify"):
+        fill_store(store, 1)
+    assert segment.read_bytes().count(b"\n") == EVENTS
