@@ -21,9 +21,15 @@ _FIELD_SQL = {
     "mono_ns": "CAST(mono_ns AS VARCHAR)",
     "redactions": "array_to_string(redactions, ',')",
 }
-CANONICAL_SQL = " || ".join(
-    f"coalesce(CAST(strlen({expr}) AS VARCHAR) || ':' || {expr} || ';', '-;')"
-    for expr in (_FIELD_SQL.get(name, name) for name in CANONICAL_FIELDS)
+# One concat (one allocation per row) rather than a chain of `||`: hashing a million
+# events is most of what verify costs.
+CANONICAL_SQL = (
+    "concat("
+    + ", ".join(
+        f"CASE WHEN {expr} IS NULL THEN '-;' ELSE concat(strlen({expr}), ':', {expr}, ';') END"
+        for expr in (_FIELD_SQL.get(name, name) for name in CANONICAL_FIELDS)
+    )
+    + ")"
 )
 # `event_log` rows (the index, a sealed segment) in the journal's record shape.
 ROWS_AS_RECORDS = """

@@ -217,14 +217,13 @@ def _segments_problem(
 def _rows_problems(
     con: duckdb.DuckDBPyConnection, segments: dict[str, Segment]
 ) -> list[ChainProblem]:
-    files = ", ".join(sql_string(path) for path in segments)
-    rows = f"{ROWS_AS_RECORDS}, filename FROM read_parquet([{files}], filename = true)"
-    con.execute(f"CREATE TEMP TABLE segment_hashes AS {hashes_sql(rows, 'filename')}")
+    files = f"[{', '.join(sql_string(path) for path in segments)}]"
+    # Only the seq column is read for the ranges (Parquet is columnar) ...
     counts = {
         path: row
         for path, *row in con.execute(
             "SELECT filename, count(*), count(DISTINCT seq), min(seq), max(seq) "
-            "FROM segment_hashes GROUP BY filename"
+            f"FROM read_parquet({files}, filename = true) GROUP BY filename"
         ).fetchall()
     }
     problems = []
@@ -233,17 +232,23 @@ def _rows_problems(
         if counts.get(path) != [size, size, segment.first_seq, segment.last_seq]:
             reason = f"does not hold seq {segment.first_seq} to {segment.last_seq}, each once"
             problems.append(ChainProblem(segment.first_seq, segment.path.name, reason))
+    # ... and the rows are hashed in one streaming join, nothing kept but the answer.
+    rows = f"{ROWS_AS_RECORDS} FROM read_parquet({files})"
     differs = query_one(
         con,
-        """
-        SELECT s.seq, s.filename FROM segment_hashes s LEFT JOIN journal_hashes j USING (seq)
+        f"""
+        SELECT min(s.seq) FROM ({hashes_sql(rows)}) s LEFT JOIN journal_hashes j USING (seq)
         WHERE NOT s.content_ok OR j.content_ok IS NOT true
            OR s.hash IS DISTINCT FROM j.hash OR s.prev_hash IS DISTINCT FROM j.prev_hash
-        ORDER BY s.seq LIMIT 1
         """,
     )
-    if differs is not None:
-        name = segments[differs[1]].path.name
+    if differs is not None and differs[0] is not None:
+        (path,) = query_one(
+            con,
+            f"SELECT filename FROM read_parquet({files}, filename = true) WHERE seq = ? LIMIT 1",
+            [differs[0]],
+        ) or ("segments",)
+        name = segments[path].path.name if path in segments else path
         problems.append(ChainProblem(differs[0], name, "this row is not the journal's event"))
     return problems
 
