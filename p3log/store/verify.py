@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import BinaryIO
 
 import attrs
 import duckdb
@@ -137,28 +138,31 @@ def journal_line_problem(journal_dir: Path) -> ChainProblem | None:
     for path in segment_paths(journal_dir):
         if segment_first_seq(path) != expected:
             return ChainProblem(expected, "journal", f"{path.name} should start at seq {expected}")
-        lines = path.read_bytes().splitlines(keepends=True)
-        # A last line without its newline is a torn write (recovery sets it aside).
-        # Splitting at a b"\r" too is harmless: no canonical line holds one.
-        torn = lines.pop() if lines and not lines[-1].endswith(b"\n") else b""
-        for line in lines:
-            try:
-                seq = decode_canonical(line)["seq"]
-            except RecordError as exc:
-                return ChainProblem(expected, "journal", f"the record in its place: {exc}")
-            if seq != expected:
-                return ChainProblem(
-                    expected,
-                    "journal",
-                    f"{path.name} holds seq {seq} where seq {expected} belongs "
-                    "(records out of order)",
-                )
-            expected += 1
-        if torn:
-            return ChainProblem(
-                expected, "journal", f"{path.name} ends in a torn record (set aside on open)"
-            )
+        with path.open("rb") as segment:
+            problem = _segment_line_problem(path.name, segment, expected)
+        if isinstance(problem, ChainProblem):
+            return problem
+        expected = problem
     return None
+
+
+def _segment_line_problem(name: str, lines: BinaryIO, expected: int) -> ChainProblem | int:
+    """The first problem in one journal segment, or the seq the next one starts at."""
+    for line in lines:  # split at b"\n" only, each line with its newline
+        if not line.endswith(b"\n"):
+            return ChainProblem(expected, "journal", f"{name} ends in a torn record")
+        try:
+            seq = decode_canonical(line)["seq"]
+        except RecordError as exc:
+            return ChainProblem(expected, "journal", f"the record in its place: {exc}")
+        if seq != expected:
+            return ChainProblem(
+                expected,
+                "journal",
+                f"{name} holds seq {seq} where seq {expected} belongs (records out of order)",
+            )
+        expected += 1
+    return expected
 
 
 def _load_hashes(con: duckdb.DuckDBPyConnection, layout: StoreLayout) -> ChainProblem | None:
