@@ -14,7 +14,9 @@ from pathlib import Path
 
 import attrs
 import pytest
+from typer.testing import CliRunner
 
+from p3log.cli import app
 from p3log.projections.opening import open_store
 from p3log.store.errors import StoreCorrupt
 from p3log.store.event import seal
@@ -87,12 +89,13 @@ FORGERIES = {
 @pytest.mark.parametrize("forgery", sorted(FORGERIES))
 def test_a_forged_segment_fails_verify_at_its_seq(store: Path, forgery: str) -> None:
     path = _rewrite_segment(store, 11, FORGERIES[forgery])
+    seq = {"content": 14, "deleted": 11, "renumbered": 11}[forgery]
     report = verify_store(store)
     assert report.problem is not None, "verify passed a forged segment"
-    assert (report.problem.seq, report.problem.source) == (
-        {"content": 14, "deleted": 11, "renumbered": 11}[forgery],
-        path.name,
-    )
+    assert (report.problem.seq, report.problem.source) == (seq, path.name)
+    result = CliRunner().invoke(app, ["verify", "--store", str(store)])
+    assert result.exit_code == 1
+    assert f"verify FAILED at seq {seq} ({path.name})" in result.output
 
 
 @pytest.mark.parametrize("forgery", sorted(FORGERIES))
