@@ -56,8 +56,6 @@ class ChainProblem:
     reason: str
 
     def __str__(self) -> str:
-        if self.seq == 0:
-            return f"{self.source}: {self.reason}"
         return f"seq {self.seq} ({self.source}): {self.reason}"
 
 
