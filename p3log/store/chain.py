@@ -39,11 +39,10 @@ SELECT seq, session_id, sender, kind, msg_type, tag, resource, status,
 """
 
 
-def hashes_sql(records: str, *extra: str) -> str:
-    """(seq, prev_hash, hash, content_ok, *extra) of a record-shaped relation."""
-    columns = "".join(f", {column}" for column in extra)
+def hashes_sql(records: str) -> str:
+    """(seq, prev_hash, hash, content_ok) of a record-shaped relation."""
     return (
-        f"SELECT seq, prev_hash, hash{columns}, "
+        "SELECT seq, prev_hash, hash, "
         f"coalesce(sha256(prev_hash || {CANONICAL_SQL}) = hash, false) AS content_ok "
         f"FROM ({records})"
     )
