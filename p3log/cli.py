@@ -29,7 +29,12 @@ from p3log.pos.runner import DEFAULT_SECRET_ENV, run_pos
 from p3log.projections import RULES
 from p3log.projections.export import export_parquet
 from p3log.projections.listing import list_findings, list_transactions
-from p3log.projections.opening import open_store, rebuild_projections
+from p3log.projections.opening import (
+    make_checkpoint,
+    open_store,
+    rebuild_projections,
+    verify_store,
+)
 from p3log.projections.timeline import load_timeline
 from p3log.protocol.dialect import load_dialect
 from p3log.render import (
@@ -60,7 +65,7 @@ from p3log.store.errors import StoreError
 from p3log.store.keys import KEY_FILE_ENV
 from p3log.store.readonly import select_statement
 from p3log.store.transfer import ExportFormat, export_store, import_jsonl
-from p3log.store.verify import Checkpoint, make_checkpoint, verify_store
+from p3log.store.verify import Checkpoint
 from p3log.tap.command import run_tap_process
 from p3log.tap.durability import Durability
 from p3log.tap.server import TapConfig

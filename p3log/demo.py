@@ -22,11 +22,10 @@ from p3log.loop import run_through_tap
 from p3log.pos.runner import DEMO_MERCHANT_SECRET, StepResult, format_result
 from p3log.pos.script import load_script
 from p3log.projections.listing import list_findings, list_transactions
-from p3log.projections.opening import open_log, open_store
+from p3log.projections.opening import make_checkpoint, open_log, open_store, verify_store
 from p3log.render import OutputFormat, render_findings, render_transactions
 from p3log.report import build_report, write_html
 from p3log.sim.config import SimConfig
-from p3log.store.verify import make_checkpoint, verify_store
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 DEMO_SCRIPT = REPOSITORY / "fixtures" / "pos" / "demo.toml"

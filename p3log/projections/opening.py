@@ -12,10 +12,10 @@ from pathlib import Path
 
 import duckdb
 
-from p3log.projections.snapshots import ProjectionSnapshots, SnapshotLoader
+from p3log.projections.snapshots import ProjectionSnapshots, SnapshotLoader, snapshot_problem
 from p3log.projections.store import Progress, ProjectionStore
 from p3log.protocol.dialect import Dialect
-from p3log.store import read
+from p3log.store import read, verify
 from p3log.store.log import EventLog, IndexFollower
 from p3log.store.readonly import lock_down
 from p3log.store.segments import EventSegments
@@ -62,3 +62,14 @@ def rebuild_projections(
         # every core (a recorder's index runs on one, to leave the others to it).
         log.index.execute(f"SET threads = {os.cpu_count() or 1}")
         return ProjectionStore(dialect).rebuild(log.index, progress)
+
+
+def verify_store(root: Path, against: verify.Checkpoint | None = None) -> verify.VerifyReport:
+    """`p3log verify`: the store's chain, segments and index, and every projection
+    snapshot folded again and compared."""
+    return verify.verify_store(root, against, checks=[snapshot_problem])
+
+
+def make_checkpoint(root: Path) -> verify.Checkpoint:
+    """A checkpoint of a store that passes `verify_store`."""
+    return verify.make_checkpoint(root, checks=[snapshot_problem])

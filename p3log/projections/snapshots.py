@@ -8,8 +8,16 @@ folds only the events after it (`ProjectionStore.follow` resumes from a snapshot
 exactly as from its own tables).
 
 A snapshot is a directory `segments/projections-<through>/` holding one Parquet
-file per table and `meta.json` (version, dialect, through), written under a
-temporary name and renamed into place, so a reader sees whole snapshots only.
+file per table and `meta.json` (version, dialect, through, and `head_hash`: the
+chain's hash at `through`), written under a temporary name and renamed into place,
+so a reader sees whole snapshots only.
+
+What binds a snapshot to the chain: a live reader loads it only if its `head_hash`
+is the hash of event `through` in the (checked) sealed segments or journal, so a
+snapshot of another store or of a chain since rewritten is refused. Its tables are
+not checked at open (that would mean folding the events it saves folding);
+`p3log verify` does: it folds events 1..through again and compares every table
+(`snapshot_problem`). So a forged snapshot is caught by verify, not by a reader.
 Publishing costs time proportional to the tables, so it happens after at least
 `SNAPSHOT_EVENTS` new events and never more often than ten times its last cost.
 """
@@ -20,14 +28,30 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import orjson
 
 from p3log.projections.rows import TABLES
-from p3log.projections.store import PROJECTION_VERSION, create_tables, projected_state
-from p3log.protocol.dialect import dialect_from_dict
-from p3log.store.index import sql_string
+from p3log.projections.store import (
+    PROJECTION_VERSION,
+    ProjectionStore,
+    create_tables,
+    projected_state,
+)
+from p3log.protocol.dialect import DialectError, dialect_from_dict
+from p3log.store.chain import ChainProblem
+from p3log.store.errors import StoreCorrupt
+from p3log.store.index import (
+    EVENTS_VIEW_DDL,
+    RECORDS_AS_ROWS,
+    journal_relation_sql,
+    query_one,
+    query_scalar,
+    sql_string,
+)
+from p3log.store.layout import StoreLayout
 from p3log.store.segments import segments_dir
 
 SNAPSHOT_EVENTS = 50_000
@@ -75,7 +99,13 @@ class ProjectionSnapshots:
             target = sql_string(str(partial / f"{table.name}.parquet"))
             index.execute(f"COPY {table.name} TO {target} (FORMAT parquet, COMPRESSION zstd)")
         dialect = index.execute("SELECT dialect FROM projection_meta").fetchall()[0][0]
-        meta = {"version": PROJECTION_VERSION, "dialect": orjson.loads(dialect), "through": through}
+        head_hash = query_scalar(index, "SELECT hash FROM event_log WHERE seq = ?", [through])
+        meta = {
+            "version": PROJECTION_VERSION,
+            "dialect": orjson.loads(dialect),
+            "through": through,
+            "head_hash": head_hash,
+        }
         (partial / _META).write_bytes(orjson.dumps(meta))
         partial.rename(final)
         self._published = through
@@ -85,19 +115,101 @@ class ProjectionSnapshots:
 
 def load_snapshot(con: duckdb.DuckDBPyConnection, root: Path) -> int:
     """Load the latest snapshot into `con`'s projection tables; returns the seq it
-    covers (0 when there is none, or it belongs to another projection version)."""
+    covers (0 when there is none, or it belongs to another projection version or to
+    a p3log that did not record its head hash). Refuses one whose head hash is not
+    the chain's at its seq, as `con`'s events have it."""
     latest = _latest(segments_dir(root))
     if latest is None:
         return 0
     path, through = latest
-    meta = orjson.loads((path / _META).read_bytes())
-    if meta["version"] != PROJECTION_VERSION:
+    meta = _read_meta(path)
+    if meta.get("version") != PROJECTION_VERSION or "head_hash" not in meta:
         return 0
-    create_tables(con, dialect_from_dict(meta["dialect"], str(path / _META)), through)
-    for table in TABLES:
-        source = sql_string(str(path / f"{table.name}.parquet"))
-        con.execute(f"INSERT INTO {table.name} SELECT * FROM read_parquet({source})")
+    chain = query_one(con, "SELECT hash FROM event_log WHERE seq = ?", [through])
+    if chain is None or chain[0] != meta["head_hash"]:
+        raise StoreCorrupt(
+            f"the projection snapshot {path} does not match the store's hash chain at seq "
+            f"{through}; not reading it: run p3log verify"
+        )
+    try:
+        create_tables(con, dialect_from_dict(meta["dialect"], str(path / _META)), through)
+        for table in TABLES:
+            source = sql_string(str(path / f"{table.name}.parquet"))
+            con.execute(f"INSERT INTO {table.name} SELECT * FROM read_parquet({source})")
+    except (duckdb.Error, DialectError) as exc:
+        raise StoreCorrupt(
+            f"the projection snapshot {path} is damaged ({exc}); run p3log verify"
+        ) from exc
     return through
+
+
+def snapshot_problem(con: duckdb.DuckDBPyConnection, root: Path) -> ChainProblem | None:
+    """A `verify` check: every snapshot must name the chain's hash at its seq and
+    hold exactly the tables of folding events 1..through again (into `con`)."""
+    snapshots = _snapshots(segments_dir(root))
+    if not snapshots:
+        return None
+    indexed = query_scalar(
+        con, "SELECT count(*) FROM duckdb_databases() WHERE database_name = 'idx'"
+    )
+    journal = journal_relation_sql(StoreLayout(root).journal_dir, ignore_errors=True)
+    events = "idx.event_log" if indexed else f"({RECORDS_AS_ROWS} FROM ({journal}))"
+    folder, folding = ProjectionStore(), None
+    for path, through in snapshots:
+        name = f"{segments_dir(root).name}/{path.name}"
+        try:
+            meta = _read_meta(path)
+            dialect = dialect_from_dict(meta["dialect"], str(path / _META))
+        except (StoreCorrupt, DialectError, KeyError, TypeError) as exc:
+            return ChainProblem(through, name, f"meta.json is damaged ({exc})")
+        head = query_one(con, "SELECT hash FROM journal_hashes WHERE seq = ?", [through])
+        if meta.get("version") != PROJECTION_VERSION or head is None:
+            return ChainProblem(through, name, "not a snapshot of this store's events")
+        # Without a head_hash (an older p3log's) readers do not use it; still compared.
+        if meta.get("head_hash", head[0]) != head[0]:
+            return ChainProblem(through, name, "its head_hash is not the chain's at its seq")
+        con.execute(
+            f"CREATE OR REPLACE VIEW event_log AS SELECT * FROM {events} WHERE seq <= {through}"
+        )
+        con.execute(EVENTS_VIEW_DDL)
+        if dialect != folding:  # a new dialect folds again from seq 1
+            folder, folding = ProjectionStore(dialect), dialect
+        folder.follow(con)
+        differs = _table_differing(con, path)
+        if differs is not None:
+            return ChainProblem(through, name, f"{differs} is not the fold of events 1..{through}")
+    return None
+
+
+def _table_differing(con: duckdb.DuckDBPyConnection, path: Path) -> str | None:
+    """The first projection table whose snapshot file differs from `con`'s table."""
+    for table in TABLES:
+        source = f"read_parquet({sql_string(str(path / f'{table.name}.parquet'))})"
+        try:
+            columns = [row[:2] for row in con.execute(f"DESCRIBE FROM {source}").fetchall()]
+            expected = [row[:2] for row in con.execute(f"DESCRIBE {table.name}").fetchall()]
+            if columns != expected:  # (name, type): Parquet does not keep NOT NULL
+                return f"{table.name}.parquet"
+            differing = query_scalar(
+                con,
+                f"SELECT count(*) FROM ((FROM {source} EXCEPT ALL FROM {table.name}) "
+                f"UNION ALL (FROM {table.name} EXCEPT ALL FROM {source}))",
+            )
+        except duckdb.Error:
+            return f"{table.name}.parquet"
+        if differing:
+            return f"{table.name}.parquet"
+    return None
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    try:
+        meta = orjson.loads((path / _META).read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise StoreCorrupt(f"cannot read {path / _META} ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise StoreCorrupt(f"{path / _META} is not a snapshot description")
+    return meta
 
 
 class SnapshotLoader:

@@ -21,7 +21,7 @@ from typing import Any, Final
 import attrs
 import duckdb
 
-from p3log.projections.opening import open_store
+from p3log.projections.opening import open_store, verify_store
 from p3log.projections.rows import FindingRow
 from p3log.projections.timeline import Timeline, load_timeline, resolve_key
 from p3log.store.errors import StoreBusy, StoreError
@@ -36,7 +36,7 @@ from p3log.store.redact import (
     SECRET_REUSE_RULE,
     UNCHECKED_RULE,
 )
-from p3log.store.verify import Checkpoint, VerifyReport, verify_store
+from p3log.store.verify import Checkpoint, VerifyReport
 
 __all__ = [
     "CONTENT_LIMIT",

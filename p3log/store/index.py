@@ -17,6 +17,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.json as pa_json
 
+from p3log.store.errors import StoreCorrupt
 from p3log.store.journal import segment_first_seq, segment_paths
 from p3log.store.records import RECORD_COLUMNS
 
@@ -49,32 +50,43 @@ _PARSE_BLOCK_BYTES = 8 * 1024 * 1024
 # Record columns (journal lines, parsed by DuckDB or pyarrow) -> event_log columns.
 RECORDS_AS_ROWS = """
 SELECT seq, session_id, sender, kind, msg_type, tag, resource, status,
-       to_timestamp(0) + to_microseconds(recorded_at_us), mono_ns, payload,
-       from_base64(raw_b64), parse_note, redaction_policy,
-       coalesce(redactions, []), prev_hash, hash
+       to_timestamp(0) + to_microseconds(recorded_at_us) AS recorded_at, mono_ns, payload,
+       from_base64(raw_b64) AS raw, parse_note, redaction_policy,
+       coalesce(redactions, []) AS redactions, prev_hash, hash
 """
 
-_EVENT_TABLE_DDL = """
-CREATE TABLE IF NOT EXISTS {name} (
-    seq BIGINT NOT NULL,
-    session_id VARCHAR NOT NULL,
-    sender VARCHAR NOT NULL,
-    kind VARCHAR NOT NULL,
-    msg_type VARCHAR,
-    tag VARCHAR,
-    resource VARCHAR,
-    status VARCHAR,
-    recorded_at TIMESTAMPTZ NOT NULL,
-    mono_ns BIGINT NOT NULL,
-    payload VARCHAR,
-    raw BLOB,
-    parse_note VARCHAR,
-    redaction_policy VARCHAR NOT NULL,
-    redactions VARCHAR[] NOT NULL,
-    prev_hash VARCHAR NOT NULL,
-    hash VARCHAR NOT NULL
+# The columns of `event_log` and their types, as DuckDB's DESCRIBE names them (so a
+# Parquet segment's columns can be compared with them); the NOT NULL ones.
+EVENT_COLUMNS: dict[str, str] = {
+    "seq": "BIGINT",
+    "session_id": "VARCHAR",
+    "sender": "VARCHAR",
+    "kind": "VARCHAR",
+    "msg_type": "VARCHAR",
+    "tag": "VARCHAR",
+    "resource": "VARCHAR",
+    "status": "VARCHAR",
+    "recorded_at": "TIMESTAMP WITH TIME ZONE",
+    "mono_ns": "BIGINT",
+    "payload": "VARCHAR",
+    "raw": "BLOB",
+    "parse_note": "VARCHAR",
+    "redaction_policy": "VARCHAR",
+    "redactions": "VARCHAR[]",
+    "prev_hash": "VARCHAR",
+    "hash": "VARCHAR",
+}
+_OPTIONAL_COLUMNS = frozenset(
+    {"msg_type", "tag", "resource", "status", "payload", "raw", "parse_note"}
 )
-"""
+_EVENT_TABLE_DDL = (
+    "CREATE TABLE IF NOT EXISTS {name} ("
+    + ", ".join(
+        f"{column} {kind}{'' if column in _OPTIONAL_COLUMNS else ' NOT NULL'}"
+        for column, kind in EVENT_COLUMNS.items()
+    )
+    + ")"
+)
 # The contract's view over `event_log` (a table in the index; for a live reader, a
 # view over sealed segments and the journal's tail).
 EVENTS_VIEW_DDL = """
@@ -202,17 +214,38 @@ def journal_relation_sql(
     )
 
 
-def ingest_journal(con: duckdb.DuckDBPyConnection, journal_dir: Path) -> int:
+def ingest_journal(con: duckdb.DuckDBPyConnection, journal_dir: Path, journal_head: int) -> int:
     """Copy journaled events missing from the index into it; returns how many.
 
+    The journal must hold exactly the seq after the index's head up to
+    `journal_head` (its last record's), each once: anything else (records out of
+    order, a seq repeated or beyond the last record) is refused with the index
+    unchanged, so the writer never assigns a seq the journal already holds.
     Idempotent: only seq above the index's head is read, in one transaction.
     """
     before = indexed_head(con)
     source = journal_relation_sql(journal_dir, after_seq=before)
     if source is None:
         return 0
-    con.execute(f"INSERT INTO event_log {RECORDS_AS_ROWS} FROM ({source})")
-    return indexed_head(con) - before
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(f"INSERT INTO event_log {RECORDS_AS_ROWS} FROM ({source})")
+        count, distinct, last = query_one(
+            con,
+            "SELECT count(*), count(DISTINCT seq), coalesce(max(seq), ?) "
+            "FROM event_log WHERE seq > ?",
+            [before, before],
+        ) or (0, 0, before)
+        if not count == distinct == last - before or last != journal_head:
+            raise StoreCorrupt(
+                f"the journal's records after seq {before} are not seq {before + 1} to "
+                f"{journal_head}, once each and in order; run p3log verify"
+            )
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return int(last) - before
 
 
 def sql_string(text: str) -> str:

@@ -19,7 +19,7 @@ import attrs
 
 from p3log.store.errors import StoreCorrupt
 from p3log.store.event import GENESIS_HASH
-from p3log.store.records import RecordError, decode_event, decode_line
+from p3log.store.records import RecordError, decode_canonical, decode_event
 
 SEGMENT_BYTES = 64 * 1024 * 1024
 SEGMENT_SUFFIX = ".jsonl"
@@ -103,7 +103,7 @@ def open_journal(journal_dir: Path) -> Journal:
         last = _last_line(path)
         if last is not None:
             try:
-                event = decode_event(decode_line(last))
+                event = decode_event(decode_canonical(last))
             except RecordError as exc:
                 raise StoreCorrupt(
                     f"the last record of {path} is damaged ({exc}); run p3log verify"

@@ -284,7 +284,7 @@ def recover_index(index: duckdb.DuckDBPyConnection, layout: StoreLayout, journal
             f"{journal_head}; run p3log verify"
         )
     try:
-        return ingest_journal(index, layout.journal_dir)
+        return ingest_journal(index, layout.journal_dir, journal_head)
     except duckdb.Error as exc:
         raise StoreCorrupt(
             f"cannot read the journal of {layout.root} ({_first_line(exc)}); run p3log verify"
@@ -294,12 +294,31 @@ def recover_index(index: duckdb.DuckDBPyConnection, layout: StoreLayout, journal
 def _connect_index(layout: StoreLayout) -> duckdb.DuckDBPyConnection:
     try:
         return connect(layout.index_path)
-    except duckdb.IOException as exc:  # a reader holds it open; DuckDB names its pid
-        holder = re.search(r"\(PID \d+\)", str(exc))
-        raise StoreBusy(
+    except (duckdb.IOException, duckdb.ConnectionException) as exc:
+        raise index_open_error(layout, exc) from exc
+    except duckdb.Error as exc:
+        raise damaged_index(layout, exc) from exc
+
+
+def index_open_error(layout: StoreLayout, exc: duckdb.Error) -> StoreError:
+    """Why the index file could not be opened: another process holds it (DuckDB's
+    lock; it names the pid), or the file is damaged. Anything DuckDB does not call a
+    lock conflict is damage, never taken for a busy store."""
+    text = str(exc)
+    if isinstance(exc, duckdb.ConnectionException) or "Could not set lock" in text:
+        holder = re.search(r"\(PID \d+\)", text)
+        return StoreBusy(
             f"the index of {layout.root} is open in another process "
             f"{holder.group(0) if holder else ''}; close it and retry"
-        ) from exc
+        )
+    return damaged_index(layout, exc)
+
+
+def damaged_index(layout: StoreLayout, exc: BaseException) -> StoreCorrupt:
+    return StoreCorrupt(
+        f"the index {layout.index_path} is damaged ({_first_line(exc)}); delete it and the "
+        "next open rebuilds it from the journal (p3log verify checks the journal)"
+    )
 
 
 def _first_line(exc: BaseException) -> str:

@@ -18,7 +18,7 @@ import duckdb
 from p3log.store.errors import StoreBusy
 from p3log.store.index import connect
 from p3log.store.live import open_live
-from p3log.store.log import EventLog, IndexFollower
+from p3log.store.log import EventLog, IndexFollower, index_open_error
 
 
 def open_store(
@@ -35,11 +35,15 @@ def open_store(
     root = Path(root)
     try:
         with EventLog.open(root, create=False, followers=followers, records=False) as log:
-            index_path = log.layout.index_path
-        return connect(index_path, read_only=True)
-    # A recorder has the store (or just took it), or this process already holds the
-    # index read-only (DuckDB refuses a second, writable connection to it).
-    except (StoreBusy, duckdb.IOException, duckdb.ConnectionException):
+            layout = log.layout
+        try:
+            return connect(layout.index_path, read_only=True)
+        # A recorder took the store since (DuckDB's lock), or this process already
+        # holds the index read-only (DuckDB refuses a second, writable connection).
+        except (duckdb.IOException, duckdb.ConnectionException) as exc:
+            raise index_open_error(layout, exc) from exc
+    # A damaged index is StoreCorrupt, never taken for a busy store: it propagates.
+    except StoreBusy:
         con = open_live(root)
         for follower in live_followers:
             follower.follow(con)

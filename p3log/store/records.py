@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
 from typing import Any
 
 import orjson
@@ -42,9 +43,9 @@ class RecordError(ValueError):
 
 
 def encode_record(event: Event) -> bytes:
-    """The record line, newline included (compact JSON, UTF-8)."""
+    """The record line, newline included: the canonical serialisation of an event."""
     body = event.body
-    return orjson.dumps(
+    return _render(
         {
             "seq": event.seq,
             "session_id": body.session_id,
@@ -62,12 +63,67 @@ def encode_record(event: Event) -> bytes:
             ),
             "parse_note": body.parse_note,
             "redaction_policy": body.redaction_policy,
-            "redactions": body.redactions,
+            "redactions": list(body.redactions),
             "prev_hash": event.prev_hash,
             "hash": event.hash,
-        },
-        option=orjson.OPT_APPEND_NEWLINE,
+        }
     )
+
+
+def _render(record: dict[str, Any]) -> bytes:
+    """THE canonical serialisation: compact JSON, UTF-8 unescaped, keys in
+    RECORD_COLUMNS order, a newline at the end (orjson's only spelling of a value)."""
+    return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+
+
+# What each record key may hold in a canonical line (JSON null is None), and every
+# combination of them, so that a line's value types are checked in one lookup.
+_REQUIRED_TEXT = frozenset(
+    {"session_id", "sender", "kind", "redaction_policy", "prev_hash", "hash"}
+)
+_KEY_TYPES: dict[str, tuple[type, ...]] = {
+    name: {"BIGINT": (int,), "VARCHAR[]": (list,)}.get(
+        kind, (str,) if name in _REQUIRED_TEXT else (str, type(None))
+    )
+    for name, kind in RECORD_COLUMNS.items()
+}
+_CANONICAL_TYPES = frozenset(itertools.product(*_KEY_TYPES.values()))
+_RECORD_KEYS = tuple(RECORD_COLUMNS)
+
+
+def decode_canonical(line: bytes) -> dict[str, Any]:
+    """Parse a record line that must be exactly what `encode_record` writes.
+
+    A line that is not (a duplicate or extra key, keys out of order, a value of
+    another type, another spelling of the same JSON such as a needless escape,
+    spaces or `1.0`) could be read differently by different JSON readers, so it
+    is refused: a line accepted here has exactly one reading.
+    """
+    obj = decode_line(line)
+    if tuple(obj) != _RECORD_KEYS:
+        raise RecordError("its keys are not a record's, once each, in order")
+    if tuple(map(type, obj.values())) not in _CANONICAL_TYPES:  # exact: no bool for int
+        wrong = next(k for k, v in obj.items() if type(v) not in _KEY_TYPES[k])
+        raise RecordError(f"{wrong} must not be {_json_type(obj[wrong])}")
+    if not all(type(item) is str for item in obj["redactions"]):
+        raise RecordError("redactions must be a list of strings")
+    raw_b64 = obj["raw_b64"]
+    if raw_b64 is not None and _canonical_base64(raw_b64) != raw_b64:
+        raise RecordError("raw_b64 is not base64 as p3log writes it")
+    try:
+        rendered = _render(obj)
+    except orjson.JSONEncodeError as exc:  # e.g. a lone surrogate escape
+        raise RecordError(f"not a record p3log can write: {exc}") from exc
+    if rendered != line:
+        raise RecordError("not spelled as p3log writes a record (spacing, escapes or numbers)")
+    return obj
+
+
+def _canonical_base64(text: str) -> str | None:
+    try:
+        return base64.b64encode(base64.b64decode(text, validate=True)).decode("ascii")
+    except binascii.Error:
+        return None
 
 
 def decode_line(line: bytes | str) -> dict[str, Any]:

@@ -38,20 +38,29 @@ def segments_dir(root: Path) -> Path:
     return root / "segments"
 
 
+def all_segments(root: Path) -> list[Segment]:
+    """Every file named as a sealed segment, in seq order (`verify` checks each)."""
+    found = []
+    directory = segments_dir(root)
+    if directory.is_dir():
+        for path in directory.iterdir():
+            match = _SEGMENT.match(path.name)
+            if match:
+                found.append(Segment(path, int(match.group(1)), int(match.group(2))))
+    return sorted(found, key=lambda segment: (segment.first_seq, segment.last_seq))
+
+
 def sealed_segments(root: Path) -> list[Segment]:
     """The sealed segments that cover seq 1..N without a gap, in order.
 
     A segment after a gap is ignored (the journal has those events too), so a
     segment lost in a crash costs a reader time, never events.
     """
-    found: dict[int, Segment] = {}
-    directory = segments_dir(root)
-    if directory.is_dir():
-        for path in directory.iterdir():
-            match = _SEGMENT.match(path.name)
-            if match:
-                first, last = int(match.group(1)), int(match.group(2))
-                found[first] = Segment(path, first, last)
+    found = {
+        segment.first_seq: segment
+        for segment in all_segments(root)
+        if segment.last_seq >= segment.first_seq
+    }
     covered: list[Segment] = []
     next_seq = 1
     while (segment := found.get(next_seq)) is not None:

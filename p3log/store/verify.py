@@ -1,58 +1,55 @@
-"""Recompute the hash chain over the journal and the index, inside DuckDB.
+"""Check everything a reader of a store trusts against the hash chain, read-only.
 
-Each event's hash is recomputed from its stored fields (the canonical form of
-`event.py`, rendered as SQL), its prev_hash is compared with its predecessor's hash,
-and its seq with its position; then the index is compared with the journal seq by
-seq. The report names the first seq where anything disagrees. Read-only: verify
-never changes the store it checks.
+- The journal, line by line in file order (a pass in Python, beside DuckDB): each
+  line must be the canonical record (`records.decode_canonical`) of the next seq,
+  so a line out of place is named, and a line verify accepts has one reading.
+- The journal and the index, inside DuckDB: each event's hash is recomputed from
+  its stored fields, its prev_hash compared with its predecessor's hash, its seq
+  with its position; then the index is compared with the journal seq by seq.
+- Every sealed segment under `segments/`: its columns, its seq range complete, and
+  each row's content and hash equal to the journal's at that seq.
+- Whatever the caller adds (`StoreCheck`s: the projection snapshots, ...).
 
-Doing this in SQL rather than in a Python loop is what makes a million events take
-seconds: DuckDB hashes in parallel and streams the journal.
+The report names the first seq where anything disagrees. Doing the hashing in SQL
+rather than in a Python loop is what makes a million events take seconds: DuckDB
+hashes in parallel and streams the journal.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import BinaryIO
 
 import attrs
 import duckdb
 
+from p3log.store.chain import (
+    ROWS_AS_RECORDS,
+    ChainProblem,
+    chain_problem,
+    hashes_sql,
+    parquet_columns_problem,
+)
 from p3log.store.errors import StoreBusy, StoreCorrupt, StoreError
-from p3log.store.event import CANONICAL_FIELDS, GENESIS_HASH
+from p3log.store.event import GENESIS_HASH
 from p3log.store.governance import Governance, governance_problems
 from p3log.store.index import connect, journal_relation_sql, query_one, query_scalar, sql_string
+from p3log.store.journal import segment_first_seq, segment_paths
 from p3log.store.layout import StoreLayout, StoreMeta, open_layout
+from p3log.store.log import damaged_index, index_open_error
+from p3log.store.records import RecordError, decode_canonical
+from p3log.store.segments import Segment, all_segments
 
-# How each canonical field reads as text in the normalized relation.
-_FIELD_SQL = {
-    "seq": "CAST(seq AS VARCHAR)",
-    "recorded_at_us": "CAST(recorded_at_us AS VARCHAR)",
-    "mono_ns": "CAST(mono_ns AS VARCHAR)",
-    "redactions": "array_to_string(redactions, ',')",
-}
-_CANONICAL_SQL = " || ".join(
-    f"coalesce(CAST(strlen({expr}) AS VARCHAR) || ':' || {expr} || ';', '-;')"
-    for expr in (_FIELD_SQL.get(name, name) for name in CANONICAL_FIELDS)
-)
-# The index's columns in the journal's record shape.
-_INDEX_AS_RECORDS = """
-SELECT seq, session_id, sender, kind, msg_type, tag, resource, status,
-       epoch_us(recorded_at) AS recorded_at_us, mono_ns, payload,
-       to_base64(raw) AS raw_b64, parse_note, redaction_policy, redactions, prev_hash, hash
-FROM idx.event_log
-"""
+__all__ = ["ChainProblem", "Checkpoint", "StoreCheck", "VerifyReport", "verify_store"]
 
-
-@attrs.frozen
-class ChainProblem:
-    seq: int
-    source: str  # "journal", "index" or "checkpoint"
-    reason: str
-
-    def __str__(self) -> str:
-        return f"seq {self.seq} ({self.source}): {self.reason}"
+StoreCheck = Callable[[duckdb.DuckDBPyConnection, Path], ChainProblem | None]
+"""A further check `verify_store` runs on its connection, once the journal's and the
+index's hashes are loaded (temp table `journal_hashes`; the index attached as `idx`
+unless it is missing or damaged)."""
 
 
 @attrs.frozen
@@ -98,21 +95,31 @@ class Checkpoint:
             raise StoreError(f"{path} is not a p3log checkpoint: {exc}") from exc
 
 
-def verify_store(root: Path, against: Checkpoint | None = None) -> VerifyReport:
+def verify_store(
+    root: Path, against: Checkpoint | None = None, checks: Sequence[StoreCheck] = ()
+) -> VerifyReport:
     layout, meta = open_layout(root, create=False)
-    with connect() as con:
-        _load_hashes(con, layout)
-        problems = [
-            _chain_problem(con, "journal_hashes", "journal"),
-            _chain_problem(con, "index_hashes", "index"),
-            _index_journal_problem(con),
-        ]
-        if against is not None:
-            problems.append(_checkpoint_problem(con, meta, against))
-        pinned = (against.count, against.governance) if against else None
-        problems += [ChainProblem(*found) for found in governance_problems(layout, meta, pinned)]
-        count, head_hash = _head(con)
-        indexed = int(query_scalar(con, "SELECT count(*) FROM index_hashes"))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # orjson holds the GIL, DuckDB releases it: the line pass runs beside the SQL.
+        lines = pool.submit(journal_line_problem, layout.journal_dir)
+        with connect() as con:
+            problems = [_load_hashes(con, layout)]
+            problems += [
+                chain_problem(con, "journal_hashes", "journal"),
+                chain_problem(con, "index_hashes", "index"),
+                _index_journal_problem(con),
+                _segments_problem(con, all_segments(root)),
+                *(check(con, root) for check in checks),
+            ]
+            if against is not None:
+                problems.append(_checkpoint_problem(con, meta, against))
+            pinned = (against.count, against.governance) if against else None
+            problems += [
+                ChainProblem(*found) for found in governance_problems(layout, meta, pinned)
+            ]
+            count, head_hash = _head(con)
+            indexed = int(query_scalar(con, "SELECT count(*) FROM index_hashes"))
+        problems.append(lines.result())
     found = [problem for problem in problems if problem is not None]
     return VerifyReport(
         store_id=meta.store_id,
@@ -123,9 +130,9 @@ def verify_store(root: Path, against: Checkpoint | None = None) -> VerifyReport:
     )
 
 
-def make_checkpoint(root: Path) -> Checkpoint:
-    """A checkpoint of the store's current head; refuses a chain that does not verify."""
-    report = verify_store(root)
+def make_checkpoint(root: Path, checks: Sequence[StoreCheck] = ()) -> Checkpoint:
+    """A checkpoint of the store's current head; refuses a store that does not verify."""
+    report = verify_store(root, checks=checks)
     if report.problem is not None:
         raise StoreCorrupt(f"not checkpointing a store that fails verification: {report.problem}")
     _, meta = open_layout(root, create=False)
@@ -138,62 +145,142 @@ def make_checkpoint(root: Path) -> Checkpoint:
     )
 
 
-def _load_hashes(con: duckdb.DuckDBPyConnection, layout: StoreLayout) -> None:
-    """Temp tables (seq, prev_hash, hash, content_ok) for the journal and the index."""
-    journal = journal_relation_sql(layout.journal_dir, ignore_errors=True)
-    index = _INDEX_AS_RECORDS
+def journal_line_problem(journal_dir: Path) -> ChainProblem | None:
+    """The first place where the journal, read in file order, is not the canonical
+    record of the next seq: the journal's physical order is its seq order."""
+    expected = 1
+    for path in segment_paths(journal_dir):
+        if segment_first_seq(path) != expected:
+            return ChainProblem(expected, "journal", f"{path.name} should start at seq {expected}")
+        with path.open("rb") as segment:
+            problem = _segment_line_problem(path.name, segment, expected)
+        if isinstance(problem, ChainProblem):
+            return problem
+        expected = problem
+    return None
+
+
+def _segment_line_problem(name: str, lines: BinaryIO, expected: int) -> ChainProblem | int:
+    """The first problem in one journal segment, or the seq the next one starts at."""
+    for line in lines:  # split at b"\n" only, each line with its newline
+        if not line.endswith(b"\n"):
+            return ChainProblem(expected, "journal", f"{name} ends in a torn record")
+        try:
+            seq = decode_canonical(line)["seq"]
+        except RecordError as exc:
+            return ChainProblem(expected, "journal", f"the record in its place: {exc}")
+        if seq != expected:
+            return ChainProblem(
+                expected,
+                "journal",
+                f"{name} holds seq {seq} where seq {expected} belongs (records out of order)",
+            )
+        expected += 1
+    return expected
+
+
+def _load_hashes(con: duckdb.DuckDBPyConnection, layout: StoreLayout) -> ChainProblem | None:
+    """Temp tables (seq, prev_hash, hash, content_ok) for the journal and the index.
+    A damaged index file is the problem returned, and is checked as if it were empty."""
+    journal = journal_relation_sql(layout.journal_dir, ignore_errors=True) or _EMPTY
+    index, problem = f"SELECT * FROM ({journal}) WHERE false", None
     if layout.index_path.exists():
         try:
             con.execute(f"ATTACH {sql_string(str(layout.index_path))} AS idx (READ_ONLY)")
-        except duckdb.IOException as exc:
-            raise StoreBusy(
-                f"store {layout.root} is open for recording by another process; "
-                "verify it after the recording stops"
-            ) from exc
-    else:
-        index = f"SELECT * FROM ({journal or _EMPTY}) WHERE false"
-    for table, source in (("journal_hashes", journal or _EMPTY), ("index_hashes", index)):
-        con.execute(
-            f"""
-            CREATE TEMP TABLE {table} AS
-            SELECT seq, prev_hash, hash,
-                   coalesce(sha256(prev_hash || {_CANONICAL_SQL}) = hash, false) AS content_ok
-            FROM ({source})
-            """
-        )
+            index = f"{ROWS_AS_RECORDS} FROM idx.event_log"
+        except (duckdb.IOException, duckdb.ConnectionException) as exc:
+            error = index_open_error(layout, exc)
+            if not isinstance(error, StoreCorrupt):
+                raise StoreBusy(
+                    f"store {layout.root} is open for recording by another process; "
+                    "verify it after the recording stops"
+                ) from exc
+            problem = ChainProblem(0, "index", str(error))
+        except duckdb.Error as exc:
+            problem = ChainProblem(0, "index", str(damaged_index(layout, exc)))
+    for table, source in (("journal_hashes", journal), ("index_hashes", index)):
+        con.execute(f"CREATE TEMP TABLE {table} AS {hashes_sql(source)}")
+    return problem
 
 
 _EMPTY = "SELECT NULL::BIGINT AS seq, NULL AS prev_hash, NULL AS hash WHERE false"
 
 
-def _chain_problem(con: duckdb.DuckDBPyConnection, table: str, source: str) -> ChainProblem | None:
-    row = query_one(
+def _segments_problem(
+    con: duckdb.DuckDBPyConnection, segments: list[Segment]
+) -> ChainProblem | None:
+    """Each sealed segment must have the event columns and hold exactly seq
+    first..last of its name, each row's content and hash the journal's at that seq.
+    The readable ones are checked in one query (DuckDB reads them in parallel)."""
+    problems: list[ChainProblem] = []
+    readable: dict[str, Segment] = {}
+    for segment in segments:
+        columns = parquet_columns_problem(con, str(segment.path))
+        if columns is None:
+            readable[str(segment.path)] = segment
+        else:
+            problems.append(ChainProblem(segment.first_seq, segment.path.name, columns))
+    if readable:
+        try:
+            problems += _rows_problems(con, readable)
+        except duckdb.Error as exc:  # damaged beyond its metadata: name the file
+            problems += [
+                ChainProblem(segment.first_seq, segment.path.name, problem)
+                for segment in readable.values()
+                if (problem := _unreadable(con, segment)) is not None
+            ] or [ChainProblem(segments[0].first_seq, "segments", _first_line(exc))]
+    return min(problems, key=lambda problem: problem.seq) if problems else None
+
+
+def _rows_problems(
+    con: duckdb.DuckDBPyConnection, segments: dict[str, Segment]
+) -> list[ChainProblem]:
+    files = f"[{', '.join(sql_string(path) for path in segments)}]"
+    # Only the seq column is read for the ranges (Parquet is columnar) ...
+    counts = {
+        path: row
+        for path, *row in con.execute(
+            "SELECT filename, count(*), count(DISTINCT seq), min(seq), max(seq) "
+            f"FROM read_parquet({files}, filename = true) GROUP BY filename"
+        ).fetchall()
+    }
+    problems = []
+    for path, segment in segments.items():
+        size = segment.last_seq - segment.first_seq + 1
+        if counts.get(path) != [size, size, segment.first_seq, segment.last_seq]:
+            reason = f"does not hold seq {segment.first_seq} to {segment.last_seq}, each once"
+            problems.append(ChainProblem(segment.first_seq, segment.path.name, reason))
+    # ... and the rows are hashed in one streaming join, nothing kept but the answer.
+    rows = f"{ROWS_AS_RECORDS} FROM read_parquet({files})"
+    differs = query_one(
         con,
         f"""
-        SELECT pos, seq, content_ok, prev_hash IS NOT DISTINCT FROM expected_prev FROM (
-            SELECT seq, prev_hash, content_ok,
-                   row_number() OVER (ORDER BY seq NULLS LAST, hash) AS pos,
-                   lag(hash, 1, '{GENESIS_HASH}') OVER (ORDER BY seq NULLS LAST, hash)
-                       AS expected_prev
-            FROM {table})
-        WHERE seq IS DISTINCT FROM pos OR NOT content_ok
-           OR prev_hash IS DISTINCT FROM expected_prev
-        ORDER BY pos LIMIT 1
+        SELECT min(s.seq) FROM ({hashes_sql(rows)}) s LEFT JOIN journal_hashes j USING (seq)
+        WHERE NOT s.content_ok OR j.content_ok IS NOT true
+           OR s.hash IS DISTINCT FROM j.hash OR s.prev_hash IS DISTINCT FROM j.prev_hash
         """,
     )
-    if row is None:
-        return None
-    pos, seq, content_ok, linked = row
-    if seq is None or seq > pos:
-        return ChainProblem(pos, source, "this event is missing or its record is damaged")
-    if seq < pos:
-        return ChainProblem(seq, source, "this seq appears more than once (an event was inserted)")
-    if not content_ok:
-        return ChainProblem(seq, source, "the event's content does not match its hash")
-    assert not linked
-    return ChainProblem(
-        seq, source, f"prev_hash does not match the hash of seq {seq - 1} (the chain was rewritten)"
-    )
+    if differs is not None and differs[0] is not None:
+        (path,) = query_one(
+            con,
+            f"SELECT filename FROM read_parquet({files}, filename = true) WHERE seq = ? LIMIT 1",
+            [differs[0]],
+        ) or ("segments",)
+        name = segments[path].path.name if path in segments else path
+        problems.append(ChainProblem(differs[0], name, "this row is not the journal's event"))
+    return problems
+
+
+def _unreadable(con: duckdb.DuckDBPyConnection, segment: Segment) -> str | None:
+    try:
+        con.execute(f"SELECT * FROM read_parquet({sql_string(str(segment.path))})").fetchall()
+    except duckdb.Error as exc:
+        return f"cannot be read as Parquet ({_first_line(exc)})"
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0]
 
 
 def _index_journal_problem(con: duckdb.DuckDBPyConnection) -> ChainProblem | None:

@@ -6,12 +6,16 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import orjson
+import pytest
 
-from p3log.projections.opening import open_store
+from p3log.projections.opening import open_store, verify_store
 from p3log.projections.rows import TABLES
 from p3log.projections.snapshots import ProjectionSnapshots
 from p3log.projections.store import ProjectionStore
-from p3log.store.layout import StoreLayout
+from p3log.store.errors import StoreCorrupt
+from p3log.store.index import sql_string
+from p3log.store.layout import StoreLayout, writer_lock
 from p3log.store.log import EventLog
 from p3log.store.records import decode_body, decode_line
 from p3log.store.segments import EventSegments, sealed_segments
@@ -117,3 +121,56 @@ def test_a_notebook_can_hold_two_connections_to_one_store(tmp_path: Path) -> Non
         first.close()
         second.close()
     assert counts == [[(2,)], [(2,)]]
+
+
+def _recorded_with_snapshots(root: Path) -> Path:
+    followers = [
+        ProjectionStore(),
+        EventSegments(root, seal_events=40),
+        ProjectionSnapshots(root, every_events=100),
+    ]
+    with EventLog.open(root, followers=followers) as log:
+        for name in ("demo.jsonl", "busy_device.jsonl", "signature.jsonl", "abort.jsonl"):
+            _record_fixture(log, name)
+    assert sorted((root / "segments").glob("projections-*"))
+    return root
+
+
+def _latest_snapshot(root: Path) -> Path:
+    return sorted((root / "segments").glob("projections-*"))[-1]
+
+
+def test_verify_folds_every_snapshot_again_and_passes_an_untouched_one(tmp_path: Path) -> None:
+    root = _recorded_with_snapshots(tmp_path / "store")
+    assert verify_store(root).ok
+    (root / "index.duckdb").unlink()  # folded from the journal instead
+    assert verify_store(root).ok
+
+
+def test_a_forged_snapshot_table_fails_verify(tmp_path: Path) -> None:
+    root = _recorded_with_snapshots(tmp_path / "store")
+    snapshot = _latest_snapshot(root)
+    table = sql_string(str(snapshot / "transactions.parquet"))
+    with duckdb.connect() as con:  # every outcome becomes an approval
+        con.execute(
+            f"COPY (SELECT * REPLACE ('APPROVED' AS outcome) FROM read_parquet({table})) "
+            f"TO {sql_string(str(snapshot / 'forged.parquet'))} (FORMAT parquet)"
+        )
+    (snapshot / "forged.parquet").replace(snapshot / "transactions.parquet")
+    report = verify_store(root)
+    assert report.problem is not None, "verify passed a forged snapshot"
+    assert report.problem.source == f"segments/{snapshot.name}"
+    assert "transactions.parquet" in report.problem.reason
+
+
+def test_a_snapshot_naming_another_chain_head_is_refused_by_readers_and_verify(
+    tmp_path: Path,
+) -> None:
+    root = _recorded_with_snapshots(tmp_path / "store")
+    snapshot = _latest_snapshot(root)
+    meta = orjson.loads((snapshot / "meta.json").read_bytes())
+    (snapshot / "meta.json").write_bytes(orjson.dumps({**meta, "head_hash": "0" * 64}))
+    report = verify_store(root)
+    assert report.problem is not None and report.problem.source == f"segments/{snapshot.name}"
+    with writer_lock(StoreLayout(root)), pytest.raises(StoreCorrupt, match="p3log verify"):
+        open_store(root)  # the live path: another holder of the writer lock

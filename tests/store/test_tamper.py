@@ -8,11 +8,14 @@ from pathlib import Path
 
 import attrs
 import pytest
+from typer.testing import CliRunner
 
+from p3log.cli import app
+from p3log.store.errors import StoreCorrupt
 from p3log.store.event import Event, seal
 from p3log.store.index import connect
 from p3log.store.journal import segment_paths
-from p3log.store.records import decode_event, decode_line, encode_record
+from p3log.store.records import decode_canonical, decode_event, decode_line, encode_record
 from p3log.store.verify import Checkpoint, make_checkpoint, verify_store
 from tests.conftest import fill_store
 
@@ -162,3 +165,93 @@ def _rechain(events: list[Event], start: int) -> list[Event]:
         body = attrs.evolve(event.body, session_id="forged")
         out.append(seal(body, event.seq, out[-1].hash))
     return out
+
+
+# The journal's physical order is its seq order.
+
+
+def _swap_last_two(root: Path) -> None:
+    segment, lines = _journal_lines(root)
+    lines[-2], lines[-1] = lines[-1], lines[-2]
+    segment.write_bytes(b"".join(lines))
+
+
+def test_swapped_last_journal_lines_are_named_by_verify(store: Path) -> None:
+    _swap_last_two(store)
+    assert _failure(store) == (EVENTS - 1, "journal")
+
+
+@pytest.mark.parametrize("index", ["kept", "deleted"])
+def test_the_writer_refuses_a_journal_out_of_order_and_never_reuses_a_seq(
+    store: Path, index: str
+) -> None:
+    _swap_last_two(store)
+    if index == "deleted":
+        (store / "index.duckdb").unlink()
+    with pytest.raises(StoreCorrupt, match="p3log verify") as refused:
+        fill_store(store, 1)
+    assert len(str(refused.value).splitlines()) == 1
+    _, lines = _journal_lines(store)
+    seqs = [decode_line(line)["seq"] for line in lines]
+    assert sorted(seqs) == list(range(1, EVENTS + 1))  # nothing appended, nothing reused
+
+
+def test_a_planted_seq_beyond_the_head_is_refused_on_open(store: Path) -> None:
+    """A line in the tail renumbered past the last record: appending would reuse it."""
+    segment, lines = _journal_lines(store)
+    lines[-2] = lines[-2].replace(f'"seq":{EVENTS - 1},'.encode(), f'"seq":{EVENTS + 1},'.encode())
+    segment.write_bytes(b"".join(lines))
+    (store / "index.duckdb").unlink()
+    with pytest.raises(StoreCorrupt, match="p3log verify"):
+        fill_store(store, 1)
+    assert _failure(store)[1] == "journal"
+
+
+# A line verify accepts has exactly one reading: the canonical record, byte for byte.
+
+NON_CANONICAL = {
+    # DuckDB reads the first, Python's json the last
+    "duplicate payload key": lambda line: line.replace(
+        b',"raw_b64":', b',"payload":"{\\"type\\":\\"FORGED\\"}","raw_b64":', 1
+    ),
+    "extra key": lambda line: line.replace(b'"seq":', b'"extra":1,"seq":', 1),
+    "keys reordered": lambda line: _reorder(line),
+    "seq as a float": lambda line: line.replace(b'"seq":23,', b'"seq":23.0,', 1),
+    "seq as a string": lambda line: line.replace(b'"seq":23,', b'"seq":"23",', 1),
+    "a needless escape": lambda line: line.replace(b'"client"', b'"\\u0063lient"', 1),
+    "a space": lambda line: line.replace(b'"seq":23,', b'"seq": 23,', 1),
+}
+
+
+def _reorder(line: bytes) -> bytes:
+    record = json.loads(line)
+    keys = list(record)
+    keys[1], keys[2] = keys[2], keys[1]
+    return json.dumps({key: record[key] for key in keys}, separators=(",", ":")).encode() + b"\n"
+
+
+@pytest.mark.parametrize("change", sorted(NON_CANONICAL))
+def test_a_non_canonical_journal_line_fails_verify(store: Path, change: str) -> None:
+    segment, lines = _journal_lines(store)
+    changed = NON_CANONICAL[change](lines[22])
+    assert changed != lines[22]
+    lines[22] = changed
+    segment.write_bytes(b"".join(lines))
+    assert _failure(store) == (23, "journal")
+    result = CliRunner().invoke(app, ["verify", "--store", str(store)])
+    assert result.exit_code == 1, result.output
+
+
+def test_every_written_line_is_canonical(store: Path) -> None:
+    _, lines = _journal_lines(store)
+    for line in lines:
+        assert encode_record(decode_event(decode_canonical(line))) == line
+
+
+def test_the_writer_refuses_to_append_after_a_non_canonical_last_line(store: Path) -> None:
+    segment, lines = _journal_lines(store)
+    lines[-1] = lines[-1].replace(b'"seq":', b'"seq": ', 1)
+    segment.write_bytes(b"".join(lines))
+    with pytest.raises(StoreCorrupt, match="p3log verify"):
+        fill_store(store, 1)
+    assert segment.read_bytes().count(b"\n") == EVENTS
