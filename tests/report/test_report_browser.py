@@ -157,11 +157,24 @@ def test_the_report_renders_opens_a_transaction_and_fetches_nothing(
     row.find_element(By.TAG_NAME, "summary").click()
     assert not body.is_displayed()
     driver.find_element(By.CSS_SELECTOR, f"#findings a[href='#{row.get_attribute('id')}']").click()
-    assert body.is_displayed()
+    # The page's script runs on the hashchange event, after the click returns: wait for
+    # it (a loaded machine delays it), rather than race it.
+    assert settles(lambda: body.is_displayed())
     driver.find_element(By.ID, "open-all").click()
-    assert all(r.get_attribute("open") is not None for r in rows)
+    assert settles(lambda: all(r.get_attribute("open") is not None for r in rows))
     # Opening everything fetched nothing either.
     assert fetched(network_events(driver), report_file.as_uri()) == []
+
+
+def settles(condition: Any, seconds: float = 10.0) -> bool:
+    """Whether `condition()` becomes true within `seconds` (polled): for what the page's
+    script does after an event, which the browser runs when it gets to it."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 def test_the_network_check_sees_a_page_that_fetches(driver: Any, tmp_path: Path) -> None:
