@@ -164,7 +164,8 @@ def import_(
     store: StoreOption,
     source: Annotated[Path, typer.Argument(help="A JSONL file of events (export format).")],
 ) -> None:
-    """Append the events of a JSONL file to a store (created if missing)."""
+    """Append the events of a JSONL file to a store (created if missing): all of them or,
+    if the file is damaged, cut short or already imported, none."""
     count = import_jsonl(store, source)
     console.print(f"imported {count} events into {store}", highlight=False)
 

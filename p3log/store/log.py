@@ -6,6 +6,8 @@ set aside, and journaled events the index lacks are ingested. Then:
 - `record_message` / `record_lifecycle` redact, assign the next seq, seal the event
   into the hash chain and append it to the journal before returning. This is the
   hot path and touches no database.
+- `append_all_or_nothing` journals a batch (an import) as one new segment that
+  appears whole or not at all, then indexes it.
 - `take_pending` hands the events journaled since the last call to whoever moves
   them into DuckDB (`flush` here, or `IndexWriter` in a trio program), in batches.
 
@@ -17,8 +19,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping, Sequence
-from contextlib import ExitStack
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol
@@ -38,7 +40,7 @@ from p3log.store.index import (
     ingest_journal,
     insert_records,
 )
-from p3log.store.journal import Journal, open_journal
+from p3log.store.journal import IncomingSegment, Journal, discard_incoming, open_journal
 from p3log.store.layout import StoreLayout, StoreMeta, open_layout, read_redaction_key, writer_lock
 from p3log.store.records import encode_record
 from p3log.store.redact import Redactor
@@ -86,6 +88,7 @@ class EventLog:
         resources = ExitStack()
         try:
             resources.enter_context(writer_lock(layout))
+            discard_incoming(layout.journal_dir)
             journal = open_journal(layout.journal_dir)
             resources.callback(journal.close)
             index = _connect_index(layout)
@@ -128,6 +131,10 @@ class EventLog:
     def record_imported(self, earlier: EventBody) -> Event:
         """Record an event from another store's export as if its bytes had just arrived:
         redacted and classified again here, keeping the rules that fired before."""
+        return self._append(self.imported_body(earlier))
+
+    def imported_body(self, earlier: EventBody) -> EventBody:
+        """What `record_imported` records for `earlier`: the body redacted again here."""
         if earlier.kind in WIRE_KINDS:
             wire = earlier.raw if earlier.raw is not None else (earlier.payload or "").encode()
             body = wire_body(
@@ -139,7 +146,27 @@ class EventLog:
                 self._redactor, earlier.session_id, earlier.kind, details, earlier.stamp
             )
         redactions = tuple(sorted({*body.redactions, *earlier.redactions}))
-        return self._append(attrs.evolve(body, redactions=redactions))
+        return attrs.evolve(body, redactions=redactions)
+
+    @contextmanager
+    def append_all_or_nothing(self) -> Iterator[Batch]:
+        """A batch whose events join the journal together when the block ends without
+        an exception, and never partly: the one commit is a rename (journal.py,
+        `IncomingSegment`). The index and its followers then catch up."""
+        self.flush()  # what is pending goes to the index first, so nothing goes twice
+        segment = IncomingSegment(self.layout.journal_dir, self._journal.head)
+        try:
+            batch = Batch(segment)
+            yield batch
+        except BaseException:
+            segment.discard()
+            raise
+        if batch.count == 0:
+            segment.discard()
+            return
+        self._journal.adopt(segment)
+        recover_index(self.index, self.layout, self._journal.head.seq)
+        self.follow_index()
 
     def _append(self, body: EventBody) -> Event:
         """Chain and journal a body that `capture` made (and so redacted)."""
@@ -209,6 +236,22 @@ class EventLog:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class Batch:
+    """Events sealed into the chain after the journal's head, in an incoming segment."""
+
+    def __init__(self, segment: IncomingSegment) -> None:
+        self.segment = segment
+        self.count = 0
+
+    def append(self, body: EventBody) -> Event:
+        """Chain a body that `capture` made (and so redacted) into the batch."""
+        head = self.segment.head
+        event = seal(body, head.seq + 1, head.hash)
+        self.segment.append(encode_record(event), event.seq, event.hash)
+        self.count += 1
+        return event
 
 
 def recover_index(index: duckdb.DuckDBPyConnection, layout: StoreLayout, journal_head: int) -> int:
