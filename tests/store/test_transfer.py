@@ -94,7 +94,9 @@ def test_importing_the_same_events_again_is_refused_and_changes_nothing(
 
 @settings(max_examples=30, deadline=None)
 @given(cut=st.data())
-def test_an_export_cut_anywhere_is_refused_as_a_whole(tmp_path_factory: pytest.TempPathFactory, cut: st.DataObject) -> None:
+def test_an_export_cut_anywhere_is_refused_as_a_whole(
+    tmp_path_factory: pytest.TempPathFactory, cut: st.DataObject
+) -> None:
     work = tmp_path_factory.mktemp("cut")
     _mixed_store(work / "origin")
     export_store(work / "origin", "jsonl", work / "x.jsonl")
