@@ -61,7 +61,7 @@ from p3log.store.transfer import ExportFormat, export_store, import_jsonl
 from p3log.store.verify import Checkpoint, make_checkpoint, verify_store
 from p3log.tap.command import run_tap_process
 from p3log.tap.durability import Durability
-from p3log.tap.server import TapConfig
+from p3log.tap.server import HANDSHAKE_SECONDS, UPSTREAM_CONNECT_SECONDS, TapConfig
 
 app = typer.Typer(
     help="Record, audit and replay PayProtocol (P3) payment-terminal traffic.",
@@ -517,6 +517,19 @@ def tap(
     upstream_ca: Annotated[
         Path | None, typer.Option(help="CA file to verify a wss:// upstream.")
     ] = None,
+    connect_timeout: Annotated[
+        float,
+        typer.Option(
+            help="Seconds the upstream has to accept and complete its WebSocket handshake."
+        ),
+    ] = UPSTREAM_CONNECT_SECONDS,
+    handshake_timeout: Annotated[
+        float,
+        typer.Option(
+            help="Seconds a POS has to complete its WebSocket handshake or send its first "
+            "framed-TCP frame; no upstream is dialed before."
+        ),
+    ] = HANDSHAKE_SECONDS,
 ) -> None:
     """Proxy POS <-> PayServer and record every message until SIGINT/SIGTERM."""
     host, port = _listen_address(listen)
@@ -532,6 +545,8 @@ def tap(
             tls_cert=tls_cert,
             tls_key=tls_key,
             upstream_ca=upstream_ca,
+            connect_timeout=connect_timeout,
+            handshake_timeout=handshake_timeout,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
