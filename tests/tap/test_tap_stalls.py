@@ -133,3 +133,30 @@ def test_the_timeouts_must_be_positive(tmp_path: Path) -> None:
         assert done.stderr.strip().splitlines() == [
             f"p3log: {option} must be a number of seconds above 0, got 0.0"
         ]
+
+
+async def test_a_tcp_pos_whose_upstream_is_down_has_its_first_frame_recorded(
+    tmp_path: Path,
+) -> None:
+    store = tmp_path / "store"
+    with trio.socket.socket() as placeholder:  # a port nobody listens on
+        await placeholder.bind(("127.0.0.1", 0))
+        dead_port = placeholder.getsockname()[1]
+    tap = start_tap(store, f"tcp://127.0.0.1:{dead_port}")
+    try:
+        stream = await trio.open_tcp_stream("127.0.0.1", tap.port)
+        await stream.send_all(encode_frame(b'{"type":"LOGIN_REQUEST","tag":"1"}'))
+        with trio.fail_after(BOUND):
+            assert await stream.receive_some(10) == b""  # closed by the tap
+    finally:
+        assert tap.stop() == 0
+    con = open_store(store)
+    try:
+        rows = con.execute("SELECT sender, kind, msg_type FROM events ORDER BY seq").fetchall()
+    finally:
+        con.close()
+    assert rows == [
+        ("tap", "connection_opened", None),
+        ("client", "message", "LOGIN_REQUEST"),
+        ("tap", "upstream_failed", None),
+    ]
