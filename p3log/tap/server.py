@@ -39,7 +39,7 @@ from p3log.store.log import EventLog
 from p3log.store.writer import IndexWriter
 from p3log.tap.durability import Durability, GroupSync
 from p3log.tap.links import INTERNAL_ERROR, TcpLink, WebSocketLink
-from p3log.tap.relay import Arrival, Recording, Relay
+from p3log.tap.relay import GOING_AWAY, Arrival, Recording, Relay
 
 # The upstream's time to accept the connection and answer the WebSocket handshake.
 UPSTREAM_CONNECT_SECONDS = 10.0
@@ -276,6 +276,9 @@ class _Tap:
         except ChannelClosed as closed:
             self._recording.note_closed(session_id, "client", closed.code, closed.reason)
             return None
+        except trio.Cancelled:  # the tap is shutting down: closed as a relay would be
+            self._recording.note_closed(session_id, "tap", GOING_AWAY, "p3log tap shutting down")
+            raise
         return Arrival(message, Stamp.now())
 
     async def _relay_tcp(self, session_id: str, pos: TcpLink, first: Arrival) -> None:

@@ -160,3 +160,28 @@ async def test_a_tcp_pos_whose_upstream_is_down_has_its_first_frame_recorded(
         ("client", "message", "LOGIN_REQUEST"),
         ("tap", "upstream_failed", None),
     ]
+
+
+async def test_a_silent_tcp_pos_at_shutdown_is_recorded_as_closed_by_the_tap(
+    tmp_path: Path,
+) -> None:
+    store = tmp_path / "store"
+    async with silent_upstream() as upstream:
+        tap = start_tap(store, f"tcp://127.0.0.1:{upstream.port}", "--handshake-timeout", "600")
+        try:
+            stream = await trio.open_tcp_stream("127.0.0.1", tap.port)
+            with trio.fail_after(BOUND):  # the tap has the connection
+                while not _lifecycle_kinds(store):
+                    await trio.sleep(0.05)
+        finally:
+            assert tap.stop() == 0
+        await stream.aclose()
+    assert _lifecycle(store)[-1] == (
+        "connection_closed",
+        {"by": "tap", "code": 1001, "reason": "p3log tap shutting down"},
+    )
+    assert upstream.accepted == 0
+
+
+def _lifecycle_kinds(store: Path) -> list[str]:
+    return [kind for kind, _ in _lifecycle(store)]
