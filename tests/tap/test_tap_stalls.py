@@ -185,3 +185,23 @@ async def test_a_silent_tcp_pos_at_shutdown_is_recorded_as_closed_by_the_tap(
 
 def _lifecycle_kinds(store: Path) -> list[str]:
     return [kind for kind, _ in _lifecycle(store)]
+
+
+async def test_a_pos_that_gives_up_while_the_upstream_is_silent_leaves_the_tap_serving(
+    tmp_path: Path,
+) -> None:
+    store = tmp_path / "store"
+    async with silent_upstream() as upstream:
+        tap = start_tap(store, f"ws://127.0.0.1:{upstream.port}/", "--connect-timeout", TIMEOUT)
+        try:
+            with trio.move_on_after(0.2):  # the POS hangs up before the tap gives up
+                async with trio_websocket.open_websocket_url(tap.ws_url, connect_timeout=0.1):
+                    pass
+            with trio.fail_after(BOUND):
+                while len(_lifecycle_kinds(store)) < 2:
+                    await trio.sleep(0.05)
+            async with trio_websocket.open_websocket_url(tap.ws_url) as again:  # still serving
+                assert (await close_reason(again, timeout=BOUND)).code == 1011
+        finally:
+            assert tap.stop() == 0
+    assert _lifecycle_kinds(store).count("upstream_failed") == 2
