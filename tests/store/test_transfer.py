@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from p3log.store import transfer
 from p3log.store.errors import ImportFileError, StoreError
 from p3log.store.event import Event
-from p3log.store.journal import segment_paths
+from p3log.store.journal import segment_name, segment_paths
 from p3log.store.log import EventLog
 from p3log.store.read import open_store
 from p3log.store.transfer import NULL_PARTITION, export_events_parquet, export_store, import_jsonl
@@ -245,3 +245,26 @@ def test_parquet_export_holds_every_event_partitioned_by_day_and_resource(
         "hive_partitioning = true) ORDER BY seq"
     ).fetchall()
     assert rows == expected
+
+
+def test_what_a_killed_import_left_in_incoming_is_never_read_and_is_deleted_on_open(
+    tmp_path: Path, store_with: Callable[[int], Path]
+) -> None:
+    root = store_with(3)
+    _mixed_store(tmp_path / "origin")
+    export_store(tmp_path / "origin", "jsonl", tmp_path / "x.jsonl")
+    # Half an import, as a kill before its commit leaves it: records that chain on
+    # from the head, cut mid-line.
+    incoming = root / "journal" / "incoming"
+    incoming.mkdir()
+    records = (tmp_path / "x.jsonl").read_bytes().splitlines(keepends=True)[1:-1]
+    (incoming / segment_name(4)).write_bytes(b"".join(records)[:-40])
+    report = verify_store(root)
+    assert report.ok and report.count == 3
+    con = open_store(root)  # opens as the writer first: recovery runs
+    try:
+        assert con.execute("SELECT count(*) FROM events").fetchall() == [(3,)]
+    finally:
+        con.close()
+    assert list(incoming.iterdir()) == []
+    assert import_jsonl(root, tmp_path / "x.jsonl") == 6
