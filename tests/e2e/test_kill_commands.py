@@ -201,6 +201,25 @@ def test_a_killed_replay_drive_leaves_the_store_usable(work: Path) -> None:
             assert _usable(store) >= verify_store(work / "base").count
 
 
+def test_a_killed_replay_serve_leaves_the_store_usable(work: Path) -> None:
+    """`replay serve` records its run too; killed while `replay drive` plays the POS
+    side against it (the drive's own store is another copy)."""
+    session = _first_session(SESSIONS / "simple.jsonl")
+    serve = ("replay", "serve", "--session", session, "--listen", "127.0.0.1:0", "--asap")
+    for seed in SEEDS:
+        store = _copy(work, f"serve-{seed}")
+        server = start_p3log_server(*serve[:2], "--store", str(store), *serve[2:])
+        drive = _argv(
+            "replay", "drive", "--store", _copy(work, f"serve-pos-{seed}"), "--session",
+            session, "--target", server.url, "--asap",
+        )
+        pos = subprocess.Popen(drive, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env())
+        time.sleep(random.Random(seed).uniform(0.0, 2.0))
+        server.kill()
+        pos.wait(timeout=60)
+        assert _usable(store) >= verify_store(work / "base").count
+
+
 def _first_session(fixture: Path) -> str:
     first = json.loads(fixture.read_text().splitlines()[0])
     return str(first["session_id"])
