@@ -210,10 +210,19 @@ def test_a_killed_replay_serve_leaves_the_store_usable(work: Path) -> None:
         store = _copy(work, f"serve-{seed}")
         server = start_p3log_server(*serve[:2], "--store", str(store), *serve[2:])
         drive = _argv(
-            "replay", "drive", "--store", _copy(work, f"serve-pos-{seed}"), "--session",
-            session, "--target", server.url, "--asap",
+            "replay",
+            "drive",
+            "--store",
+            _copy(work, f"serve-pos-{seed}"),
+            "--session",
+            session,
+            "--target",
+            server.url,
+            "--asap",
         )
-        pos = subprocess.Popen(drive, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env())
+        pos = subprocess.Popen(
+            drive, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env()
+        )
         time.sleep(random.Random(seed).uniform(0.0, 2.0))
         server.kill()
         pos.wait(timeout=60)
