@@ -68,7 +68,7 @@ from p3log.store.transfer import ExportFormat, export_store, import_jsonl
 from p3log.store.verify import Checkpoint
 from p3log.tap.command import run_tap_process
 from p3log.tap.durability import Durability
-from p3log.tap.server import TapConfig
+from p3log.tap.server import HANDSHAKE_SECONDS, UPSTREAM_CONNECT_SECONDS, TapConfig
 from p3log.visible import visible
 
 app = typer.Typer(
@@ -195,7 +195,8 @@ def import_(
     source: Annotated[Path, typer.Argument(help="A JSONL file of events (export format).")],
     redaction_key: RedactionKeyOption = None,
 ) -> None:
-    """Append the events of a JSONL file to a store (created if missing)."""
+    """Append the events of a JSONL file to a store (created if missing): all of them or,
+    if the file is damaged, cut short or already imported, none."""
     count = import_jsonl(store, source)
     console.print(f"imported {count} events into {store}", highlight=False)
 
@@ -552,6 +553,19 @@ def tap(
         Path | None, typer.Option(help="CA file to verify a wss:// upstream.")
     ] = None,
     redaction_key: RedactionKeyOption = None,
+    connect_timeout: Annotated[
+        float,
+        typer.Option(
+            help="Seconds the upstream has to accept and complete its WebSocket handshake."
+        ),
+    ] = UPSTREAM_CONNECT_SECONDS,
+    handshake_timeout: Annotated[
+        float,
+        typer.Option(
+            help="Seconds a POS has to complete its WebSocket handshake or send its first "
+            "framed-TCP frame; no upstream is dialed before."
+        ),
+    ] = HANDSHAKE_SECONDS,
 ) -> None:
     """Proxy POS <-> PayServer and record every message until SIGINT/SIGTERM."""
     host, port = _listen_address(listen)
@@ -567,6 +581,8 @@ def tap(
             tls_cert=tls_cert,
             tls_key=tls_key,
             upstream_ca=upstream_ca,
+            connect_timeout=connect_timeout,
+            handshake_timeout=handshake_timeout,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None

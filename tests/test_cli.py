@@ -103,6 +103,9 @@ def test_import_and_export_commands(store_with: Callable[[int], Path], tmp_path:
     assert exported.returncode == 0 and "exported 3 events" in exported.stdout
     imported = p3log("import", "--store", tmp_path / "copy", out)
     assert imported.returncode == 0 and "imported 3 events" in imported.stdout
+    _one_line_error(
+        p3log("import", "--store", tmp_path / "copy", out), "3 of its 3 events are already"
+    )
     (tmp_path / "bad.jsonl").write_text("{}\n")
     _one_line_error(p3log("import", "--store", root, tmp_path / "bad.jsonl"), "bad.jsonl:1:")
 

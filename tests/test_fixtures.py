@@ -51,7 +51,9 @@ def test_a_fixture_imports_verifies_and_exports_unchanged(name: str, tmp_path: P
     import_jsonl(tmp_path / "store", SESSIONS / f"{name}.jsonl")
     assert verify_store(tmp_path / "store").ok
     export_store(tmp_path / "store", "jsonl", tmp_path / "again.jsonl")
-    assert (tmp_path / "again.jsonl").read_bytes() == (SESSIONS / f"{name}.jsonl").read_bytes()
+    # The fixtures hold records only; an export adds its header and end line around them.
+    records = (tmp_path / "again.jsonl").read_bytes().splitlines(keepends=True)[1:-1]
+    assert b"".join(records) == (SESSIONS / f"{name}.jsonl").read_bytes()
 
 
 @pytest.mark.parametrize("name", NAMES)

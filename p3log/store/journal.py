@@ -8,6 +8,11 @@ so a torn record is never mistaken for an event and never lost either.
 
 Segments are named after the seq of their first record (zero-padded, so names sort
 in seq order) and rotate at `SEGMENT_BYTES`.
+
+A batch that must be journaled all or nothing (`p3log import`) is written whole as
+a new segment under `journal/incoming/`, which no reader looks at, and renamed into
+`journal/` in one step (`IncomingSegment`); recovery deletes what a killed writer
+left there (`discard_incoming`).
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from p3log.store.records import RecordError, decode_canonical, decode_event
 
 SEGMENT_BYTES = 64 * 1024 * 1024
 SEGMENT_SUFFIX = ".jsonl"
+INCOMING_DIR = "incoming"
 _TAIL_CHUNK = 1024 * 1024
 
 
@@ -73,6 +79,12 @@ class Journal:
         self._size += len(lines)
         self.head = JournalHead(last_seq, last_hash)
 
+    def adopt(self, segment: IncomingSegment) -> None:
+        """Make a whole incoming segment the journal's last one; appends continue in it."""
+        self.close()
+        head = segment.commit()
+        self.head = head
+
     def sync(self) -> None:
         if self._fd is not None:
             os.fdatasync(self._fd)  # the data and the size; no need for timestamps
@@ -92,6 +104,59 @@ class Journal:
             path = self._dir / segment_name(first_seq)
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._size = os.fstat(self._fd).st_size
+
+
+class IncomingSegment:
+    """A segment written whole before it joins the journal, so that a batch of records
+    is in the journal entirely or not at all, whenever the writer is killed.
+
+    The records go to `journal/incoming/<segment name>` (no reader looks there);
+    `commit` fsyncs the file and renames it into `journal/`, the one step at which
+    the whole batch appears, then fsyncs the directory so the rename is durable too.
+    """
+
+    def __init__(self, journal_dir: Path, head: JournalHead) -> None:
+        self.dir = journal_dir / INCOMING_DIR
+        self.dir.mkdir(exist_ok=True)
+        self.path = self.dir / segment_name(head.seq + 1)
+        self._journal_dir = journal_dir
+        self._file = self.path.open("wb")
+        self.head = head
+
+    def append(self, lines: bytes, last_seq: int, last_hash: str) -> None:
+        self._file.write(lines)
+        self.head = JournalHead(last_seq, last_hash)
+
+    def flush(self) -> None:
+        """Hand what was appended to the kernel (to be read before the commit)."""
+        self._file.flush()
+
+    def commit(self) -> JournalHead:
+        """Put the segment in the journal; returns its last record's seq and hash."""
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        final = self._journal_dir / self.path.name
+        if final.exists() and final.stat().st_size:
+            raise StoreCorrupt(f"{final} already exists; run p3log verify")
+        self.path.replace(final)
+        fsync_path(self._journal_dir)
+        fsync_path(self.dir)
+        return self.head
+
+    def discard(self) -> None:
+        self._file.close()
+        self.path.unlink(missing_ok=True)
+
+
+def discard_incoming(journal_dir: Path) -> None:
+    """Delete what a writer killed before its commit left under `journal/incoming/`
+    (never part of the journal); call with the writer lock held."""
+    incoming = journal_dir / INCOMING_DIR
+    if incoming.is_dir():
+        for path in incoming.iterdir():
+            path.unlink()
+        fsync_path(incoming)
 
 
 def open_journal(journal_dir: Path) -> Journal:

@@ -6,6 +6,8 @@ set aside, and journaled events the index lacks are ingested. Then:
 - `record_message` / `record_lifecycle` redact, assign the next seq, seal the event
   into the hash chain and append it to the journal before returning. This is the
   hot path and touches no database.
+- `append_all_or_nothing` journals a batch (an import) as one new segment that
+  appears whole or not at all, then indexes it.
 - `take_pending` hands the events journaled since the last call to whoever moves
   them into DuckDB (`flush` here, or `IndexWriter` in a trio program), in batches.
 
@@ -17,8 +19,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol
@@ -45,7 +47,7 @@ from p3log.store.index import (
     ingest_journal,
     insert_records,
 )
-from p3log.store.journal import Journal, open_journal
+from p3log.store.journal import IncomingSegment, Journal, discard_incoming, open_journal
 from p3log.store.keys import key_for_new_store
 from p3log.store.layout import StoreLayout, StoreMeta, open_layout, writer_lock
 from p3log.store.records import encode_record
@@ -103,6 +105,7 @@ class EventLog:
         resources = ExitStack()
         try:
             resources.enter_context(writer_lock(layout))
+            discard_incoming(layout.journal_dir)
             journal = open_journal(layout.journal_dir)
             resources.callback(journal.close)
             index = _connect_index(layout)
@@ -118,7 +121,7 @@ class EventLog:
         meta = governor.meta if governor else meta
         log = cls(layout, meta, journal, index, governor, resources, followers)
         if governor is not None and governor.urgent:
-            log._append_configuration(Stamp.now())
+            log._append_configuration(Stamp.now(), log._seal)
         log.follow_index()
         return log
 
@@ -153,6 +156,10 @@ class EventLog:
     def record_imported(self, earlier: EventBody) -> Event:
         """Record an event from another store's export as if its bytes had just arrived:
         redacted and classified again here, keeping the rules that fired before."""
+        return self._append(self.imported_body(earlier))
+
+    def imported_body(self, earlier: EventBody) -> EventBody:
+        """What `record_imported` records for `earlier`: the body redacted again here."""
         door = self._recording()
         if earlier.kind in WIRE_KINDS:
             wire = earlier.raw if earlier.raw is not None else (earlier.payload or "").encode()
@@ -162,7 +169,27 @@ class EventLog:
             body = door.lifecycle_body(earlier.session_id, earlier.kind, details, earlier.stamp)
         self.refuse_own_configuration([earlier])
         redactions = tuple(sorted({*body.redactions, *earlier.redactions}))
-        return self._append(attrs.evolve(body, redactions=redactions))
+        return attrs.evolve(body, redactions=redactions)
+
+    @contextmanager
+    def append_all_or_nothing(self) -> Iterator[Batch]:
+        """A batch whose events join the journal together when the block ends without
+        an exception, and never partly: the one commit is a rename (journal.py,
+        `IncomingSegment`). The index and its followers then catch up."""
+        self.flush()  # what is pending goes to the index first, so nothing goes twice
+        segment = IncomingSegment(self.layout.journal_dir, self._journal.head)
+        try:
+            batch = Batch(segment, self._append)
+            yield batch
+        except BaseException:
+            segment.discard()
+            raise
+        if batch.count == 0:
+            segment.discard()
+            return
+        self._journal.adopt(segment)
+        recover_index(self.index, self.layout, self._journal.head.seq)
+        self.follow_index()
 
     def refuse_own_configuration(self, bodies: Sequence[EventBody]) -> None:
         """Imported events may hold other stores' configurations, never this one's:
@@ -179,22 +206,23 @@ class EventLog:
             raise StoreError(f"{self.layout.root} was opened to read, not to record")
         return self._door
 
-    def _append(self, body: EventBody) -> Event:
-        """Chain and journal a body that `capture` made (and so redacted); first, if its
-        redaction made the writer's first fingerprint, the configuration it records
-        with (`governance.py`)."""
+    def _append(self, body: EventBody, seal: _Seal | None = None) -> Event:
+        """Chain and journal a body that `capture` made (and so redacted), by `seal` (the
+        journal's, or an all-or-nothing batch's); first, if its redaction made the
+        writer's first fingerprint, the configuration it records with (`governance.py`)."""
+        seal = seal or self._seal
         if self._governor is not None and self._governor.due():
-            self._append_configuration(body.stamp)
-        return self._seal(body)
+            self._append_configuration(body.stamp, seal)
+        return seal(body)
 
-    def _append_configuration(self, stamp: Stamp) -> None:
+    def _append_configuration(self, stamp: Stamp, seal: _Seal) -> None:
         assert self._governor is not None
         self._governor.restate()
         details = self._governor.configuration()
         body = self._recording().lifecycle_body(GOVERNANCE_SESSION, GOVERNANCE_KIND, details, stamp)
         if body.redactions:  # fail closed: a configuration must be recorded as it is
             raise StoreError(f"redaction changed the configuration it was to record: {details}")
-        self._seal(body)
+        seal(body)
         self._governor.appended()
         self.meta = self._governor.meta
 
@@ -273,6 +301,32 @@ def _open_layout(root: Path, *, create: bool) -> tuple[StoreLayout, StoreMeta]:
         key, _ = key_for_new_store()
         return open_layout(root, create=True, key_id=key.id)
     return open_layout(root, create=False)
+
+
+class Batch:
+    """Events sealed into the chain after the journal's head, in an incoming segment."""
+
+    def __init__(self, segment: IncomingSegment, append: _Append) -> None:
+        self.segment = segment
+        self.count = 0  # events appended (not the configuration the log may add first)
+        self._append = append
+
+    def append(self, body: EventBody) -> Event:
+        """Chain a body that `capture` made (and so redacted) into the batch, by the log's
+        own rules (`EventLog._append`)."""
+        event = self._append(body, self._seal)
+        self.count += 1
+        return event
+
+    def _seal(self, body: EventBody) -> Event:
+        head = self.segment.head
+        event = seal(body, head.seq + 1, head.hash)
+        self.segment.append(encode_record(event), event.seq, event.hash)
+        return event
+
+
+_Seal = Callable[[EventBody], Event]
+_Append = Callable[[EventBody, _Seal], Event]
 
 
 def recover_index(index: duckdb.DuckDBPyConnection, layout: StoreLayout, journal_head: int) -> int:

@@ -1,9 +1,9 @@
 """Moving events in and out of a store: JSONL (the journal's record format) and Parquet.
 
-Import appends through the store's normal write path, so imported events are
-redacted, sequenced and chained by the receiving store: seq and hashes in the file
-are not trusted, they are recomputed. Exporting a store and importing the file into
-an empty store reproduces the file byte for byte.
+Import redacts, sequences and chains the events as the receiving store's own: seq
+and hashes in the file are not trusted, they are recomputed. An import is all or
+nothing, and refuses a file whose events the store already holds. Exporting a store
+and importing the file into an empty store reproduces the file byte for byte.
 
 The Parquet export is Hive-partitioned by day and resource, for engines that read a
 directory of Parquet files (docs/store.md, "Export"). This module writes the events'
@@ -12,22 +12,33 @@ part of it; `p3log.projections.export` writes the whole export, projections incl
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import hashlib
+import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import duckdb
+import orjson
 import pyarrow as pa
 
 from p3log.store.errors import ImportFileError, StoreError
 from p3log.store.event import Event, EventBody, Stamp
-from p3log.store.index import query_scalar, sql_string
+from p3log.store.index import journal_relation_sql, query_one, query_scalar, sql_string
+from p3log.store.journal import fsync_path
 from p3log.store.log import EventLog
 from p3log.store.read import open_store
 from p3log.store.records import RecordError, decode_body, decode_line, encode_record
 
 ExportFormat = Literal["jsonl", "parquet"]
 _BATCH_ROWS = 10_000
+
+# The JSONL export's first and last lines (docs/store.md, "Export"); no record has
+# these keys. The end line holds the record count and the SHA-256 of every byte
+# before it, header included.
+_HEADER_KEY = "p3log_export"
+_END_KEY = "p3log_export_end"
+_EXPORT_HEADER = orjson.dumps({_HEADER_KEY: 1}, option=orjson.OPT_APPEND_NEWLINE)
 
 # The Parquet export's partitioning: `day=YYYY-MM-DD/resource=<value>/`. A NULL
 # resource (and an empty one, which Spark refuses as a directory name) is written as
@@ -46,32 +57,55 @@ EXPORT_BATCH_ROWS = 20_000
 def import_jsonl(root: Path, source: Path) -> int:
     """Append every event of `source` to the store; returns how many.
 
-    The whole file is checked before the first event is appended, so a bad line
-    leaves the store unchanged.
+    All or nothing: the events are journaled as one new segment that appears whole
+    (`EventLog.append_all_or_nothing`), so a bad line, an export cut short, a file
+    whose events the store already holds, or a kill at any moment leaves the store
+    as it was.
     """
-    bodies = list(_read_bodies(source))
-    with EventLog.open(root) as log:
-        log.refuse_own_configuration(bodies)
-        for body in bodies:
-            log.record_imported(body)
-            if log.pending_count >= _BATCH_ROWS:
-                log.flush()
-    return len(bodies)
+    for _ in _read_bodies(source):  # a bad file is refused before the store is opened
+        pass
+    with EventLog.open(root) as log, log.append_all_or_nothing() as batch:
+        for body in _read_bodies(source):
+            batch.append(log.imported_body(body))
+        batch.segment.flush()
+        _refuse_events_already_stored(log, batch.segment.dir, source, batch.count)
+        return batch.count
 
 
 def export_store(root: Path, fmt: Literal["jsonl"], target: Path) -> int:
     """Write every event, in seq order, to `target` as JSONL; returns how many.
 
+    The file is a header line, the records, and an end line with their count and
+    the SHA-256 of every byte before it, so that an import can tell a whole export
+    from one cut short. It is written under a hidden name beside `target` and
+    renamed into place once synced: `target` is never half an export.
+
     (The Parquet export holds the projections too, so it lives a layer up:
     `p3log.projections.export.export_parquet`.)
     """
+    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
     con = open_store(root)
     try:
-        with target.open("wb") as out:
+        digest = hashlib.sha256()
+        count = 0
+        with partial.open("wb") as out:
+
+            def write(line: bytes) -> None:
+                digest.update(line)
+                out.write(line)
+
+            write(_EXPORT_HEADER)
             for event in _events_in_order(con):
-                out.write(encode_record(event))
-        return int(query_scalar(con, "SELECT count(*) FROM events"))
+                write(encode_record(event))
+                count += 1
+            out.write(_end_line(count, digest.hexdigest()))
+            out.flush()
+            os.fsync(out.fileno())
+        partial.replace(target)
+        fsync_path(target.parent)
+        return count
     except (OSError, duckdb.IOException) as exc:
+        partial.unlink(missing_ok=True)
         raise StoreError(f"cannot write {target}: {exc}") from exc
     finally:
         con.close()
@@ -145,18 +179,99 @@ def export_events_parquet(con: duckdb.DuckDBPyConnection, directory: Path) -> in
     return copy_partitioned(con, query, directory, source="events", origin="seq")
 
 
+def _end_line(count: int, sha256: str) -> bytes:
+    return orjson.dumps(
+        {_END_KEY: {"events": count, "sha256": sha256}}, option=orjson.OPT_APPEND_NEWLINE
+    )
+
+
 def _read_bodies(source: Path) -> Iterator[EventBody]:
+    """The events of an export (header, records, end line: all checked) or of a file
+    of records without a header (hand-written, or exported before p3log wrote one)."""
     try:
         with source.open("rb") as lines:
-            for number, line in enumerate(lines, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    yield decode_body(decode_line(line))
-                except RecordError as exc:
-                    raise ImportFileError(f"{source}:{number}: {exc}") from None
+            yield from _ExportReader(source).bodies(lines)
     except OSError as exc:
         raise ImportFileError(f"cannot read {source}: {exc.strerror}") from exc
+
+
+class _ExportReader:
+    def __init__(self, source: Path) -> None:
+        self._source = source
+        self._digest = hashlib.sha256()  # every byte before the line being read
+        self._headed = False
+        self._count = 0
+
+    def bodies(self, lines: Iterable[bytes]) -> Iterator[EventBody]:
+        ended = False
+        for number, line in enumerate(lines, start=1):
+            if ended:
+                raise self._error(number, "a line after the export's end line")
+            if not line.strip():
+                self._digest.update(line)
+                continue
+            obj = self._object(number, line)
+            if number == 1 and _HEADER_KEY in obj:
+                self._headed = True
+            elif _END_KEY in obj and self._headed:
+                self._check_end(number, obj[_END_KEY])
+                ended = True
+            elif _HEADER_KEY in obj or _END_KEY in obj:
+                raise self._error(number, "an export's header or end line out of place")
+            else:
+                try:
+                    yield decode_body(obj)
+                except RecordError as exc:
+                    raise self._error(number, str(exc)) from None
+                self._count += 1
+            self._digest.update(line)
+        if self._headed and not ended:
+            raise ImportFileError(
+                f"{self._source}: the export has no end line after {self._count} events: "
+                "it was cut short; nothing was imported"
+            )
+
+    def _object(self, number: int, line: bytes) -> dict[str, Any]:
+        try:
+            return decode_line(line)
+        except RecordError as exc:
+            raise self._error(number, str(exc)) from None
+
+    def _check_end(self, number: int, end: object) -> None:
+        expected = {"events": self._count, "sha256": self._digest.hexdigest()}
+        if not isinstance(end, dict) or end.get("events") != self._count:
+            got = end.get("events") if isinstance(end, dict) else end
+            raise self._error(
+                number, f"the end line counts {got!r} events, the export holds {self._count}"
+            )
+        if end != expected:
+            raise self._error(number, "the export's content does not match its end line (SHA-256)")
+
+    def _error(self, number: int, problem: str) -> ImportFileError:
+        return ImportFileError(f"{self._source}:{number}: {problem}; nothing was imported")
+
+
+def _refuse_events_already_stored(log: EventLog, incoming: Path, source: Path, count: int) -> None:
+    """Refuse a file whose events the store already holds (imported before): the same
+    session, sender, kind, both timestamps, payload and bytes."""
+    batch = journal_relation_sql(incoming)
+    if batch is None:
+        return
+    found, first = query_one(
+        log.index,
+        f"""
+        SELECT count(DISTINCT f.seq), min(e.seq) FROM ({batch}) f JOIN event_log e
+          ON e.session_id = f.session_id AND e.sender = f.sender AND e.kind = f.kind
+         AND e.mono_ns = f.mono_ns AND epoch_us(e.recorded_at) = f.recorded_at_us
+         AND e.payload IS NOT DISTINCT FROM f.payload
+         AND e.raw IS NOT DISTINCT FROM from_base64(f.raw_b64)
+        """,
+    ) or (0, None)
+    if found:
+        raise ImportFileError(
+            f"{source}: {found} of its {count} events are already in the store (the first "
+            f"as seq {first}): it was imported before; nothing was imported"
+        )
 
 
 def _events_in_order(con: duckdb.DuckDBPyConnection) -> Iterator[Event]:

@@ -62,20 +62,56 @@ class Recording:
         except OSError as exc:
             logger.error("cannot record %s (%s)", kind, exc.strerror or exc)
 
+    def note_unforwarded(self, session_id: str, sender: Sender, arrival: Arrival) -> None:
+        """Record a message that arrived but has nowhere to go (its upstream failed)."""
+        try:
+            self.log.record_message(session_id, sender, arrival.message.data, arrival.stamp)
+        except OSError as exc:
+            logger.error("cannot record a message (%s)", exc.strerror or exc)
+
+    def note_closed(self, session_id: str, by: str, code: int | None, reason: str) -> None:
+        """Record how a connection ended (and a frame over the size limit, if that
+        was why)."""
+        if code == MESSAGE_TOO_BIG:
+            self.log.record_lifecycle(session_id, "frame_too_large", {"from": by, "reason": reason})
+        self.log.record_lifecycle(
+            session_id, "connection_closed", {"by": by, "code": code, "reason": reason}
+        )
+
+
+@attrs.frozen
+class Arrival:
+    """A message read from a peer, and when."""
+
+    message: WireMessage
+    stamp: Stamp
+
 
 class Relay:
-    def __init__(self, recording: Recording, session_id: str, pos: Link, upstream: Link) -> None:
+    def __init__(
+        self,
+        recording: Recording,
+        session_id: str,
+        pos: Link,
+        upstream: Link,
+        first: Arrival | None = None,
+    ) -> None:
+        """`first`: a message the POS sent before the upstream was dialed (framed TCP),
+        recorded and forwarded before any other."""
         self._recording = recording
         self._session_id = session_id
         self._pos = pos
         self._upstream = upstream
+        self._first = first
         self._ended = False
         self._gap: _Gap | None = None
 
     async def run(self) -> None:
         try:
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._pump, self._pos, self._upstream, "client", nursery)
+                nursery.start_soon(
+                    self._pump, self._pos, self._upstream, "client", nursery, self._first
+                )
                 nursery.start_soon(self._pump, self._upstream, self._pos, "server", nursery)
         finally:
             if not self._ended:  # cancelled from outside: the tap is shutting down
@@ -83,9 +119,16 @@ class Relay:
                     await self._end("tap", GOING_AWAY, "p3log tap shutting down")
 
     async def _pump(
-        self, source: Link, target: Link, sender: Sender, nursery: trio.Nursery
+        self,
+        source: Link,
+        target: Link,
+        sender: Sender,
+        nursery: trio.Nursery,
+        first: Arrival | None = None,
     ) -> None:
         try:
+            if first is not None:
+                await self._pass_on(first.message, sender, target, first.stamp)
             while True:
                 message = await source.receive()
                 await self._pass_on(message, sender, target, Stamp.now())
@@ -145,14 +188,7 @@ class Relay:
         if self._ended:
             return
         self._ended = True
-        log = self._recording.log
-        if code == MESSAGE_TOO_BIG:
-            log.record_lifecycle(
-                self._session_id, "frame_too_large", {"from": by, "reason": reason}
-            )
-        log.record_lifecycle(
-            self._session_id, "connection_closed", {"by": by, "code": code, "reason": reason}
-        )
+        self._recording.note_closed(self._session_id, by, code, reason)
         carried = code if code is not None else INTERNAL_ERROR
         for link in (self._pos, self._upstream):
             with trio.move_on_after(2):  # a peer that will not finish the close handshake

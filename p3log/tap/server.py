@@ -10,29 +10,45 @@ Structure (every task has an owner):
 Shutdown (`stop` is set, e.g. by SIGINT/SIGTERM): the listener stops accepting,
 open sessions get `grace` seconds to finish, the rest are closed (1001), and the
 index writer inserts what is still pending before `run_tap` returns.
+
+Stalled peers: a POS must start within `handshake_timeout` (complete its WebSocket
+handshake, or send its first framed-TCP frame) and costs no upstream connection
+until it has; the upstream must accept and complete its handshake within
+`connect_timeout`. Either is closed and recorded when it does not.
 """
 
 from __future__ import annotations
 
+import math
 import ssl
 import uuid
-from contextlib import AsyncExitStack
+from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 import trio
 import trio_websocket
 
-from p3log.net.channel import TcpChannel, Transport
+from p3log.net.channel import ChannelClosed, TcpChannel, Transport
 from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect
+from p3log.store.event import Stamp
 from p3log.store.log import EventLog
 from p3log.store.writer import IndexWriter
 from p3log.tap.durability import Durability, GroupSync
 from p3log.tap.links import INTERNAL_ERROR, TcpLink, WebSocketLink
-from p3log.tap.relay import Recording, Relay
+from p3log.tap.relay import GOING_AWAY, Arrival, Recording, Relay
 
+# The upstream's time to accept the connection and answer the WebSocket handshake.
 UPSTREAM_CONNECT_SECONDS = 10.0
+# A POS's time, once connected, to complete its WebSocket handshake or send its
+# first framed-TCP frame (a real POS logs in at once; a quiet session after that is
+# never timed out). Until then no upstream connection is opened for it.
+HANDSHAKE_SECONDS = 30.0
+# How long a WebSocket peer gets to answer our close frame.
+_CLOSE_SECONDS = 2.0
 
 
 @attrs.frozen
@@ -47,8 +63,16 @@ class TapConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     upstream_ca: Path | None = None
+    connect_timeout: float = UPSTREAM_CONNECT_SECONDS
+    handshake_timeout: float = HANDSHAKE_SECONDS
 
     def __attrs_post_init__(self) -> None:
+        for option, seconds in (
+            ("--connect-timeout", self.connect_timeout),
+            ("--handshake-timeout", self.handshake_timeout),
+        ):
+            if not 0 < seconds < math.inf:
+                raise ValueError(f"{option} must be a number of seconds above 0, got {seconds}")
         scheme = urlsplit(self.upstream).scheme
         wanted = ("ws", "wss") if self.transport == "ws" else ("tcp",)
         if scheme not in wanted:
@@ -107,35 +131,58 @@ class _Tap:
         config = self._config
         with scope:
             if config.transport == "ws":
-                server = await sessions.start(
-                    lambda task_status: trio_websocket.serve_websocket(
-                        self._on_websocket,
-                        config.host,
-                        config.port,
-                        ssl_context=_server_tls(config),
-                        handler_nursery=sessions,
-                        max_message_size=config.dialect.tcp.max_frame_bytes,
-                        task_status=task_status,
+                tls = _server_tls(config)
+                listeners: list[trio.abc.Listener[Any]] = list(
+                    await trio.open_tcp_listeners(config.port, host=config.host)
+                    if tls is None
+                    else await trio.open_ssl_over_tcp_listeners(
+                        config.port, tls, host=config.host, https_compatible=True
                     )
                 )
-                task_status.started(server.port)
+                handler: Callable[[Any], Awaitable[None]] = self._on_websocket_stream
             else:
-                listeners = await sessions.start(
-                    lambda task_status: trio.serve_tcp(
-                        self._on_tcp,
-                        config.port,
-                        host=config.host,
-                        handler_nursery=sessions,
-                        task_status=task_status,
-                    )
-                )
-                task_status.started(listeners[0].socket.getsockname()[1])
+                listeners = list(await trio.open_tcp_listeners(config.port, host=config.host))
+                handler = self._on_tcp
+            await sessions.start(
+                partial(trio.serve_listeners, handler, listeners, handler_nursery=sessions)
+            )
+            port = _bound_port(listeners[0])
+            task_status.started(port)
             await trio.sleep_forever()
+
+    async def _on_websocket_stream(self, stream: trio.abc.Stream) -> None:
+        """A POS's WebSocket handshake, within `handshake_timeout`; then its session."""
+        seconds = self._config.handshake_timeout
+        async with trio.open_nursery() as connection:
+            request = None
+            with trio.move_on_after(seconds):
+                request = await trio_websocket.wrap_server_stream(
+                    connection, stream, max_message_size=self._config.dialect.tcp.max_frame_bytes
+                )
+            try:
+                if request is None:
+                    self._recording.note(
+                        _new_session_id(),
+                        "handshake_timeout",
+                        {
+                            "transport": "ws",
+                            "peer": _stream_peer(stream),
+                            "seconds": seconds,
+                            "reason": f"no WebSocket handshake within {seconds:g} s",
+                        },
+                    )
+                else:
+                    await self._on_websocket(request)
+            finally:
+                connection.cancel_scope.cancel()  # the connection's reader task
+                with trio.CancelScope(shield=True):
+                    await trio.aclose_forcefully(stream)
 
     async def _on_websocket(self, request: trio_websocket.WebSocketRequest) -> None:
         session_id = self._begin()
         try:
-            url = _upstream_url(self._config.upstream, request.path)
+            config = self._config
+            url = _upstream_url(config.upstream, request.path)
             self._recording.note(
                 session_id,
                 "connection_opened",
@@ -147,80 +194,141 @@ class _Tap:
                     "headers": _header_pairs(request.headers),
                 },
             )
-            async with AsyncExitStack() as stack:
+            failure = None
+            connected = False
+            # One deadline over the TCP connect, TLS and the WebSocket handshake: a
+            # peer that accepts and then says nothing must not hold the POS.
+            deadline = trio.current_time() + config.connect_timeout
+            with trio.CancelScope(deadline=deadline) as dialing:
                 try:
-                    upstream = await stack.enter_async_context(
-                        trio_websocket.open_websocket_url(
-                            url,
-                            ssl_context=_upstream_tls(self._config, url),
-                            subprotocols=request.proposed_subprotocols or None,
-                            max_message_size=self._config.dialect.tcp.max_frame_bytes,
-                            connect_timeout=UPSTREAM_CONNECT_SECONDS,
+                    async with trio_websocket.open_websocket_url(
+                        url,
+                        ssl_context=_upstream_tls(config, url),
+                        subprotocols=request.proposed_subprotocols or None,
+                        max_message_size=config.dialect.tcp.max_frame_bytes,
+                        connect_timeout=math.inf,  # the deadline above
+                    ) as upstream:
+                        connected = True
+                        dialing.deadline = math.inf
+                        self._recording.note(
+                            session_id,
+                            "upstream_connected",
+                            {"url": url, "subprotocol": upstream.subprotocol},
                         )
-                    )
-                except (OSError, trio_websocket.HandshakeError, trio.TooSlowError) as exc:
-                    reason = f"upstream {url} unavailable: {_describe(exc)}"
-                    self._recording.note(
-                        session_id, "upstream_failed", {"url": url, "error": reason}
-                    )
-                    pos = await request.accept()
+                        pos = await request.accept(subprotocol=upstream.subprotocol)
+                        relay = Relay(
+                            self._recording, session_id, WebSocketLink(pos), WebSocketLink(upstream)
+                        )
+                        await relay.run()
+                except (OSError, trio_websocket.HandshakeError) as exc:
+                    if connected:
+                        raise
+                    failure = _describe(exc)
+            if dialing.cancelled_caught:
+                failure = f"no WebSocket handshake within {config.connect_timeout:g} s"
+            if failure is not None:
+                reason = f"upstream {url} unavailable: {failure}"
+                self._recording.note(session_id, "upstream_failed", {"url": url, "error": reason})
+                pos = await request.accept()
+                with trio.move_on_after(_CLOSE_SECONDS):
                     await pos.aclose(INTERNAL_ERROR, reason[:120])
-                    return
-                self._recording.note(
-                    session_id,
-                    "upstream_connected",
-                    {"url": url, "subprotocol": upstream.subprotocol},
-                )
-                pos = await request.accept(subprotocol=upstream.subprotocol)
-                relay = Relay(
-                    self._recording, session_id, WebSocketLink(pos), WebSocketLink(upstream)
-                )
-                await relay.run()
         finally:
             self._end()
 
     async def _on_tcp(self, stream: trio.SocketStream) -> None:
         session_id = self._begin()
         try:
-            dialect = self._config.dialect
-            parts = urlsplit(self._config.upstream)
+            config = self._config
             self._recording.note(
                 session_id,
                 "connection_opened",
                 {"transport": "tcp", "peer": _address(stream.socket.getpeername())},
             )
+            pos = TcpLink(TcpChannel(stream, config.dialect))
             try:
-                with trio.fail_after(UPSTREAM_CONNECT_SECONDS):
-                    upstream = await trio.open_tcp_stream(parts.hostname or "", parts.port or 0)
-            except (OSError, trio.TooSlowError) as exc:
-                reason = f"upstream {self._config.upstream} unavailable: {_describe(exc)}"
-                self._recording.note(
-                    session_id, "upstream_failed", {"url": self._config.upstream, "error": reason}
-                )
-                await stream.aclose()
-                return
-            self._recording.note(session_id, "upstream_connected", {"url": self._config.upstream})
-            pos_link = TcpLink(TcpChannel(stream, dialect))
-            upstream_link = TcpLink(TcpChannel(upstream, dialect))
-            try:
-                await Relay(self._recording, session_id, pos_link, upstream_link).run()
+                first = await self._first_frame(session_id, pos)
+                if first is not None:
+                    await self._relay_tcp(session_id, pos, first)
             finally:
                 with trio.CancelScope(shield=True):
-                    await upstream.aclose()
                     await stream.aclose()
         finally:
             self._end()
+
+    async def _first_frame(self, session_id: str, pos: TcpLink) -> Arrival | None:
+        """The POS's first frame, within `handshake_timeout`; None (recorded) if the
+        POS closed or stayed silent instead."""
+        seconds = self._config.handshake_timeout
+        try:
+            with trio.fail_after(seconds):
+                message = await pos.receive()
+        except trio.TooSlowError:
+            reason = f"no first frame within {seconds:g} s"
+            self._recording.note(
+                session_id,
+                "handshake_timeout",
+                {"transport": "tcp", "seconds": seconds, "reason": reason},
+            )
+            self._recording.note_closed(session_id, "tap", None, reason)
+            return None
+        except ChannelClosed as closed:
+            self._recording.note_closed(session_id, "client", closed.code, closed.reason)
+            return None
+        except trio.Cancelled:  # the tap is shutting down: closed as a relay would be
+            self._recording.note_closed(session_id, "tap", GOING_AWAY, "p3log tap shutting down")
+            raise
+        return Arrival(message, Stamp.now())
+
+    async def _relay_tcp(self, session_id: str, pos: TcpLink, first: Arrival) -> None:
+        """Dial the upstream for a POS that has sent its first frame, and relay."""
+        config = self._config
+        parts = urlsplit(config.upstream)
+        try:
+            with trio.fail_after(config.connect_timeout):
+                upstream = await trio.open_tcp_stream(parts.hostname or "", parts.port or 0)
+        except (OSError, trio.TooSlowError) as exc:
+            reason = f"upstream {config.upstream} unavailable: {_describe(exc)}"
+            self._recording.note_unforwarded(session_id, "client", first)
+            self._recording.note(
+                session_id, "upstream_failed", {"url": config.upstream, "error": reason}
+            )
+            return
+        self._recording.note(session_id, "upstream_connected", {"url": config.upstream})
+        upstream_link = TcpLink(TcpChannel(upstream, config.dialect))
+        try:
+            await Relay(self._recording, session_id, pos, upstream_link, first).run()
+        finally:
+            with trio.CancelScope(shield=True):
+                await upstream.aclose()
 
     def _begin(self) -> str:
         self._open_sessions += 1
         if self._open_sessions == 1:
             self._idle = trio.Event()
-        return uuid.uuid4().hex[:16]
+        return _new_session_id()
 
     def _end(self) -> None:
         self._open_sessions -= 1
         if self._open_sessions == 0:
             self._idle.set()
+
+
+def _bound_port(listener: trio.abc.Listener[Any]) -> int:
+    while isinstance(listener, trio.SSLListener):
+        listener = listener.transport_listener
+    assert isinstance(listener, trio.SocketListener)
+    return int(listener.socket.getsockname()[1])
+
+
+def _new_session_id() -> str:
+    return uuid.uuid4().hex[:16]
+
+
+def _stream_peer(stream: trio.abc.Stream) -> str:
+    inner = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
+    if isinstance(inner, trio.SocketStream):
+        return _address(inner.socket.getpeername())
+    return "unknown"
 
 
 def _upstream_url(upstream: str, path: str) -> str:
@@ -243,7 +351,8 @@ def _address(remote: object) -> str:
 
 
 def _describe(exc: BaseException) -> str:
-    return str(exc) or type(exc).__name__
+    cause = exc.__cause__  # trio-websocket wraps an OSError in a HandshakeError
+    return str(exc) or (_describe(cause) if cause is not None else type(exc).__name__)
 
 
 def _server_tls(config: TapConfig) -> ssl.SSLContext | None:

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import duckdb
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from p3log.store import transfer
-from p3log.store.errors import ImportFileError
-from p3log.store.journal import segment_paths
+from p3log.store.errors import ImportFileError, StoreError
+from p3log.store.event import Event
+from p3log.store.journal import segment_name, segment_paths
 from p3log.store.log import EventLog
 from p3log.store.read import open_store
 from p3log.store.transfer import NULL_PARTITION, export_events_parquet, export_store, import_jsonl
+from p3log.store.verify import verify_store
+from tests.conftest import fill_store
 
 
 def _mixed_store(root: Path) -> None:
@@ -39,11 +45,116 @@ def test_export_of_an_import_reproduces_the_file(tmp_path: Path) -> None:
     assert second.read_bytes() == first.read_bytes()
 
 
-def test_the_export_is_the_journal_format(tmp_path: Path) -> None:
+def test_the_export_is_the_journal_format_between_a_header_and_an_end_line(
+    tmp_path: Path,
+) -> None:
     _mixed_store(tmp_path / "s")
     export_store(tmp_path / "s", "jsonl", tmp_path / "out.jsonl")
     journal = b"".join(path.read_bytes() for path in segment_paths(tmp_path / "s" / "journal"))
-    assert (tmp_path / "out.jsonl").read_bytes() == journal
+    header, *records, end = (tmp_path / "out.jsonl").read_bytes().splitlines(keepends=True)
+    assert b"".join(records) == journal
+    assert json.loads(header) == {"p3log_export": 1}
+    assert json.loads(end) == {
+        "p3log_export_end": {
+            "events": 6,
+            "sha256": hashlib.sha256(header + b"".join(records)).hexdigest(),
+        }
+    }
+
+
+def _files(root: Path) -> dict[Path, bytes]:
+    """Every file of a store but its index (whose bytes a read may change; verify
+    compares the index's events with the journal's)."""
+    return {
+        path: path.read_bytes()
+        for path in root.rglob("*")
+        if path.is_file() and path.name != "index.duckdb"
+    }
+
+
+def test_importing_the_same_events_again_is_refused_and_changes_nothing(
+    tmp_path: Path, store_with: Callable[[int], Path]
+) -> None:
+    _mixed_store(tmp_path / "origin")
+    export_store(tmp_path / "origin", "jsonl", tmp_path / "x.jsonl")
+    root = store_with(3)
+    assert import_jsonl(root, tmp_path / "x.jsonl") == 6
+    export_store(root, "jsonl", tmp_path / "again.jsonl")
+    before = _files(root)
+    with pytest.raises(ImportFileError, match=r"6 of its 6 events are already in the store"):
+        import_jsonl(root, tmp_path / "x.jsonl")
+    # The same events in another file (an export of the importing store) are refused too.
+    with pytest.raises(ImportFileError, match=r"already in the store \(the first as seq 1\)"):
+        import_jsonl(root, tmp_path / "again.jsonl")
+    assert _files(root) == before
+    report = verify_store(root)
+    assert report.ok
+    assert report.count == report.indexed == 9
+
+
+@settings(max_examples=30, deadline=None)
+@given(cut=st.data())
+def test_an_export_cut_anywhere_is_refused_as_a_whole(
+    tmp_path_factory: pytest.TempPathFactory, cut: st.DataObject
+) -> None:
+    work = tmp_path_factory.mktemp("cut")
+    _mixed_store(work / "origin")
+    export_store(work / "origin", "jsonl", work / "x.jsonl")
+    whole = (work / "x.jsonl").read_bytes()
+    boundaries = [n for n in range(1, len(whole)) if whole[n - 1 : n] == b"\n"]
+    # Half the cases at a line boundary: the hard case, where every line is whole.
+    # (Only the last newline gone loses nothing: that file is whole, and imports.)
+    at = cut.draw(st.sampled_from(boundaries) | st.integers(1, len(whole) - 2))
+    (work / "cut.jsonl").write_bytes(whole[:at])
+    root = work / "store"
+    fill_store(root, 2)
+    before = _files(root)
+    with pytest.raises(ImportFileError, match="nothing was imported"):
+        import_jsonl(root, work / "cut.jsonl")
+    assert _files(root) == before
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (lambda b: b.replace("café".encode(), b"cafe"), "does not match its end line"),
+        (lambda b: b.replace(b'"events":6', b'"events":5'), "the end line counts 5 events"),
+        (lambda b: b + b, "a line after the export's end line"),
+        (lambda b: b.split(b"\n", 1)[1] + b, "header or end line out of place"),
+    ],
+)
+def test_a_changed_or_concatenated_export_is_refused(
+    tmp_path: Path, change: Callable[[bytes], bytes], problem: str
+) -> None:
+    _mixed_store(tmp_path / "origin")
+    export_store(tmp_path / "origin", "jsonl", tmp_path / "x.jsonl")
+    changed = change((tmp_path / "x.jsonl").read_bytes())
+    assert changed != (tmp_path / "x.jsonl").read_bytes()
+    (tmp_path / "y.jsonl").write_bytes(changed)
+    with pytest.raises(ImportFileError, match=problem):
+        import_jsonl(tmp_path / "s", tmp_path / "y.jsonl")
+    assert segment_paths(tmp_path / "s" / "journal") == []
+
+
+def test_a_failed_export_leaves_an_earlier_one_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _mixed_store(tmp_path / "s")
+    target = tmp_path / "x.jsonl"
+    export_store(tmp_path / "s", "jsonl", target)
+    earlier = target.read_bytes()
+
+    events_in_order = transfer._events_in_order
+
+    def broken(con: duckdb.DuckDBPyConnection) -> Iterator[Event]:
+        yield from list(events_in_order(con))[:3]
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(transfer, "_events_in_order", broken)
+    with pytest.raises(StoreError, match="No space left"):
+        export_store(tmp_path / "s", "jsonl", target)
+    assert target.read_bytes() == earlier
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["s", "x.jsonl"]
 
 
 def test_import_reclassifies_and_rechains_into_a_non_empty_store(
@@ -134,3 +245,26 @@ def test_parquet_export_holds_every_event_partitioned_by_day_and_resource(
         "hive_partitioning = true) ORDER BY seq"
     ).fetchall()
     assert rows == expected
+
+
+def test_what_a_killed_import_left_in_incoming_is_never_read_and_is_deleted_on_open(
+    tmp_path: Path, store_with: Callable[[int], Path]
+) -> None:
+    root = store_with(3)
+    _mixed_store(tmp_path / "origin")
+    export_store(tmp_path / "origin", "jsonl", tmp_path / "x.jsonl")
+    # Half an import, as a kill before its commit leaves it: records that chain on
+    # from the head, cut mid-line.
+    incoming = root / "journal" / "incoming"
+    incoming.mkdir()
+    records = (tmp_path / "x.jsonl").read_bytes().splitlines(keepends=True)[1:-1]
+    (incoming / segment_name(4)).write_bytes(b"".join(records)[:-40])
+    report = verify_store(root)
+    assert report.ok and report.count == 3
+    con = open_store(root)  # opens as the writer first: recovery runs
+    try:
+        assert con.execute("SELECT count(*) FROM events").fetchall() == [(3,)]
+    finally:
+        con.close()
+    assert list(incoming.iterdir()) == []
+    assert import_jsonl(root, tmp_path / "x.jsonl") == 6

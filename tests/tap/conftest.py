@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 
+import attrs
 import trio
 import trio_websocket
 
@@ -84,4 +85,35 @@ async def websocket_upstream(handler: Handler = echo) -> AsyncIterator[int]:
             )
         )
         yield server.port
+        nursery.cancel_scope.cancel()
+
+
+@attrs.define
+class SilentUpstream:
+    """A TCP listener that accepts and then never sends a byte; counts what it accepted."""
+
+    port: int = 0
+    accepted: int = 0
+    open: int = 0
+
+
+@asynccontextmanager
+async def silent_upstream() -> AsyncIterator[SilentUpstream]:
+    upstream = SilentUpstream()
+
+    async def hold(stream: trio.SocketStream) -> None:
+        upstream.accepted += 1
+        upstream.open += 1
+        try:
+            while await stream.receive_some(65536):  # read, never answer, until closed
+                pass
+        except trio.BrokenResourceError:
+            pass
+        finally:
+            upstream.open -= 1
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(partial(trio.serve_tcp, hold, 0, host="127.0.0.1"))
+        upstream.port = listeners[0].socket.getsockname()[1]
+        yield upstream
         nursery.cancel_scope.cancel()
