@@ -242,13 +242,12 @@ class _Pass:
         # A reused secret is not looked for inside markers (it may be a word of one); card
         # numbers are, since a marker's look-alike could carry one.
         edits = [e for e in edits if e.rule != SECRET_REUSE_RULE or not _overlaps(e, protected)]
-        rules = {edit.rule for edit in edits}
-        if not rules:
+        if not edits:
             return Redacted(raw, (), tuple(self.found))
+        merged, rules = _merged(data, edits)
         if data != raw:
             rules.add(ESCAPES_RULE)
-        redacted = _apply(data, _merged(data, edits))
-        return Redacted(redacted, tuple(sorted(rules)), tuple(self.found))
+        return Redacted(_apply(data, merged), tuple(sorted(rules)), tuple(self.found))
 
     def _secret_keys(
         self, data: bytes, view: bytes, spans: list[tuple[int, int]]
@@ -328,7 +327,10 @@ class _Pass:
             marker = self._redactor.marker(secret)
             for start, end in _SecretSearch.of(secret, whole).spans(data, self._budget):
                 if not any(s < end and start < t for s, t in secret_spans):
-                    text = marker.encode() if whole or quotes.inside(start) else _quoted(marker)
+                    # Inside a decoded string (depth > 0) the text is a string's content:
+                    # a marker there needs no quotes of its own.
+                    bare = whole or self._depth > 0 or quotes.inside(start)
+                    text = marker.encode() if bare else _quoted(marker)
                     yield _Edit(start, end, text, SECRET_REUSE_RULE)
 
 
@@ -669,19 +671,23 @@ def _overlaps(edit: _Edit, spans: list[tuple[int, int]]) -> bool:
     return any(start < edit.end and edit.start < end for start, end in spans)
 
 
-def _merged(data: bytes, edits: list[_Edit]) -> list[_Edit]:
-    """Sorted, non-overlapping edits: an edit that starts inside an earlier one is folded
-    into it, and whatever it reaches beyond that one keeps no digit."""
+def _merged(data: bytes, edits: list[_Edit]) -> tuple[list[_Edit], set[str]]:
+    """Sorted, non-overlapping edits, and the rules that changed something: an edit that
+    starts inside an earlier one is folded into it (and names no rule of its own unless
+    it reaches beyond that one, where it keeps no digit)."""
     merged: list[_Edit] = []
+    rules: set[str] = set()
     for edit in sorted(edits, key=lambda e: (e.start, -e.end)):
         if merged and edit.start < merged[-1].end:
             last = merged[-1]
             if edit.end > last.end:
                 tail = data[last.end : edit.end].translate(_DIGITS_TO_STARS)
                 merged[-1] = attrs.evolve(last, end=edit.end, replacement=last.replacement + tail)
+                rules.add(edit.rule)
             continue
         merged.append(edit)
-    return merged
+        rules.add(edit.rule)
+    return merged, rules
 
 
 def _apply(data: bytes, edits: list[_Edit]) -> bytes:

@@ -354,3 +354,42 @@ def test_a_store_s_own_configuration_is_not_imported_into_it(tmp_path: Path) -> 
     # Into another store it is history: the first store's configuration, not the new one's.
     assert _p3log("import", "--store", str(tmp_path / "other"), str(tmp_path / "own.jsonl"))
     assert verify_store(tmp_path / "other").ok
+
+
+def test_an_import_that_makes_the_first_fingerprint_records_the_configuration_first(
+    tmp_path: Path,
+) -> None:
+    """An import is one all-or-nothing batch, and keeps the writer's rule: the first event
+    whose redaction used the key is preceded, in the same batch, by the configuration."""
+    source = tmp_path / "hand-written.jsonl"
+    login = _login().decode()
+    rows = [
+        {
+            "session_id": "s1",
+            "sender": "client",
+            "kind": "message",
+            "payload": login,
+            "recorded_at_us": 1_700_000_000_000_000,
+            "mono_ns": 1,
+        },
+        {
+            "session_id": "s1",
+            "sender": "server",
+            "kind": "message",
+            "payload": '{"type":"X"}',
+            "recorded_at_us": 1_700_000_000_000_001,
+            "mono_ns": 2,
+        },
+    ]
+    source.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    store = tmp_path / "store"
+    done = _p3log("import", "--store", str(store), str(source))
+    assert done.returncode == 0, done.stderr
+    assert verify_store(store).ok
+    con = open_store(store)
+    try:
+        kinds = [kind for (kind,) in con.execute("SELECT kind FROM events ORDER BY seq").fetchall()]
+    finally:
+        con.close()
+    assert kinds == [GOVERNANCE_KIND, "message", "message"]
+    assert all(SECRET.encode() not in data for data in _files(store).values())

@@ -166,6 +166,21 @@ def test_the_secret_used_as_identifier_in_the_same_login_is_replaced(door: Door)
     assert body.redactions == ("merchant_secret", "secret_reuse")
 
 
+@pytest.mark.parametrize("secret", ["demo-merchant-secret", "MerchantSecret-42"])
+def test_a_secret_that_names_itself_is_one_marker_and_one_rule(door: Door, secret: str) -> None:
+    """A secret holding the word "secret" (the demo's does) is a string another reader
+    would look into: it still becomes the plain marker, and only rules that changed
+    something are listed (a login alone is `merchant_secret`, not `secret_reuse`)."""
+    alone = message(door, login(secret, "m-1"), session="a")
+    assert alone.redactions == ("merchant_secret",)
+    twice = message(door, login(secret, secret), session="b")
+    assert twice.payload is not None
+    fields = json.loads(twice.payload)["loginMerchantRequest"]
+    assert fields["merchantIdentifier"] == fields["merchantSecret"]
+    assert fields["merchantSecret"].startswith("[REDACTED merchantSecret hmac-sha256:")
+    assert twice.redactions == ("merchant_secret", "secret_reuse")
+
+
 def test_the_secret_is_replaced_anywhere_later_in_its_session_only(door: Door) -> None:
     message(door, login(SECRET, "m-1"))
     later = f'{{"type": "X", "tag": "{SECRET}", "note": "id {SECRET} again"}}'.encode()
