@@ -51,45 +51,20 @@ from p3log.projections.rows import (
     TransactionRow,
     TransactionStateRow,
 )
+from p3log.protocol.correlation import InFlight
 from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect
-from p3log.protocol.model import MessageType, status_is_error
+from p3log.protocol.kinds import ACTIONS, EXECUTE, OPERATIONS, SIGNATURE, UPDATES, Kind, Kinds, Step
+from p3log.protocol.model import status_is_error
+from p3log.protocol.rules import FINDINGS, Rule
 
 CONNECTION_CLOSED = "connection_closed"
 
 # Findings (PROTOCOL.md §7), by the name each row carries in `rule`.
-ABORT_NOT_ABORTABLE = "abort_not_abortable"
-EXECUTE_WHILE_BUSY = "execute_while_busy"
-UNKNOWN_TAG = "unknown_tag"
-DUPLICATE_RESPONSE = "duplicate_response"
-MESSAGE_AFTER_RESPONSE = "message_after_response"
-MISSING_RESPONSE = "missing_response"
-TAG_REUSED = "tag_reused"
-SIGNATURE_WITHOUT_ACTION = "signature_without_action"
-MALFORMED_MESSAGE = "malformed_message"
-RULES = (
-    ABORT_NOT_ABORTABLE,
-    EXECUTE_WHILE_BUSY,
-    UNKNOWN_TAG,
-    DUPLICATE_RESPONSE,
-    MESSAGE_AFTER_RESPONSE,
-    MISSING_RESPONSE,
-    TAG_REUSED,
-    SIGNATURE_WITHOUT_ACTION,
-    MALFORMED_MESSAGE,
-)
+RULES = FINDINGS
 
 INCOMPLETE = "INCOMPLETE"
 ERROR = "ERROR"
 UNKNOWN = "UNKNOWN"  # a response that is OK but names no transaction status
-
-_EXECUTE = MessageType.EXECUTE_TRANSACTION_REQUEST.value
-_AMEND = MessageType.AMEND_TRANSACTION_REQUEST.value
-_SIGNATURE = MessageType.SUBMIT_SIGNATURE_REQUEST.value
-_UPDATES = frozenset(
-    {MessageType.EXECUTE_TRANSACTION_UPDATE.value, MessageType.AMEND_TRANSACTION_UPDATE.value}
-)
-_ACTION = MessageType.EXECUTE_TRANSACTION_ACTION.value
-_OPERATIONS = {_EXECUTE: "execute", _AMEND: "amend"}
 
 
 def _ms(start_us: int, end_us: int | None) -> float | None:
@@ -154,6 +129,14 @@ class _Transaction(_Row):
         self.window: _Window | None = None  # open while the latest update said abortable
         self.action: _Action | None = None  # the action waiting for the POS
         self.waited_us = 0  # time the server spent waiting for answers to actions
+
+    @property
+    def action_waits(self) -> bool:
+        return self.action is not None
+
+    @property
+    def updated(self) -> bool:
+        return self.latest_state is not None
 
     @property
     def abortable(self) -> bool:
@@ -318,22 +301,23 @@ class _Session:
         self._open: dict[int, _Request] = {}  # by request seq, in arrival order
         self._tag_uses: dict[str | None, int] = {}
         self._keys: set[str] = set()
-        # Executes without a final response, by resource, oldest first. Usually one;
-        # more when the POS sent an execute while one was running (execute_while_busy).
-        self._in_flight: dict[str | None, list[_Transaction]] = {}
+        self._kinds = Kinds(self._dialect)
+        self._in_flight: InFlight[_Transaction] = InFlight()  # executes without a response
 
     # --- dispatch -------------------------------------------------------------------
 
     def feed(self, event: Observed) -> None:
         if event.kind == "malformed":
-            self._find(event, MALFORMED_MESSAGE, None, event.parse_note or "not a P3 message")
-        elif event.kind != "message" or event.msg_type is None:
+            self._find(event, Rule.MALFORMED_MESSAGE, None, event.parse_note or "not a P3 message")
             return
-        elif event.sender == "client" and event.msg_type.endswith("_REQUEST"):
+        if event.kind != "message":
+            return
+        kind = self._kinds.of(event.msg_type)
+        if event.sender == "client" and kind is Kind.REQUEST:
             self._on_request(event)
-        elif event.sender == "server" and event.msg_type.endswith("_RESPONSE"):
+        elif event.sender == "server" and kind is Kind.RESPONSE:
             self._on_response(event)
-        elif event.sender == "server" and event.msg_type.endswith(("_UPDATE", "_ACTION")):
+        elif event.sender == "server" and kind in (Kind.UPDATE, Kind.ACTION):
             self._on_progress(event)
 
     def close(self, event: Observed) -> None:
@@ -342,7 +326,7 @@ class _Session:
             txn = request.txn if request.abort is None and request.action is None else None
             self._find(
                 event,
-                MISSING_RESPONSE,
+                Rule.MISSING_RESPONSE,
                 request.txn,
                 f"{request.event.msg_type} (tag {request.event.tag}, seq {request.event.seq}) "
                 "had no response when the connection closed",
@@ -358,7 +342,7 @@ class _Session:
         uses = self._tag_uses.get(tag, 0) + 1
         self._tag_uses[tag] = uses
         request = _Request(event)
-        operation = _OPERATIONS.get(msg_type or "")
+        operation = OPERATIONS.get(msg_type or "")
         if operation is not None:
             request.txn = _Transaction(self._new_key(tag), event, operation)
             self._out.touch(request.txn)
@@ -367,17 +351,24 @@ class _Session:
             earlier = self._requests[tag].event
             self._find(
                 event,
-                TAG_REUSED,
+                Rule.TAG_REUSED,
                 request.txn,
                 f"tag {tag} was already used by {earlier.msg_type} at seq {earlier.seq}",
             )
         self._requests[tag] = request
         self._open[event.seq] = request
-        if msg_type == _EXECUTE:
-            self._on_execute(request)
-        elif msg_type == self._dialect.abort.request_type:
+        execute = request.txn if msg_type == EXECUTE else None
+        running = self._in_flight.request(tag, event.resource, execute)
+        if execute is not None and running:
+            self._find(
+                event,
+                Rule.EXECUTE_WHILE_BUSY,
+                execute,
+                f"{execute.resource} is still running {running[-1].key} (no final response yet)",
+            )
+        elif msg_type == self._kinds.abort:
             self._on_abort(request)
-        elif msg_type == _SIGNATURE:
+        elif msg_type == SIGNATURE:
             self._on_signature(request)
 
     def _new_key(self, tag: str | None) -> str:
@@ -391,41 +382,15 @@ class _Session:
         self._keys.add(key)
         return key
 
-    def _on_execute(self, request: _Request) -> None:
-        txn = request.txn
-        assert txn is not None
-        running = self._in_flight.setdefault(txn.resource, [])
-        if running:
-            self._find(
-                request.event,
-                EXECUTE_WHILE_BUSY,
-                txn,
-                f"{txn.resource} is still running {running[-1].key} (no final response yet)",
-            )
-        running.append(txn)
-
-    def _running(self, resource: str | None) -> _Transaction | None:
-        """The execute an abort or a signature on `resource` is about: the one whose
-        action waits, else the latest the server has sent an update for (an execute
-        sent while busy that was refused never got one), else the latest."""
-        running = self._in_flight.get(resource) or []
-        for txn in reversed(running):
-            if txn.action is not None:
-                return txn
-        for txn in reversed(running):
-            if txn.latest_state is not None:
-                return txn
-        return running[-1] if running else None
-
     def _on_abort(self, request: _Request) -> None:
         event = request.event
-        txn = self._abort_target(event)
+        txn = self._in_flight.abort_target(self._dialect.abort, event.resource, event.abort_tag)
         abort = _Abort(txn, event)
         request.abort, request.txn = abort, txn
         self._out.touch(abort)
         if txn is None:
             self._find(
-                event, ABORT_NOT_ABORTABLE, None, f"no execute in flight on {event.resource}"
+                event, Rule.ABORT_NOT_ABORTABLE, None, f"no execute in flight on {event.resource}"
             )
             return
         self._link(txn, event)
@@ -433,7 +398,7 @@ class _Session:
             state = txn.latest_state.update.state if txn.latest_state else None
             self._find(
                 event,
-                ABORT_NOT_ABORTABLE,
+                Rule.ABORT_NOT_ABORTABLE,
                 txn,
                 f"the latest update ({state or 'none yet'}) was not abortable "
                 "and no action was waiting",
@@ -444,21 +409,13 @@ class _Session:
             request.action = txn.action
             self._answer(txn.action, event, "abort")
 
-    def _abort_target(self, event: Observed) -> _Transaction | None:
-        rules = self._dialect.abort
-        if rules.correlation == "session_resource":
-            return self._running(event.resource)
-        named = self._requests.get(event.abort_tag)
-        txn = named.txn if named is not None and not named.answered else None
-        return txn if txn is not None and txn.operation == "execute" else None
-
     def _on_signature(self, request: _Request) -> None:
         event = request.event
-        txn = self._running(event.resource)
+        txn = self._in_flight.acted_on(event.resource)
         if txn is None or txn.action is None:
             self._find(
                 event,
-                SIGNATURE_WITHOUT_ACTION,
+                Rule.SIGNATURE_WITHOUT_ACTION,
                 txn,
                 f"no action was waiting on {event.resource}",
             )
@@ -479,7 +436,7 @@ class _Session:
     # --- server messages ------------------------------------------------------------
 
     def _on_response(self, event: Observed) -> None:
-        request = self._known_request(event, DUPLICATE_RESPONSE, "a second response")
+        request = self._known_request(event, Rule.DUPLICATE_RESPONSE, "a second response")
         if request is None:
             return
         request.answered = True
@@ -493,7 +450,7 @@ class _Session:
             self._finish(txn, event)
         if request.action is not None:  # a signature, or an abort, that answered an action
             self._reopen_if_refused(request.action, request.event, event)
-        self._latency(request, "response", event)
+        self._latency(request, Step.RESPONSE, event)
 
     def _on_abort_response(self, abort: _Abort, event: Observed) -> None:
         abort.response = event
@@ -520,9 +477,7 @@ class _Session:
         else:
             txn.learn(event)
             txn.outcome = event.tx_status or UNKNOWN
-        running = self._in_flight.get(txn.resource)
-        if running is not None and txn in running:
-            running.remove(txn)
+        self._in_flight.finish(txn)
         self._end_observation(txn, event)
 
     def _end_observation(self, txn: _Transaction, event: Observed) -> None:
@@ -538,21 +493,22 @@ class _Session:
         self._out.touch(txn)
 
     def _on_progress(self, event: Observed) -> None:
-        request = self._known_request(event, MESSAGE_AFTER_RESPONSE, "arrived after the response")
+        request = self._known_request(
+            event, Rule.MESSAGE_AFTER_RESPONSE, "arrived after the response"
+        )
         if request is None or request.txn is None or request.abort or request.action:
             return
         txn = request.txn
         self._link(txn, event)
         txn.learn(event)
-        if event.msg_type in _UPDATES:
+        step = self._kinds.step(event.msg_type, had_update=request.first_update)
+        if event.msg_type in UPDATES:
             self._on_update(txn, event)
-        elif event.msg_type == _ACTION:
-            self._on_action(request, event)
-        else:
-            return
-        if not request.first_update and event.msg_type in _UPDATES:
             request.first_update = True
-            self._latency(request, "first_update", event)
+        elif event.msg_type in ACTIONS:
+            self._on_action(txn, event)
+        if step is Step.FIRST_UPDATE or step is Step.ACTION:
+            self._latency(request, step, event)
 
     def _on_update(self, txn: _Transaction, event: Observed) -> None:
         state = _State(txn.key, event)
@@ -572,20 +528,17 @@ class _Session:
             self._out.touch(txn.window)
             txn.window = None
 
-    def _on_action(self, request: _Request, event: Observed) -> None:
-        txn = request.txn
-        assert txn is not None
+    def _on_action(self, txn: _Transaction, event: Observed) -> None:
         txn.action = _Action(txn, event, event.action)
         txn.action_count += 1
         self._out.touch(txn.action)
         self._out.touch(txn)
-        self._latency(request, "action", event)
 
-    def _known_request(self, event: Observed, after_rule: str, after: str) -> _Request | None:
+    def _known_request(self, event: Observed, after_rule: Rule, after: str) -> _Request | None:
         """The open request a server message belongs to, or None and a finding."""
         request = self._requests.get(event.tag)
         if request is None:
-            self._find(event, UNKNOWN_TAG, None, f"no request was sent with tag {event.tag}")
+            self._find(event, Rule.UNKNOWN_TAG, None, f"no request was sent with tag {event.tag}")
             return None
         if request.answered:
             self._find(
@@ -599,7 +552,7 @@ class _Session:
 
     # --- output ---------------------------------------------------------------------
 
-    def _latency(self, request: _Request, step: str, event: Observed) -> None:
+    def _latency(self, request: _Request, step: Step, event: Observed) -> None:
         start = request.event
         latency = (event.at_us - start.at_us) / 1000
         # The POS's share is the time actions waited for it, within its own transaction.
@@ -611,7 +564,7 @@ class _Session:
                 transaction_key=request.txn.key if request.txn else None,
                 tag=start.tag,
                 request_type=start.msg_type or "",
-                step=step,
+                step=step.value,
                 requested_at=Micros(start.at_us),
                 step_at=Micros(event.at_us),
                 latency_ms=latency,
@@ -625,9 +578,9 @@ class _Session:
     def _link(self, txn: _Transaction, event: Observed) -> None:
         self._out.add(TransactionEventRow(txn.key, self._session_id, event.seq))
 
-    def _find(self, event: Observed, rule: str, txn: _Transaction | None, detail: str) -> None:
+    def _find(self, event: Observed, rule: Rule, txn: _Transaction | None, detail: str) -> None:
         self._out.add(
-            FindingRow(self._session_id, txn.key if txn else None, event.seq, rule, detail)
+            FindingRow(self._session_id, txn.key if txn else None, event.seq, rule.value, detail)
         )
 
 
