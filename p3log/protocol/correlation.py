@@ -80,3 +80,9 @@ class InFlight(Generic[E]):
         if rules.correlation == "session_resource":
             return self.acted_on(resource)
         return self._by_tag.get(quoted_tag)
+
+
+def quoted_tag(rules: AbortRules, execute_tag: str) -> str | None:
+    """The tag an abort's body quotes to name the execute it aborts: the execute's
+    under `body_tag`; none under `session_resource`, where the resource says it."""
+    return execute_tag if rules.correlation == "body_tag" else None
