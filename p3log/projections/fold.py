@@ -2,8 +2,10 @@
 
 Rules this module keeps (after h11's `_state.py`):
 
-- Everything that decides what a message means for a transaction lives here. It
-  does no I/O and reads no clock: times are the events' recorded times, so a
+- What a message means for a transaction's rows lives here; what kind of message
+  it is (`p3log.protocol.kinds`), which execute an abort or a signature is about
+  (`p3log.protocol.correlation`) and the rules' names (`p3log.protocol.rules`) are
+  the protocol package's, shared with the diff and the client. It does no I/O and reads no clock: times are the events' recorded times, so a
   rebuild gives the same rows today as the day they were recorded.
 - State is per session (one POS connection): tags, the execute in flight on each
   resource and open actions never cross connections. `connection_closed` ends a
@@ -22,7 +24,8 @@ with that tag closes it, and `*_UPDATE`/`*_ACTION` may only come while it is ope
 
 An execute or amend request starts a transaction. The dialect says which execute an
 abort aborts (the one in flight on its session and resource, or the one its body
-names); a signature answers the open action of the execute on its resource.
+names); a signature answers the open action of the execute on its resource (the
+rule of `InFlight.acted_on`).
 
 Rows change while their transaction lives (a state's time ends with the next
 update; a window closes), so `take_changes()` hands out the current version of
