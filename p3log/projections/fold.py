@@ -5,8 +5,9 @@ Rules this module keeps (after h11's `_state.py`):
 - What a message means for a transaction's rows lives here; what kind of message
   it is (`p3log.protocol.kinds`), which execute an abort or a signature is about
   (`p3log.protocol.correlation`) and the rules' names (`p3log.protocol.rules`) are
-  the protocol package's, shared with the diff and the client. It does no I/O and reads no clock: times are the events' recorded times, so a
-  rebuild gives the same rows today as the day they were recorded.
+  the protocol package's, shared with the diff and the client. It does no I/O and
+  reads no clock: times are the events' recorded times, so a rebuild gives the same
+  rows today as the day they were recorded.
 - State is per session (one POS connection): tags, the execute in flight on each
   resource and open actions never cross connections. `connection_closed` ends a
   session: open requests become `missing_response` and the state is dropped, so
