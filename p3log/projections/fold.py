@@ -84,55 +84,47 @@ class _Row:
         raise NotImplementedError
 
 
+# The state behind each row is an attrs class: its fields, declared once, make its
+# slots (the fold keeps many alive) and its constructor. eq=False: compared and
+# hashed by identity, as the fold tracks each one by `id`.
+@attrs.define(eq=False)
 class _Transaction(_Row):
-    __slots__ = (
-        "abort_requested",
-        "action",
-        "action_count",
-        "amount",
-        "currency",
-        "error_type",
-        "identifier",
-        "key",
-        "latest_state",
-        "operation",
-        "outcome",
-        "referenced",
-        "request",
-        "resource",
-        "response",
-        "session_id",
-        "status_details_code",
-        "tag",
-        "transaction_type",
-        "update_count",
-        "waited_us",
-        "window",
+    key: str
+    request: Observed
+    operation: str
+    response: Observed | None = None
+    outcome: str = INCOMPLETE
+    identifier: str | None = None
+    amount: Decimal | None = attrs.field(
+        default=attrs.Factory(lambda self: amount(self.request.req_amount), takes_self=True)
     )
+    currency: str | None = attrs.field(
+        default=attrs.Factory(lambda self: self.request.req_currency, takes_self=True)
+    )
+    transaction_type: str | None = attrs.field(
+        default=attrs.Factory(lambda self: self.request.req_type, takes_self=True)
+    )
+    status_details_code: str | None = None
+    error_type: str | None = None
+    abort_requested: bool = False
+    update_count: int = 0
+    action_count: int = 0
+    latest_state: _State | None = None
+    window: _Window | None = None  # open while the latest update said abortable
+    action: _Action | None = None  # the action waiting for the POS
+    waited_us: int = 0  # time the server spent waiting for answers to actions
 
-    def __init__(self, key: str, request: Observed, operation: str) -> None:
-        self.key = key
-        self.session_id = request.session_id
-        self.tag = request.tag
-        self.operation = operation
-        self.resource = request.resource
-        self.request = request
-        self.response: Observed | None = None
-        self.outcome = INCOMPLETE
-        self.identifier: str | None = None
-        self.amount: Decimal | None = amount(request.req_amount)
-        self.currency = request.req_currency
-        self.transaction_type = request.req_type
-        self.status_details_code: str | None = None
-        self.error_type: str | None = None
-        self.referenced = request.referenced
-        self.abort_requested = False
-        self.update_count = 0
-        self.action_count = 0
-        self.latest_state: _State | None = None
-        self.window: _Window | None = None  # open while the latest update said abortable
-        self.action: _Action | None = None  # the action waiting for the POS
-        self.waited_us = 0  # time the server spent waiting for answers to actions
+    @property
+    def session_id(self) -> str:
+        return self.request.session_id
+
+    @property
+    def tag(self) -> str | None:
+        return self.request.tag
+
+    @property
+    def resource(self) -> str | None:
+        return self.request.resource
 
     @property
     def action_waits(self) -> bool:
@@ -177,22 +169,23 @@ class _Transaction(_Row):
             transaction_type=self.transaction_type,
             status_details_code=self.status_details_code,
             error_type=self.error_type,
-            referenced_transaction_identifier=self.referenced,
+            referenced_transaction_identifier=request.referenced,
             request_seq=request.seq,
             response_seq=response.seq if response else None,
         )
 
 
+@attrs.define(eq=False)
 class _State(_Row):
     # The transaction's key, not the transaction: no reference cycle, so a finished
     # transaction is freed at once instead of waiting for the garbage collector.
-    __slots__ = ("abortable", "key", "left_us", "update")
+    key: str
+    update: Observed
+    left_us: int | None = None
 
-    def __init__(self, key: str, update: Observed) -> None:
-        self.key = key
-        self.update = update
-        self.abortable = update.abortable == "true"
-        self.left_us: int | None = None
+    @property
+    def abortable(self) -> bool:
+        return self.update.abortable == "true"
 
     def row(self) -> TransactionStateRow:
         update = self.update
@@ -208,13 +201,11 @@ class _State(_Row):
         )
 
 
+@attrs.define(eq=False)
 class _Window(_Row):
-    __slots__ = ("closed", "key", "opened")  # the key, not the transaction: see _State
-
-    def __init__(self, key: str, opened: Observed) -> None:
-        self.key = key
-        self.opened = opened
-        self.closed: Observed | None = None
+    key: str  # the key, not the transaction: see _State
+    opened: Observed
+    closed: Observed | None = None
 
     def row(self) -> AbortWindowRow:
         opened, closed = self.opened, self.closed
@@ -229,16 +220,14 @@ class _Window(_Row):
         )
 
 
+@attrs.define(eq=False)
 class _Action(_Row):
-    __slots__ = ("answer", "answered", "asked", "attempts", "name", "txn")
-
-    def __init__(self, txn: _Transaction, asked: Observed, name: str | None) -> None:
-        self.txn = txn
-        self.asked = asked
-        self.name = name
-        self.answered: Observed | None = None
-        self.answer: str | None = None
-        self.attempts = 0
+    txn: _Transaction
+    asked: Observed
+    name: str | None
+    answered: Observed | None = None
+    answer: str | None = None
+    attempts: int = 0
 
     def row(self) -> ActionWaitRow:
         asked, answered = self.asked, self.answered
@@ -256,15 +245,15 @@ class _Action(_Row):
         )
 
 
+@attrs.define(eq=False)
 class _Abort(_Row):
-    __slots__ = ("error_type", "request", "response", "txn", "was_abortable")
-
-    def __init__(self, txn: _Transaction | None, request: Observed) -> None:
-        self.txn = txn
-        self.request = request
-        self.was_abortable = txn is not None and txn.abortable
-        self.response: Observed | None = None
-        self.error_type: str | None = None
+    txn: _Transaction | None
+    request: Observed
+    was_abortable: bool = attrs.field(
+        default=attrs.Factory(lambda self: self.txn is not None and self.txn.abortable, True)
+    )
+    response: Observed | None = None
+    error_type: str | None = None
 
     def row(self) -> AbortRow:
         request, response = self.request, self.response
