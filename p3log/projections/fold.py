@@ -75,6 +75,19 @@ def _ms(start_us: int, end_us: int | None) -> float | None:
     return None if end_us is None else (end_us - start_us) / 1000
 
 
+def _at(event: Observed | None) -> Micros | None:
+    return Micros(event.at_us) if event else None
+
+
+def _seq(event: Observed | None) -> int | None:
+    return event.seq if event else None
+
+
+def _between(start: Observed, end: Observed | None) -> float | None:
+    """Milliseconds from `start` to `end`, None while there is no end."""
+    return _ms(start.at_us, end.at_us) if end else None
+
+
 class _Row:
     """Mutable state behind one row; `row()` is its current immutable version."""
 
@@ -157,7 +170,7 @@ class _Transaction(_Row):
             operation=self.operation,
             resource=self.resource,
             requested_at=Micros(request.at_us),
-            completed_at=Micros(response.at_us) if response else None,
+            completed_at=_at(response),
             outcome=self.outcome,
             transaction_identifier=self.identifier,
             amount=self.amount,
@@ -165,13 +178,13 @@ class _Transaction(_Row):
             abort_requested=self.abort_requested,
             update_count=self.update_count,
             action_count=self.action_count,
-            duration_ms=_ms(request.at_us, response.at_us) if response else None,
+            duration_ms=_between(request, response),
             transaction_type=self.transaction_type,
             status_details_code=self.status_details_code,
             error_type=self.error_type,
             referenced_transaction_identifier=request.referenced,
             request_seq=request.seq,
-            response_seq=response.seq if response else None,
+            response_seq=_seq(response),
         )
 
 
@@ -212,11 +225,11 @@ class _Window(_Row):
         return AbortWindowRow(
             transaction_key=self.key,
             opened_at=Micros(opened.at_us),
-            closed_at=Micros(closed.at_us) if closed else None,
-            duration_ms=_ms(opened.at_us, closed.at_us) if closed else None,
+            closed_at=_at(closed),
+            duration_ms=_between(opened, closed),
             session_id=opened.session_id,
             opened_seq=opened.seq,
-            closed_seq=closed.seq if closed else None,
+            closed_seq=_seq(closed),
         )
 
 
@@ -235,12 +248,12 @@ class _Action(_Row):
             transaction_key=self.txn.key,
             action=self.name,
             asked_at=Micros(asked.at_us),
-            answered_at=Micros(answered.at_us) if answered else None,
+            answered_at=_at(answered),
             answer=self.answer,
-            wait_ms=_ms(asked.at_us, answered.at_us) if answered else None,
+            wait_ms=_between(asked, answered),
             session_id=self.txn.session_id,
             asked_seq=asked.seq,
-            answered_seq=answered.seq if answered else None,
+            answered_seq=_seq(answered),
             attempts=self.attempts,
         )
 
@@ -262,12 +275,12 @@ class _Abort(_Row):
             requested_at=Micros(request.at_us),
             was_abortable=self.was_abortable,
             response_status=response.status if response else None,
-            answered_at=Micros(response.at_us) if response else None,
+            answered_at=_at(response),
             session_id=request.session_id,
             tag=request.tag,
             error_type=self.error_type,
             request_seq=request.seq,
-            response_seq=response.seq if response else None,
+            response_seq=_seq(response),
         )
 
 
