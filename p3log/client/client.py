@@ -476,7 +476,9 @@ class P3Client:
         """Carry out the router's plan for one message."""
         plan = self._router.route(parse(data, self.dialect), data)
         if isinstance(plan, Deliver):
-            route = self._routes[plan.tag]
+            route = self._routes.get(plan.tag)
+            if route is None:  # the router and the channels open and end tags together
+                return
             if route.observe is not None:
                 route.observe(plan.message)
             # A detached route (nobody waits for the tag any more) refuses the message.
