@@ -23,7 +23,7 @@ from p3log.protocol.dialect import AbortRules, Dialect
 from p3log.protocol.rules import Rule
 from p3log.replay.diff import latency_samples, operations
 from p3log.replay.recording import RecordedMessage, RecordedSession
-from tests.client.scripted import ScriptedPeer
+from tests.client.scripted import ScriptedPeer, login_response
 
 CANCEL = Dialect(
     abort=AbortRules(request_type="CANCEL_PAYMENT", response_type="CANCEL_PAYMENT_ACK")
@@ -82,12 +82,7 @@ async def _cancel_through_the_client() -> tuple[P3Client, list[tuple[str, bytes]
 
     async def server() -> None:
         login = await peer.next_request()
-        await peer.server_sends(
-            type="LOGIN_MERCHANT_RESPONSE",
-            tag=login["tag"],
-            status="OK",
-            loginMerchantResponse={"devices": [{"resource": READER}]},
-        )
+        await peer.server_sends(**login_response(login["tag"]))
         execute = await peer.next_request()
         tag = execute["tag"]
         await peer.server_sends(

@@ -45,3 +45,12 @@ class ScriptedPeer:
     async def server_sends_raw(self, data: bytes) -> None:
         self.transcript.append(("server", data))
         await self._to_client_send.send(data)
+
+
+def login_response(tag: object) -> dict[str, object]:
+    return {
+        "type": "LOGIN_MERCHANT_RESPONSE",
+        "tag": tag,
+        "status": "OK",
+        "loginMerchantResponse": {"devices": [{"resource": "devices/r"}]},
+    }

@@ -10,16 +10,7 @@ import pytest
 import trio
 
 from p3log.client import InvalidParameter, P3Client, ProtocolViolation
-from tests.client.scripted import ScriptedPeer
-
-
-def login_response(tag: object) -> dict[str, object]:
-    return {
-        "type": "LOGIN_MERCHANT_RESPONSE",
-        "tag": tag,
-        "status": "OK",
-        "loginMerchantResponse": {"devices": [{"resource": "devices/r"}]},
-    }
+from tests.client.scripted import ScriptedPeer, login_response
 
 
 async def test_stray_messages_are_recorded_and_the_reader_carries_on() -> None:
