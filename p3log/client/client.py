@@ -47,12 +47,11 @@ import contextlib
 import enum
 import math
 import uuid
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from typing import Any, NoReturn, TypeAlias, TypeVar
 
-import attrs
 import outcome
 import trio
 import trio_websocket
@@ -66,8 +65,10 @@ from p3log.client.errors import (
     RequestTimeout,
     error_for_response,
 )
+from p3log.client.routing import Deliver, OpenRequest, Router, Violation
 from p3log.net.channel import Channel, ChannelClosed, open_channel
 from p3log.protocol.convert import FieldTypeError, converter_for
+from p3log.protocol.correlation import quoted_tag
 from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect
 from p3log.protocol.model import (
     AbortTransactionRequest,
@@ -91,7 +92,7 @@ from p3log.protocol.model import (
     Transaction,
     TransactionParameters,
 )
-from p3log.protocol.parse import Malformed, parse, serialize
+from p3log.protocol.parse import parse, serialize
 
 __all__ = ["P3Client", "TransactionEvent", "TransactionHandle", "Violation"]
 
@@ -103,22 +104,6 @@ TransactionEvent: TypeAlias = ExecuteTransactionUpdate | ExecuteTransactionActio
 
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_EVENT_BUFFER = 64
-_ANSWERED_KEPT = 4096
-
-
-@attrs.frozen
-class Violation:
-    """Something the server sent that fits no open request (PROTOCOL.md §7).
-
-    `rule` is one of `malformed`, `no_tag`, `unknown_tag`, `after_final_response`
-    and `unexpected_type`; `data` is the bytes as they arrived.
-    """
-
-    rule: str
-    detail: str
-    tag: str | None
-    msg_type: str | None
-    data: bytes = attrs.field(repr=False)
 
 
 class _Omit(enum.Enum):
@@ -129,16 +114,10 @@ class _Route:
     """One request in flight: where the reader delivers the messages of its tag."""
 
     def __init__(
-        self,
-        tag: str,
-        response_type: str,
-        progress_types: frozenset[str],
-        buffer: int,
-        observe: Callable[[Message], None] | None,
+        self, request: OpenRequest, buffer: int, observe: Callable[[Message], None] | None
     ) -> None:
-        self.tag = tag
-        self.response_type = response_type
-        self.progress_types = progress_types
+        self.tag = request.tag
+        self.response_type = request.response_type
         self.observe = observe
         self.send, self.receive = trio.open_memory_channel[Message](buffer)
         self.finished = False
@@ -206,9 +185,8 @@ class P3Client:
         self.information: dict[str, Any] = {}
         self.violations: list[Violation] = []
         self._converter = converter_for(dialect)
-        self._routes: dict[str, _Route] = {}
-        # The latest answered tags, oldest first: a message for one is "after the response".
-        self._answered: OrderedDict[str, None] = OrderedDict()
+        self._router = Router(dialect)  # the protocol decisions: which tag, which rule
+        self._routes: dict[str, _Route] = {}  # the open tags' channels
         self._running: dict[str, TransactionHandle] = {}
         self._closed: str | None = None
 
@@ -311,9 +289,7 @@ class P3Client:
             merchant_identifier=merchant_identifier,
             merchant_secret=merchant_secret,
         )
-        route = await self._send_request(
-            MessageType.LOGIN_MERCHANT_REQUEST, body, response=MessageType.LOGIN_MERCHANT_RESPONSE
-        )
+        route = await self._send_request(MessageType.LOGIN_MERCHANT_REQUEST, body)
         response = await self._wait_response(route, timeout, "login response")
         self._raise_for_status(response)
         if not isinstance(response.body, LoginMerchantResponse):
@@ -364,11 +340,6 @@ class P3Client:
             await self._send_request(
                 MessageType.EXECUTE_TRANSACTION_REQUEST,
                 request,
-                response=MessageType.EXECUTE_TRANSACTION_RESPONSE,
-                progress=(
-                    MessageType.EXECUTE_TRANSACTION_UPDATE,
-                    MessageType.EXECUTE_TRANSACTION_ACTION,
-                ),
                 resource=path,
                 observe=handle._observe,
                 on_route=handle._bind,
@@ -406,8 +377,6 @@ class P3Client:
         route = await self._send_request(
             MessageType.AMEND_TRANSACTION_REQUEST,
             request,
-            response=MessageType.AMEND_TRANSACTION_RESPONSE,
-            progress=(MessageType.AMEND_TRANSACTION_UPDATE,),
             resource=None,
         )
         limit = self.operation_timeout if timeout is None else timeout
@@ -435,22 +404,18 @@ class P3Client:
         msg_type: str,
         body: Body,
         *,
-        response: str,
-        progress: tuple[str, ...] = (),
         resource: str | _Omit | None = _Omit.KEY,
         observe: Callable[[Message], None] | None = None,
         on_route: Callable[[_Route], None] | None = None,
     ) -> _Route:
-        """Send a request under a fresh tag and open its route (before sending).
+        """Send a request under a fresh tag and open its route (before sending); what
+        answers it is the router's to know.
 
         `resource` is left out by default; `None` sends `null`.
         """
         if self._closed is not None:
             raise ConnectionLost(self._closed)
         tag = str(uuid.uuid4())
-        route = _Route(tag, response, frozenset(progress), self.event_buffer, observe)
-        if on_route is not None:
-            on_route(route)
         if resource is _Omit.KEY:
             message = Message(type=msg_type, tag=tag, body=body)
         elif resource is None:
@@ -458,11 +423,15 @@ class P3Client:
         else:
             message = Message(type=msg_type, tag=tag, resource=resource, body=body)
         data = serialize(message, self.dialect)
+        route = _Route(self._router.open(tag, msg_type), self.event_buffer, observe)
+        if on_route is not None:
+            on_route(route)
         self._routes[tag] = route
         try:
             await self.channel.send(data)
         except ChannelClosed as exc:
             self._routes.pop(tag, None)
+            self._router.forget(tag)
             raise ConnectionLost(f"the connection closed while sending {msg_type}: {exc}") from exc
         except BaseException:
             # Cancelled while sending: the request may or may not have gone out.
@@ -504,69 +473,40 @@ class P3Client:
             self._close("the client is closed")
 
     async def _dispatch(self, data: bytes) -> None:
-        message = parse(data, self.dialect)
-        if isinstance(message, Malformed):
-            self._dispatch_malformed(message, data)
+        """Carry out the router's plan for one message."""
+        plan = self._router.route(parse(data, self.dialect), data)
+        if isinstance(plan, Deliver):
+            route = self._routes.get(plan.tag)
+            if route is None:  # the router and the channels open and end tags together
+                return
+            if route.observe is not None:
+                route.observe(plan.message)
+            # A detached route (nobody waits for the tag any more) refuses the message.
+            with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                await route.send.send(plan.message)
+            if plan.final:
+                self._end_route(plan.tag)
             return
-        tag = message.tag
-        if tag is None:
-            self._violate("no_tag", f"a {message.type} without a tag", None, message.type, data)
+        self.violations.append(plan.violation)
+        error, failure = plan.error, plan.failure
+        if plan.ends is None:
             return
-        route = self._routes.get(tag)
-        if route is None:
-            if tag in self._answered:
-                rule, detail = "after_final_response", f"a {message.type} after the response"
-            else:
-                rule, detail = "unknown_tag", f"a {message.type} for a tag no request has"
-            self._violate(rule, detail, tag, message.type, data)
-            return
-        final = message.type == route.response_type
-        if not final and message.type not in route.progress_types:
-            detail = f"a {message.type} for a request that expects {route.response_type}"
-            self._violate("unexpected_type", detail, tag, message.type, data)
-            if message.type.endswith("_RESPONSE"):
-                # It answers the request after all: an error status says why (e.g. the
-                # simulator's ERROR_RESPONSE), anything else is a protocol violation.
-                if message.is_error:
-                    self._end_route(route, lambda: error_for_response(message, self.dialect))
-                else:
-                    self._end_route(route, lambda: ProtocolViolation(f"{detail} (tag {tag})"))
-            return
-        if route.observe is not None:
-            route.observe(message)
-        # A detached route (nobody waits for the tag any more) refuses the message.
-        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            await route.send.send(message)
-        if final:
-            self._end_route(route)
+        if error is not None:
+            self._end_route(plan.ends, lambda: error_for_response(error, self.dialect))
+        else:
+            self._end_route(plan.ends, lambda: ProtocolViolation(failure))
 
-    def _dispatch_malformed(self, malformed: Malformed, data: bytes) -> None:
-        obj = malformed.obj or {}
-        tag = obj.get("tag") if isinstance(obj.get("tag"), str) else None
-        msg_type = obj.get("type") if isinstance(obj.get("type"), str) else None
-        self._violate("malformed", str(malformed), tag, msg_type, data)
-        route = self._routes.get(tag) if tag is not None else None
-        if route is not None and msg_type == route.response_type:
-            detail = f"the {msg_type} for tag {tag} is malformed: {malformed}"
-            self._end_route(route, lambda: ProtocolViolation(detail))
-
-    def _end_route(self, route: _Route, failure: Callable[[], P3ClientError] | None = None) -> None:
-        self._routes.pop(route.tag, None)
-        self._answered[route.tag] = None
-        if len(self._answered) > _ANSWERED_KEPT:
-            self._answered.popitem(last=False)
-        route.finish(failure)
-
-    def _violate(
-        self, rule: str, detail: str, tag: str | None, msg_type: str | None, data: bytes
-    ) -> None:
-        self.violations.append(Violation(rule, detail, tag, msg_type, data))
+    def _end_route(self, tag: str, failure: Callable[[], P3ClientError] | None = None) -> None:
+        route = self._routes.pop(tag, None)
+        if route is not None:
+            route.finish(failure)
 
     def _close(self, reason: str) -> None:
         """The link is over: fail every open request with `ConnectionLost`."""
         if self._closed is None:
             self._closed = reason
         routes, self._routes = self._routes, {}
+        self._router.close()
         for route in routes.values():
             route.finish(lambda: ConnectionLost(reason))
         self._running.clear()
@@ -705,13 +645,10 @@ class TransactionHandle:
                 f"the transaction with tag {self.tag} is not abortable: {self._why_not()}"
             )
         rules = self._client.dialect.abort
-        body = AbortTransactionRequest(
-            transaction_tag=self.tag if rules.correlation == "body_tag" else None
-        )
+        body = AbortTransactionRequest(transaction_tag=quoted_tag(rules, self.tag))
         route = await self._client._send_request(
             rules.request_type,
             body,
-            response=rules.response_type,
             resource=self.resource,
             observe=self._observe_answer,
         )
@@ -748,7 +685,6 @@ class TransactionHandle:
         route = await self._client._send_request(
             MessageType.SUBMIT_SIGNATURE_REQUEST,
             body,
-            response=MessageType.SUBMIT_SIGNATURE_RESPONSE,
             resource=self.resource,
             observe=self._observe_answer,
         )

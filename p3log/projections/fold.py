@@ -2,9 +2,12 @@
 
 Rules this module keeps (after h11's `_state.py`):
 
-- Everything that decides what a message means for a transaction lives here. It
-  does no I/O and reads no clock: times are the events' recorded times, so a
-  rebuild gives the same rows today as the day they were recorded.
+- What a message means for a transaction's rows lives here; what kind of message
+  it is (`p3log.protocol.kinds`), which execute an abort or a signature is about
+  (`p3log.protocol.correlation`) and the rules' names (`p3log.protocol.rules`) are
+  the protocol package's, shared with the diff and the client. It does no I/O and
+  reads no clock: times are the events' recorded times, so a rebuild gives the same
+  rows today as the day they were recorded.
 - State is per session (one POS connection): tags, the execute in flight on each
   resource and open actions never cross connections. `connection_closed` ends a
   session: open requests become `missing_response` and the state is dropped, so
@@ -22,7 +25,8 @@ with that tag closes it, and `*_UPDATE`/`*_ACTION` may only come while it is ope
 
 An execute or amend request starts a transaction. The dialect says which execute an
 abort aborts (the one in flight on its session and resource, or the one its body
-names); a signature answers the open action of the execute on its resource.
+names); a signature answers the open action of the execute on its resource (the
+rule of `InFlight.acted_on`).
 
 Rows change while their transaction lives (a state's time ends with the next
 update; a window closes), so `take_changes()` hands out the current version of
@@ -51,49 +55,37 @@ from p3log.projections.rows import (
     TransactionRow,
     TransactionStateRow,
 )
+from p3log.protocol.correlation import InFlight
 from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect
-from p3log.protocol.model import MessageType, status_is_error
+from p3log.protocol.kinds import ACTIONS, EXECUTE, OPERATIONS, SIGNATURE, UPDATES, Kind, Kinds, Step
+from p3log.protocol.model import status_is_error
+from p3log.protocol.rules import FINDINGS, Rule
 
 CONNECTION_CLOSED = "connection_closed"
 
 # Findings (PROTOCOL.md §7), by the name each row carries in `rule`.
-ABORT_NOT_ABORTABLE = "abort_not_abortable"
-EXECUTE_WHILE_BUSY = "execute_while_busy"
-UNKNOWN_TAG = "unknown_tag"
-DUPLICATE_RESPONSE = "duplicate_response"
-MESSAGE_AFTER_RESPONSE = "message_after_response"
-MISSING_RESPONSE = "missing_response"
-TAG_REUSED = "tag_reused"
-SIGNATURE_WITHOUT_ACTION = "signature_without_action"
-MALFORMED_MESSAGE = "malformed_message"
-RULES = (
-    ABORT_NOT_ABORTABLE,
-    EXECUTE_WHILE_BUSY,
-    UNKNOWN_TAG,
-    DUPLICATE_RESPONSE,
-    MESSAGE_AFTER_RESPONSE,
-    MISSING_RESPONSE,
-    TAG_REUSED,
-    SIGNATURE_WITHOUT_ACTION,
-    MALFORMED_MESSAGE,
-)
+RULES = FINDINGS
 
 INCOMPLETE = "INCOMPLETE"
 ERROR = "ERROR"
 UNKNOWN = "UNKNOWN"  # a response that is OK but names no transaction status
 
-_EXECUTE = MessageType.EXECUTE_TRANSACTION_REQUEST.value
-_AMEND = MessageType.AMEND_TRANSACTION_REQUEST.value
-_SIGNATURE = MessageType.SUBMIT_SIGNATURE_REQUEST.value
-_UPDATES = frozenset(
-    {MessageType.EXECUTE_TRANSACTION_UPDATE.value, MessageType.AMEND_TRANSACTION_UPDATE.value}
-)
-_ACTION = MessageType.EXECUTE_TRANSACTION_ACTION.value
-_OPERATIONS = {_EXECUTE: "execute", _AMEND: "amend"}
-
 
 def _ms(start_us: int, end_us: int | None) -> float | None:
     return None if end_us is None else (end_us - start_us) / 1000
+
+
+def _at(event: Observed | None) -> Micros | None:
+    return Micros(event.at_us) if event else None
+
+
+def _seq(event: Observed | None) -> int | None:
+    return event.seq if event else None
+
+
+def _between(start: Observed, end: Observed | None) -> float | None:
+    """Milliseconds from `start` to `end`, None while there is no end."""
+    return _ms(start.at_us, end.at_us) if end else None
 
 
 class _Row:
@@ -105,55 +97,55 @@ class _Row:
         raise NotImplementedError
 
 
+# The state behind each row is an attrs class: its fields, declared once, make its
+# slots (the fold keeps many alive) and its constructor. eq=False: compared and
+# hashed by identity, as the fold tracks each one by `id`.
+@attrs.define(eq=False)
 class _Transaction(_Row):
-    __slots__ = (
-        "abort_requested",
-        "action",
-        "action_count",
-        "amount",
-        "currency",
-        "error_type",
-        "identifier",
-        "key",
-        "latest_state",
-        "operation",
-        "outcome",
-        "referenced",
-        "request",
-        "resource",
-        "response",
-        "session_id",
-        "status_details_code",
-        "tag",
-        "transaction_type",
-        "update_count",
-        "waited_us",
-        "window",
+    key: str
+    request: Observed
+    operation: str
+    response: Observed | None = None
+    outcome: str = INCOMPLETE
+    identifier: str | None = None
+    amount: Decimal | None = attrs.field(
+        default=attrs.Factory(lambda self: amount(self.request.req_amount), takes_self=True)
     )
+    currency: str | None = attrs.field(
+        default=attrs.Factory(lambda self: self.request.req_currency, takes_self=True)
+    )
+    transaction_type: str | None = attrs.field(
+        default=attrs.Factory(lambda self: self.request.req_type, takes_self=True)
+    )
+    status_details_code: str | None = None
+    error_type: str | None = None
+    abort_requested: bool = False
+    update_count: int = 0
+    action_count: int = 0
+    latest_state: _State | None = None
+    window: _Window | None = None  # open while the latest update said abortable
+    action: _Action | None = None  # the action waiting for the POS
+    waited_us: int = 0  # time the server spent waiting for answers to actions
 
-    def __init__(self, key: str, request: Observed, operation: str) -> None:
-        self.key = key
-        self.session_id = request.session_id
-        self.tag = request.tag
-        self.operation = operation
-        self.resource = request.resource
-        self.request = request
-        self.response: Observed | None = None
-        self.outcome = INCOMPLETE
-        self.identifier: str | None = None
-        self.amount: Decimal | None = amount(request.req_amount)
-        self.currency = request.req_currency
-        self.transaction_type = request.req_type
-        self.status_details_code: str | None = None
-        self.error_type: str | None = None
-        self.referenced = request.referenced
-        self.abort_requested = False
-        self.update_count = 0
-        self.action_count = 0
-        self.latest_state: _State | None = None
-        self.window: _Window | None = None  # open while the latest update said abortable
-        self.action: _Action | None = None  # the action waiting for the POS
-        self.waited_us = 0  # time the server spent waiting for answers to actions
+    @property
+    def session_id(self) -> str:
+        return self.request.session_id
+
+    @property
+    def tag(self) -> str | None:
+        return self.request.tag
+
+    @property
+    def resource(self) -> str | None:
+        return self.request.resource
+
+    @property
+    def action_waits(self) -> bool:
+        return self.action is not None
+
+    @property
+    def updated(self) -> bool:
+        return self.latest_state is not None
 
     @property
     def abortable(self) -> bool:
@@ -178,7 +170,7 @@ class _Transaction(_Row):
             operation=self.operation,
             resource=self.resource,
             requested_at=Micros(request.at_us),
-            completed_at=Micros(response.at_us) if response else None,
+            completed_at=_at(response),
             outcome=self.outcome,
             transaction_identifier=self.identifier,
             amount=self.amount,
@@ -186,26 +178,27 @@ class _Transaction(_Row):
             abort_requested=self.abort_requested,
             update_count=self.update_count,
             action_count=self.action_count,
-            duration_ms=_ms(request.at_us, response.at_us) if response else None,
+            duration_ms=_between(request, response),
             transaction_type=self.transaction_type,
             status_details_code=self.status_details_code,
             error_type=self.error_type,
-            referenced_transaction_identifier=self.referenced,
+            referenced_transaction_identifier=request.referenced,
             request_seq=request.seq,
-            response_seq=response.seq if response else None,
+            response_seq=_seq(response),
         )
 
 
+@attrs.define(eq=False)
 class _State(_Row):
     # The transaction's key, not the transaction: no reference cycle, so a finished
     # transaction is freed at once instead of waiting for the garbage collector.
-    __slots__ = ("abortable", "key", "left_us", "update")
+    key: str
+    update: Observed
+    left_us: int | None = None
 
-    def __init__(self, key: str, update: Observed) -> None:
-        self.key = key
-        self.update = update
-        self.abortable = update.abortable == "true"
-        self.left_us: int | None = None
+    @property
+    def abortable(self) -> bool:
+        return self.update.abortable == "true"
 
     def row(self) -> TransactionStateRow:
         update = self.update
@@ -221,37 +214,33 @@ class _State(_Row):
         )
 
 
+@attrs.define(eq=False)
 class _Window(_Row):
-    __slots__ = ("closed", "key", "opened")  # the key, not the transaction: see _State
-
-    def __init__(self, key: str, opened: Observed) -> None:
-        self.key = key
-        self.opened = opened
-        self.closed: Observed | None = None
+    key: str  # the key, not the transaction: see _State
+    opened: Observed
+    closed: Observed | None = None
 
     def row(self) -> AbortWindowRow:
         opened, closed = self.opened, self.closed
         return AbortWindowRow(
             transaction_key=self.key,
             opened_at=Micros(opened.at_us),
-            closed_at=Micros(closed.at_us) if closed else None,
-            duration_ms=_ms(opened.at_us, closed.at_us) if closed else None,
+            closed_at=_at(closed),
+            duration_ms=_between(opened, closed),
             session_id=opened.session_id,
             opened_seq=opened.seq,
-            closed_seq=closed.seq if closed else None,
+            closed_seq=_seq(closed),
         )
 
 
+@attrs.define(eq=False)
 class _Action(_Row):
-    __slots__ = ("answer", "answered", "asked", "attempts", "name", "txn")
-
-    def __init__(self, txn: _Transaction, asked: Observed, name: str | None) -> None:
-        self.txn = txn
-        self.asked = asked
-        self.name = name
-        self.answered: Observed | None = None
-        self.answer: str | None = None
-        self.attempts = 0
+    txn: _Transaction
+    asked: Observed
+    name: str | None
+    answered: Observed | None = None
+    answer: str | None = None
+    attempts: int = 0
 
     def row(self) -> ActionWaitRow:
         asked, answered = self.asked, self.answered
@@ -259,25 +248,25 @@ class _Action(_Row):
             transaction_key=self.txn.key,
             action=self.name,
             asked_at=Micros(asked.at_us),
-            answered_at=Micros(answered.at_us) if answered else None,
+            answered_at=_at(answered),
             answer=self.answer,
-            wait_ms=_ms(asked.at_us, answered.at_us) if answered else None,
+            wait_ms=_between(asked, answered),
             session_id=self.txn.session_id,
             asked_seq=asked.seq,
-            answered_seq=answered.seq if answered else None,
+            answered_seq=_seq(answered),
             attempts=self.attempts,
         )
 
 
+@attrs.define(eq=False)
 class _Abort(_Row):
-    __slots__ = ("error_type", "request", "response", "txn", "was_abortable")
-
-    def __init__(self, txn: _Transaction | None, request: Observed) -> None:
-        self.txn = txn
-        self.request = request
-        self.was_abortable = txn is not None and txn.abortable
-        self.response: Observed | None = None
-        self.error_type: str | None = None
+    txn: _Transaction | None
+    request: Observed
+    was_abortable: bool = attrs.field(
+        default=attrs.Factory(lambda self: self.txn is not None and self.txn.abortable, True)
+    )
+    response: Observed | None = None
+    error_type: str | None = None
 
     def row(self) -> AbortRow:
         request, response = self.request, self.response
@@ -286,12 +275,12 @@ class _Abort(_Row):
             requested_at=Micros(request.at_us),
             was_abortable=self.was_abortable,
             response_status=response.status if response else None,
-            answered_at=Micros(response.at_us) if response else None,
+            answered_at=_at(response),
             session_id=request.session_id,
             tag=request.tag,
             error_type=self.error_type,
             request_seq=request.seq,
-            response_seq=response.seq if response else None,
+            response_seq=_seq(response),
         )
 
 
@@ -318,22 +307,23 @@ class _Session:
         self._open: dict[int, _Request] = {}  # by request seq, in arrival order
         self._tag_uses: dict[str | None, int] = {}
         self._keys: set[str] = set()
-        # Executes without a final response, by resource, oldest first. Usually one;
-        # more when the POS sent an execute while one was running (execute_while_busy).
-        self._in_flight: dict[str | None, list[_Transaction]] = {}
+        self._kinds = Kinds(self._dialect)
+        self._in_flight: InFlight[_Transaction] = InFlight()  # executes without a response
 
     # --- dispatch -------------------------------------------------------------------
 
     def feed(self, event: Observed) -> None:
         if event.kind == "malformed":
-            self._find(event, MALFORMED_MESSAGE, None, event.parse_note or "not a P3 message")
-        elif event.kind != "message" or event.msg_type is None:
+            self._find(event, Rule.MALFORMED_MESSAGE, None, event.parse_note or "not a P3 message")
             return
-        elif event.sender == "client" and event.msg_type.endswith("_REQUEST"):
+        if event.kind != "message":
+            return
+        kind = self._kinds.of(event.msg_type)
+        if event.sender == "client" and kind is Kind.REQUEST:
             self._on_request(event)
-        elif event.sender == "server" and event.msg_type.endswith("_RESPONSE"):
+        elif event.sender == "server" and kind is Kind.RESPONSE:
             self._on_response(event)
-        elif event.sender == "server" and event.msg_type.endswith(("_UPDATE", "_ACTION")):
+        elif event.sender == "server" and kind in (Kind.UPDATE, Kind.ACTION):
             self._on_progress(event)
 
     def close(self, event: Observed) -> None:
@@ -342,7 +332,7 @@ class _Session:
             txn = request.txn if request.abort is None and request.action is None else None
             self._find(
                 event,
-                MISSING_RESPONSE,
+                Rule.MISSING_RESPONSE,
                 request.txn,
                 f"{request.event.msg_type} (tag {request.event.tag}, seq {request.event.seq}) "
                 "had no response when the connection closed",
@@ -358,7 +348,7 @@ class _Session:
         uses = self._tag_uses.get(tag, 0) + 1
         self._tag_uses[tag] = uses
         request = _Request(event)
-        operation = _OPERATIONS.get(msg_type or "")
+        operation = OPERATIONS.get(msg_type or "")
         if operation is not None:
             request.txn = _Transaction(self._new_key(tag), event, operation)
             self._out.touch(request.txn)
@@ -367,17 +357,24 @@ class _Session:
             earlier = self._requests[tag].event
             self._find(
                 event,
-                TAG_REUSED,
+                Rule.TAG_REUSED,
                 request.txn,
                 f"tag {tag} was already used by {earlier.msg_type} at seq {earlier.seq}",
             )
         self._requests[tag] = request
         self._open[event.seq] = request
-        if msg_type == _EXECUTE:
-            self._on_execute(request)
-        elif msg_type == self._dialect.abort.request_type:
+        execute = request.txn if msg_type == EXECUTE else None
+        running = self._in_flight.request(tag, event.resource, execute)
+        if execute is not None and running:
+            self._find(
+                event,
+                Rule.EXECUTE_WHILE_BUSY,
+                execute,
+                f"{execute.resource} is still running {running[-1].key} (no final response yet)",
+            )
+        elif msg_type == self._kinds.abort:
             self._on_abort(request)
-        elif msg_type == _SIGNATURE:
+        elif msg_type == SIGNATURE:
             self._on_signature(request)
 
     def _new_key(self, tag: str | None) -> str:
@@ -391,41 +388,15 @@ class _Session:
         self._keys.add(key)
         return key
 
-    def _on_execute(self, request: _Request) -> None:
-        txn = request.txn
-        assert txn is not None
-        running = self._in_flight.setdefault(txn.resource, [])
-        if running:
-            self._find(
-                request.event,
-                EXECUTE_WHILE_BUSY,
-                txn,
-                f"{txn.resource} is still running {running[-1].key} (no final response yet)",
-            )
-        running.append(txn)
-
-    def _running(self, resource: str | None) -> _Transaction | None:
-        """The execute an abort or a signature on `resource` is about: the one whose
-        action waits, else the latest the server has sent an update for (an execute
-        sent while busy that was refused never got one), else the latest."""
-        running = self._in_flight.get(resource) or []
-        for txn in reversed(running):
-            if txn.action is not None:
-                return txn
-        for txn in reversed(running):
-            if txn.latest_state is not None:
-                return txn
-        return running[-1] if running else None
-
     def _on_abort(self, request: _Request) -> None:
         event = request.event
-        txn = self._abort_target(event)
+        txn = self._in_flight.abort_target(self._dialect.abort, event.resource, event.abort_tag)
         abort = _Abort(txn, event)
         request.abort, request.txn = abort, txn
         self._out.touch(abort)
         if txn is None:
             self._find(
-                event, ABORT_NOT_ABORTABLE, None, f"no execute in flight on {event.resource}"
+                event, Rule.ABORT_NOT_ABORTABLE, None, f"no execute in flight on {event.resource}"
             )
             return
         self._link(txn, event)
@@ -433,7 +404,7 @@ class _Session:
             state = txn.latest_state.update.state if txn.latest_state else None
             self._find(
                 event,
-                ABORT_NOT_ABORTABLE,
+                Rule.ABORT_NOT_ABORTABLE,
                 txn,
                 f"the latest update ({state or 'none yet'}) was not abortable "
                 "and no action was waiting",
@@ -444,21 +415,13 @@ class _Session:
             request.action = txn.action
             self._answer(txn.action, event, "abort")
 
-    def _abort_target(self, event: Observed) -> _Transaction | None:
-        rules = self._dialect.abort
-        if rules.correlation == "session_resource":
-            return self._running(event.resource)
-        named = self._requests.get(event.abort_tag)
-        txn = named.txn if named is not None and not named.answered else None
-        return txn if txn is not None and txn.operation == "execute" else None
-
     def _on_signature(self, request: _Request) -> None:
         event = request.event
-        txn = self._running(event.resource)
+        txn = self._in_flight.acted_on(event.resource)
         if txn is None or txn.action is None:
             self._find(
                 event,
-                SIGNATURE_WITHOUT_ACTION,
+                Rule.SIGNATURE_WITHOUT_ACTION,
                 txn,
                 f"no action was waiting on {event.resource}",
             )
@@ -479,7 +442,7 @@ class _Session:
     # --- server messages ------------------------------------------------------------
 
     def _on_response(self, event: Observed) -> None:
-        request = self._known_request(event, DUPLICATE_RESPONSE, "a second response")
+        request = self._known_request(event, Rule.DUPLICATE_RESPONSE, "a second response")
         if request is None:
             return
         request.answered = True
@@ -493,7 +456,7 @@ class _Session:
             self._finish(txn, event)
         if request.action is not None:  # a signature, or an abort, that answered an action
             self._reopen_if_refused(request.action, request.event, event)
-        self._latency(request, "response", event)
+        self._latency(request, Step.RESPONSE, event)
 
     def _on_abort_response(self, abort: _Abort, event: Observed) -> None:
         abort.response = event
@@ -520,9 +483,7 @@ class _Session:
         else:
             txn.learn(event)
             txn.outcome = event.tx_status or UNKNOWN
-        running = self._in_flight.get(txn.resource)
-        if running is not None and txn in running:
-            running.remove(txn)
+        self._in_flight.finish(txn)
         self._end_observation(txn, event)
 
     def _end_observation(self, txn: _Transaction, event: Observed) -> None:
@@ -538,21 +499,22 @@ class _Session:
         self._out.touch(txn)
 
     def _on_progress(self, event: Observed) -> None:
-        request = self._known_request(event, MESSAGE_AFTER_RESPONSE, "arrived after the response")
+        request = self._known_request(
+            event, Rule.MESSAGE_AFTER_RESPONSE, "arrived after the response"
+        )
         if request is None or request.txn is None or request.abort or request.action:
             return
         txn = request.txn
         self._link(txn, event)
         txn.learn(event)
-        if event.msg_type in _UPDATES:
+        step = self._kinds.step(event.msg_type, had_update=request.first_update)
+        if event.msg_type in UPDATES:
             self._on_update(txn, event)
-        elif event.msg_type == _ACTION:
-            self._on_action(request, event)
-        else:
-            return
-        if not request.first_update and event.msg_type in _UPDATES:
             request.first_update = True
-            self._latency(request, "first_update", event)
+        elif event.msg_type in ACTIONS:
+            self._on_action(txn, event)
+        if step is Step.FIRST_UPDATE or step is Step.ACTION:
+            self._latency(request, step, event)
 
     def _on_update(self, txn: _Transaction, event: Observed) -> None:
         state = _State(txn.key, event)
@@ -572,20 +534,17 @@ class _Session:
             self._out.touch(txn.window)
             txn.window = None
 
-    def _on_action(self, request: _Request, event: Observed) -> None:
-        txn = request.txn
-        assert txn is not None
+    def _on_action(self, txn: _Transaction, event: Observed) -> None:
         txn.action = _Action(txn, event, event.action)
         txn.action_count += 1
         self._out.touch(txn.action)
         self._out.touch(txn)
-        self._latency(request, "action", event)
 
-    def _known_request(self, event: Observed, after_rule: str, after: str) -> _Request | None:
+    def _known_request(self, event: Observed, after_rule: Rule, after: str) -> _Request | None:
         """The open request a server message belongs to, or None and a finding."""
         request = self._requests.get(event.tag)
         if request is None:
-            self._find(event, UNKNOWN_TAG, None, f"no request was sent with tag {event.tag}")
+            self._find(event, Rule.UNKNOWN_TAG, None, f"no request was sent with tag {event.tag}")
             return None
         if request.answered:
             self._find(
@@ -599,7 +558,7 @@ class _Session:
 
     # --- output ---------------------------------------------------------------------
 
-    def _latency(self, request: _Request, step: str, event: Observed) -> None:
+    def _latency(self, request: _Request, step: Step, event: Observed) -> None:
         start = request.event
         latency = (event.at_us - start.at_us) / 1000
         # The POS's share is the time actions waited for it, within its own transaction.
@@ -611,7 +570,7 @@ class _Session:
                 transaction_key=request.txn.key if request.txn else None,
                 tag=start.tag,
                 request_type=start.msg_type or "",
-                step=step,
+                step=step.value,
                 requested_at=Micros(start.at_us),
                 step_at=Micros(event.at_us),
                 latency_ms=latency,
@@ -625,9 +584,9 @@ class _Session:
     def _link(self, txn: _Transaction, event: Observed) -> None:
         self._out.add(TransactionEventRow(txn.key, self._session_id, event.seq))
 
-    def _find(self, event: Observed, rule: str, txn: _Transaction | None, detail: str) -> None:
+    def _find(self, event: Observed, rule: Rule, txn: _Transaction | None, detail: str) -> None:
         self._out.add(
-            FindingRow(self._session_id, txn.key if txn else None, event.seq, rule, detail)
+            FindingRow(self._session_id, txn.key if txn else None, event.seq, rule.value, detail)
         )
 
 

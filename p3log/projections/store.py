@@ -35,7 +35,7 @@ from p3log.store.index import indexed_head, query_one, query_scalar
 logger = logging.getLogger("p3log")
 
 # Bump when the fold's rules or the tables change: stores projected before rebuild.
-PROJECTION_VERSION = 1
+PROJECTION_VERSION = 2  # 2: issue 12, requests and responses by the dialect's kinds
 # Events folded per transaction: bounds the rows one insert holds in memory.
 CHUNK_EVENTS = 50_000
 

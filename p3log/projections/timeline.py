@@ -38,7 +38,8 @@ from p3log.projections.rows import (
 )
 from p3log.projections.store import projected_state
 from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect
-from p3log.protocol.model import MessageType, status_is_error
+from p3log.protocol.kinds import SIGNATURE, TRANSACTION_REQUESTS, TRANSACTION_RESPONSES
+from p3log.protocol.model import status_is_error
 from p3log.store.errors import StoreError
 
 __all__ = [
@@ -385,10 +386,10 @@ def summarize(event: Observed, envelope: dict[str, Any] | None = None) -> str:
         if status_is_error(event.status):
             return _join(event.status, event.error_type)
         status = event.tx_status
-        if status is None and msg_type in _TRANSACTION_RESPONSES:
+        if status is None and msg_type in TRANSACTION_RESPONSES:
             status = UNKNOWN
         return _join(event.status, status)
-    if msg_type in (_EXECUTE, _AMEND):
+    if msg_type in TRANSACTION_REQUESTS:
         return _join(
             event.req_type,
             money(amount(event.req_amount), event.req_currency),
@@ -396,17 +397,9 @@ def summarize(event: Observed, envelope: dict[str, Any] | None = None) -> str:
         )
     if event.abort_tag is not None:
         return f"aborts tag {event.abort_tag}"
-    if msg_type == _SIGNATURE:
+    if msg_type == SIGNATURE:
         return "sign on receipt" if event.sign_on_receipt == "true" else "signature"
     return ""
-
-
-_EXECUTE = MessageType.EXECUTE_TRANSACTION_REQUEST.value
-_AMEND = MessageType.AMEND_TRANSACTION_REQUEST.value
-_SIGNATURE = MessageType.SUBMIT_SIGNATURE_REQUEST.value
-_TRANSACTION_RESPONSES = frozenset(
-    {MessageType.EXECUTE_TRANSACTION_RESPONSE.value, MessageType.AMEND_TRANSACTION_RESPONSE.value}
-)
 
 
 def _lifecycle(kind: str, details: dict[str, Any]) -> str:

@@ -8,8 +8,10 @@ Alignment
 ---------
 Each session is cut into *operations* (`operations`): a POS request and the server
 messages carrying its tag (updates, actions, the response). An abort or a signature
-belongs to the transaction it acts on (the latest execute on its resource, or, under
-`body_tag` abort correlation, the execute whose tag it quotes), so its key names
+belongs to the transaction it acts on (the rule the projections keep too, in
+`p3log/protocol/correlation.py`: of the executes in flight on its resource, the one
+whose action waits, else the latest with an update, else the latest; under
+`body_tag` abort correlation, the execute in flight whose tag it quotes), so its key names
 that transaction: `EXECUTE_TRANSACTION_REQUEST #2 / ABORT_TRANSACTION_REQUEST #1`.
 Other requests count by type: the first execute of A is aligned with the first
 execute of B, the login with the login, the second amend with the second amend.
@@ -53,8 +55,10 @@ from rich.table import Table
 from rich.text import Text
 
 from p3log.protocol import jsontext
+from p3log.protocol.correlation import InFlight
 from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect
-from p3log.protocol.model import body_key
+from p3log.protocol.kinds import ACTIONS, EXECUTE, SIGNATURE, UPDATES, Kind, Kinds, Step
+from p3log.protocol.model import body_key, status_is_error
 from p3log.replay.normalise import (
     ABSENT,
     VOLATILE,
@@ -99,9 +103,7 @@ class DiffFormat(StrEnum):
 
 
 UNATTRIBUTED = "(unattributed)"
-EXECUTE = "EXECUTE_TRANSACTION_REQUEST"
-SIGNATURE = "SUBMIT_SIGNATURE_REQUEST"
-STEPS = ("first_update", "action_answer", "response")
+STEPS: tuple[str, ...] = (Step.FIRST_UPDATE, Step.ACTION_ANSWER, Step.RESPONSE)
 
 
 # --- operations ----------------------------------------------------------------------
@@ -116,54 +118,58 @@ class Operation:
     parent: str | None = None  # the transaction's key, for an abort or a signature
 
 
-@attrs.define
+@attrs.define(eq=False)  # compared by identity: `InFlight` looks operations up
 class _Building:
     key: str
     messages: list[RecordedMessage]
     parent: _Building | None = None
     children: Counter[str] = attrs.field(factory=Counter)
+    answered: bool = False  # its response arrived
+    # For an execute, what `InFlight` asks (see p3log/protocol/correlation.py).
+    action_waits: bool = False
+    updated: bool = False
+    answer: _Building | None = None  # the latest request that answered its action
 
 
 def operations(session: RecordedSession, dialect: Dialect = DEFAULT_DIALECT) -> list[Operation]:
     """`session` cut into operations, in the order their requests were sent (see the
     module doc); the unattributed messages, if any, come last."""
-    abort_type = dialect.abort.request_type
-    abort_body = body_key(abort_type)
+    kinds = Kinds(dialect)
+    abort_body = body_key(kinds.abort)
     built: list[_Building] = []
     by_tag: dict[str, _Building] = {}
-    latest_execute: dict[str | None, _Building] = {}
+    in_flight: InFlight[_Building] = InFlight()
     counts: Counter[str] = Counter()
     other: list[RecordedMessage] = []
     for message in session.messages:
         msg_type = message.msg_type
-        is_request = (
-            message.sender == "client"
-            and msg_type is not None
-            and (msg_type.endswith("_REQUEST") or msg_type == abort_type)
-        )
-        if is_request:
+        if message.sender == "client" and kinds.of(msg_type) is Kind.REQUEST:
             assert msg_type is not None
+            operation = _Building("", [message])
+            execute = operation if msg_type == EXECUTE else None
+            in_flight.request(message.tag, message.resource, execute)
             parent = None
-            if msg_type in (abort_type, SIGNATURE):
+            if msg_type == kinds.abort:
                 quoted = _quoted_tag(message.payload, abort_body, dialect.abort.tag_key)
-                if msg_type == abort_type and dialect.abort.correlation == "body_tag":
-                    parent = by_tag.get(quoted) if quoted is not None else None
-                else:
-                    parent = latest_execute.get(message.resource)
+                parent = in_flight.abort_target(dialect.abort, message.resource, quoted)
+            elif msg_type == SIGNATURE:
+                parent = in_flight.acted_on(message.resource)
             if parent is not None:
                 parent.children[msg_type] += 1
-                key = f"{parent.key} / {msg_type} #{parent.children[msg_type]}"
+                operation.key = f"{parent.key} / {msg_type} #{parent.children[msg_type]}"
+                operation.parent = parent
+                if parent.action_waits:
+                    parent.action_waits, parent.answer = False, operation
             else:
                 counts[msg_type] += 1
-                key = f"{msg_type} #{counts[msg_type]}"
-            operation = _Building(key, [message], parent)
+                operation.key = f"{msg_type} #{counts[msg_type]}"
             built.append(operation)
             if message.tag is not None:
                 by_tag[message.tag] = operation
-            if msg_type == EXECUTE:
-                latest_execute[message.resource] = operation
         elif message.sender == "server" and message.tag is not None and message.tag in by_tag:
-            by_tag[message.tag].messages.append(message)
+            operation = by_tag[message.tag]
+            operation.messages.append(message)
+            _server_said(kinds, in_flight, operation, message)
         else:
             other.append(message)
     found = [
@@ -172,6 +178,39 @@ def operations(session: RecordedSession, dialect: Dialect = DEFAULT_DIALECT) -> 
     if other:
         found.append(Operation(UNATTRIBUTED, tuple(other)))
     return found
+
+
+def _server_said(
+    kinds: Kinds, in_flight: InFlight[_Building], operation: _Building, message: RecordedMessage
+) -> None:
+    """What a server message for `operation` changes in the executes in flight."""
+    if operation.answered:
+        return
+    msg_type = message.msg_type
+    is_execute = operation.messages[0].msg_type == EXECUTE
+    if is_execute and msg_type in UPDATES:
+        operation.updated = True
+    elif is_execute and msg_type in ACTIONS:
+        operation.action_waits = True
+    elif kinds.of(msg_type) is Kind.RESPONSE:
+        operation.answered = True
+        parent = operation.parent
+        if is_execute:
+            in_flight.finish(operation)
+            operation.action_waits = False
+        elif (
+            parent is not None
+            and parent.answer is operation
+            and not parent.answered
+            and _refused(message)
+        ):
+            # A refused answer leaves the action open: the POS may answer again.
+            parent.action_waits, parent.answer = True, None
+
+
+def _refused(message: RecordedMessage) -> bool:
+    status = message.payload.get("status") if message.payload is not None else None
+    return status_is_error(status if isinstance(status, str) else None)
 
 
 def _quoted_tag(payload: dict[str, Any] | None, body_name: str, key: str) -> str | None:
@@ -286,6 +325,7 @@ def latency_samples(
     session: RecordedSession, dialect: Dialect = DEFAULT_DIALECT
 ) -> list[LatencySample]:
     """Every step of every request of `session` (see the module doc)."""
+    kinds = Kinds(dialect)
     found: list[LatencySample] = []
     ops = operations(session, dialect)
     children: dict[str, list[Operation]] = {}
@@ -297,19 +337,24 @@ def latency_samples(
             continue
         request, rest = op.messages[0], op.messages[1:]
         request_type = request.msg_type or ""
-        update = next((m for m in rest if _suffix(m, "_UPDATE")), None)
-        if update is not None:
-            found.append(LatencySample("first_update", request_type, _ms(request, update)))
-        response = next((m for m in rest if _suffix(m, "_RESPONSE")), None)
-        if response is not None:
-            found.append(LatencySample("response", request_type, _ms(request, response)))
         answers = [child.messages[0] for child in children.get(op.key, [])]
-        for action in (m for m in rest if _suffix(m, "_ACTION")):
-            answer = next((a for a in answers if a.at_ns >= action.at_ns), None)
-            if answer is not None:
-                found.append(
-                    LatencySample("action_answer", answer.msg_type or "", _ms(action, answer))
-                )
+        had_update = had_response = False
+        for message in rest:
+            step = kinds.step(message.msg_type, had_update=had_update)
+            if step is Step.FIRST_UPDATE:
+                had_update = True
+                found.append(LatencySample(step, request_type, _ms(request, message)))
+            elif step is Step.RESPONSE and not had_response:
+                had_response = True
+                found.append(LatencySample(step, request_type, _ms(request, message)))
+            elif step is Step.ACTION:
+                answer = next((a for a in answers if a.at_ns >= message.at_ns), None)
+                if answer is not None:
+                    found.append(
+                        LatencySample(
+                            Step.ACTION_ANSWER, answer.msg_type or "", _ms(message, answer)
+                        )
+                    )
     return found
 
 
@@ -328,10 +373,6 @@ def compare_latencies(a: Iterable[LatencySample], b: Iterable[LatencySample]) ->
     order = {step: index for index, step in enumerate(STEPS)}
     keys = sorted(grouped, key=lambda key: (order.get(key[0], len(order)), key[0], key[1]))
     return [LatencyStat(*key, stats(grouped[key][0]), stats(grouped[key][1])) for key in keys]
-
-
-def _suffix(message: RecordedMessage, suffix: str) -> bool:
-    return message.sender == "server" and (message.msg_type or "").endswith(suffix)
 
 
 def _ms(start: RecordedMessage, end: RecordedMessage) -> float:

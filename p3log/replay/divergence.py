@@ -17,6 +17,7 @@ import attrs
 
 from p3log.protocol import jsontext
 from p3log.protocol.dialect import Dialect
+from p3log.protocol.kinds import Kinds
 from p3log.replay.normalise import Difference, VolatilePaths, first_difference, normalise
 from p3log.replay.recording import RecordedMessage
 
@@ -174,11 +175,8 @@ def error_reply(arrived: dict[str, Any] | None, dialect: Dialect, message: str) 
     """
     if arrived is None or not isinstance(msg_type := arrived.get("type"), str):
         return None
-    if msg_type == dialect.abort.request_type:
-        response_type = dialect.abort.response_type
-    elif msg_type.endswith("_REQUEST") and len(msg_type) > len("_REQUEST"):
-        response_type = msg_type.removesuffix("_REQUEST") + "_RESPONSE"
-    else:
+    response_type = Kinds(dialect).response_to(msg_type)
+    if response_type is None:
         return None
     tag = arrived.get("tag")
     reply: dict[str, Any] = {"type": response_type, "tag": tag if isinstance(tag, str) else None}

@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 
 from p3log.protocol.dialect import Dialect
+from p3log.protocol.kinds import Kinds
 from p3log.protocol.model import Body, Message, P3Error
 
 __all__ = ["GENERIC_ERROR_TYPE", "Problem", "error_reply", "ok_reply", "response_type"]
@@ -46,11 +47,7 @@ class Problem:
 
 def response_type(msg_type: str, dialect: Dialect) -> str:
     """The response that answers `msg_type`; `ERROR_RESPONSE` when it is no request."""
-    if msg_type == dialect.abort.request_type:
-        return dialect.abort.response_type
-    if msg_type.endswith("_REQUEST") and len(msg_type) > len("_REQUEST"):
-        return msg_type.removesuffix("_REQUEST") + "_RESPONSE"
-    return GENERIC_ERROR_TYPE
+    return Kinds(dialect).response_to(msg_type) or GENERIC_ERROR_TYPE
 
 
 @attrs.frozen

@@ -6,57 +6,11 @@ in memory: the test writes the server's bytes itself.
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import trio
 
 from p3log.client import InvalidParameter, P3Client, ProtocolViolation
-from p3log.net.channel import ChannelClosed
-
-
-class ScriptedPeer:
-    """A `Channel` whose server side is the test: `client_sent` and `server_sends`."""
-
-    def __init__(self) -> None:
-        self._to_client_send, self._to_client = trio.open_memory_channel[bytes](16)
-        self.client_sent_channel, self._from_client = trio.open_memory_channel[bytes](16)
-
-    @property
-    def peer(self) -> str:
-        return "memory"
-
-    async def send(self, data: bytes) -> None:
-        await self.client_sent_channel.send(data)
-
-    async def receive(self) -> bytes:
-        try:
-            return await self._to_client.receive()
-        except trio.EndOfChannel:
-            raise ChannelClosed(1000, "peer closed") from None
-
-    async def aclose(self, code: int = 1000, reason: str = "") -> None:
-        self._to_client_send.close()
-
-    async def next_request(self) -> dict[str, object]:
-        request = json.loads(await self._from_client.receive())
-        assert isinstance(request, dict)
-        return request
-
-    async def server_sends(self, **message: object) -> None:
-        await self._to_client_send.send(json.dumps(message).encode())
-
-    async def server_sends_raw(self, data: bytes) -> None:
-        await self._to_client_send.send(data)
-
-
-def login_response(tag: object) -> dict[str, object]:
-    return {
-        "type": "LOGIN_MERCHANT_RESPONSE",
-        "tag": tag,
-        "status": "OK",
-        "loginMerchantResponse": {"devices": [{"resource": "devices/r"}]},
-    }
+from tests.client.scripted import ScriptedPeer, login_response
 
 
 async def test_stray_messages_are_recorded_and_the_reader_carries_on() -> None:
@@ -76,8 +30,8 @@ async def test_stray_messages_are_recorded_and_the_reader_carries_on() -> None:
         assert [v.rule for v in client.violations] == [
             "unknown_tag",
             "no_tag",
-            "malformed",
-            "after_final_response",
+            "malformed_message",
+            "message_after_response",
         ]
         assert client.violations[0].tag == "nobody-asked"
         assert client.violations[2].data == b"{not json"
@@ -116,7 +70,7 @@ async def test_a_malformed_response_fails_the_request() -> None:
             ProtocolViolation, match=r"loginMerchantResponse\.devices: expected array"
         ):
             await client.login("m", "s")
-        assert [v.rule for v in client.violations] == ["malformed"]
+        assert [v.rule for v in client.violations] == ["malformed_message"]
 
 
 async def test_an_error_answer_of_another_type_raises_its_error() -> None:
