@@ -85,7 +85,7 @@ _NESTED_ESCAPE: Final = b"\\\\u"  # an escaped backslash before u: an escape one
 
 # An escaped backslash (so that what follows it is not read as an escape), or an escape
 # that spells an ASCII character.
-_ESCAPE: Final = re.compile(rb"\\\\|\\u(00[0-7][0-9a-fA-F])")
+_ESCAPE: Final = re.compile(rb"\\\\|\\/|\\u(00[0-7][0-9a-fA-F])")
 _SHORT_ESCAPES: Final = {8: b"\\b", 9: b"\\t", 10: b"\\n", 12: b"\\f", 13: b"\\r"}
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")
 
@@ -436,8 +436,8 @@ def _decode_escapes(raw: bytes, budget: Budget) -> bytes:
 
 def _canonical_escape(match: re.Match[bytes]) -> bytes:
     code = match.group(1)
-    if code is None:
-        return match.group()  # an escaped backslash stays one
+    if code is None:  # an escaped backslash stays one; an escaped solidus is one
+        return b"/" if match.group() == b"\\/" else match.group()
     return _canonical_char(int(code, 16))
 
 
@@ -453,10 +453,13 @@ def _canonical_char(code: int) -> bytes:
 
 def _blank_escapes(data: bytes) -> bytes:
     """`data` with every escape sequence blanked, same length: a quote left is a real one,
-    and an escape's letters and hex digits are not mistaken for text."""
+    and an escape's letters and hex digits are not mistaken for text. A backslash that
+    starts no JSON escape (`\\4`, `\\*`, one before a newline) is blanked alone: what
+    follows it is what a reader sees (a digit of a card number, the end of a comment)."""
     view = data.replace(b"\\\\", b"\x01\x01")
     view = re.sub(rb"\\u[0-9a-fA-F]{4}", b"\x01" * 6, view)
-    return re.sub(rb"\\.", b"\x01\x01", view, flags=re.DOTALL)
+    view = re.sub(rb'\\["/bfnrt]', b"\x01\x01", view)
+    return view.replace(b"\\", b"\x01")
 
 
 def _blank_comments(view: bytes, budget: Budget) -> bytes:

@@ -6,6 +6,7 @@ also with JSON escapes decoded one and two levels down)."""
 from __future__ import annotations
 
 import json
+from urllib.parse import unquote_plus
 
 import pytest
 
@@ -263,6 +264,95 @@ def test_handshake_credentials_are_redacted_in_path_url_headers_and_subprotocols
     # Recorded again (an import), the event is as it was.
     again = door.lifecycle_body("s2", "connection_opened", bodies[0].payload.encode(), STAMP)
     assert (again.payload, again.redactions) == (bodies[0].payload, ())
+
+
+def test_a_secret_reused_with_an_escaped_solidus_is_replaced(door: Door) -> None:
+    # JSON readers read `\/` as `/`: "ab\/cd" is the secret "ab/cd".
+    secret = "hunter2/xyzzy"
+    login = message(
+        door, b'{"type": "L", "merchantSecret": "hunter2/xyzzy", "id": "hunter2\\/xyzzy"}'
+    )
+    later = message(door, b'{"type": "M", "tag": "hunter2\\/xyzzy"}')
+
+    for body in (login, later):
+        assert_hidden(texts_of(body), secret, None)
+    assert "secret_reuse" in later.redactions
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        # a backslash ends a line comment: the lenient reader reads the next line
+        b'{"type": "X", // c \\\n"merchantSecret": "SECRET", "n": "PAN"}',
+        # `\*/` ends a block comment for the lenient reader
+        b'{"type": "X", /* a \\*/ "merchantSecret": "SECRET", "n": "PAN" /* */}',
+        # a backslash that starts no escape, before a card number, in bytes that are not JSON
+        b'C:\\PAN and {"n": "\\PAN"}',
+    ],
+    ids=["line-comment-backslash", "block-comment-backslash-star", "backslash-digit"],
+)
+def test_a_backslash_that_starts_no_escape_hides_nothing(door: Door, data: bytes) -> None:
+    body = message(door, data.replace(b"SECRET", SECRET.encode()).replace(b"PAN", PAN.encode()))
+
+    hidden(body)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"/p3#merchantSecret={SECRET}",  # a fragment in the request target
+        f"/p3?x=1#a=2&merchant_secret={SECRET}",
+        # a marker look-alike in front of the value is no marker
+        f"/p3?merchantSecret=[REDACTED x hmac-sha256:{'0' * 32}]{SECRET}",
+    ],
+    ids=["fragment", "fragment-parameters", "marker-prefix"],
+)
+def test_a_secret_in_a_fragment_or_behind_a_marker_look_alike_is_redacted(
+    door: Door, path: str
+) -> None:
+    headers = [["Referer", f"http://pos{path}"]]
+    opened = {"path": path, "headers": headers}
+    bodies = [
+        door.lifecycle_body("s1", "connection_opened", opened, STAMP),
+        door.lifecycle_body("s1", "upstream_connected", {"url": f"ws://up{path}"}, STAMP),
+    ]
+
+    for body in bodies:
+        hidden(body)
+        assert "merchant_secret" in body.redactions
+
+
+def test_a_secret_reused_percent_encoded_in_the_handshake_is_replaced(door: Door) -> None:
+    # A public client sends one value as identifier and secret, here percent-encoded
+    # differently each time; a URL reader sees the secret in both.
+    path = "/p3?merchantId=s3cr%65t-v%61lue&merchantSecret=s3cret-valu%65&note=x+s3cret-value"
+    bodies = [
+        door.lifecycle_body("s1", "connection_opened", {"path": path}, STAMP),
+        door.lifecycle_body(
+            "s1", "upstream_connected", {"url": "ws://up/?id=s3cret%2Dvalue"}, STAMP
+        ),
+    ]
+
+    for body in bodies:
+        assert body.payload is not None
+        recorded = json.loads(body.payload)
+        query = unquote_plus(recorded.get("path") or recorded["url"])
+        assert "s3cret-value" not in query
+        assert "secret_reuse" in body.redactions
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-Merchant-Secret": [SECRET]},  # one header, several values (an imported event)
+        [["X-Merchant-Secret", SECRET, SECRET]],
+    ],
+    ids=["dict-of-lists", "name-and-values"],
+)
+def test_a_credential_header_with_several_values_is_redacted(door: Door, headers: object) -> None:
+    details = json.dumps({"path": "/", "headers": headers}).encode()
+
+    hidden(door.lifecycle_body("s1", "connection_opened", details, STAMP))
 
 
 # -- fail closed, and what is kept ----------------------------------------------------------
