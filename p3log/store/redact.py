@@ -175,13 +175,60 @@ class Redactor:
     def redact(self, raw: bytes, known: Iterable[str] = ()) -> Redacted:
         """Redact one message as received; any bytes at all, never raises.
 
-        `known` are merchant secrets seen earlier in the same session."""
-        redaction = _Pass(self, known, Budget(), 0)
+        `known` are merchant secrets seen earlier in the same session. Bytes that a JSON
+        reader would read as UTF-16 or UTF-32 text (`json.loads` of bytes does) are
+        also redacted as that text, in their own encoding."""
+        known = tuple(known)
+        budget = Budget()
+        passes: list[_Pass] = []
         try:
-            return redaction.run(raw)
+            data, rules = raw, set()
+            encoding = _wide_encoding(raw)
+            if encoding is not None:
+                passes.append(_Pass(self, known, budget, 0))
+                wide = _redact_wide(passes[-1], raw, encoding)
+                if wide is not None:
+                    data, rules = wide.data, set(wide.rules)
+            found = [secret for done in passes for secret in done.found]
+            passes.append(_Pass(self, [*known, *found], budget, 0))
+            result = passes[-1].run(data)
         except OverBudget:
             # The secrets found before the budget ran out are still remembered.
-            return unchecked(len(raw), tuple(redaction.found))
+            return unchecked(len(raw), tuple(s for done in passes for s in done.found))
+        secrets = tuple(dict.fromkeys(s for done in passes for s in done.found))
+        return Redacted(result.data, tuple(sorted(rules | set(result.rules))), secrets)
+
+
+def _wide_encoding(raw: bytes) -> str | None:
+    """The UTF-16 or UTF-32 encoding a JSON reader would read `raw` in (RFC 7159's rule,
+    as `json.detect_encoding`), with the byte order a BOM gives; None for UTF-8."""
+    if len(raw) < 2 or (raw[0] and raw[1] and not raw.startswith((b"\xff\xfe", b"\xfe\xff"))):
+        return None
+    encoding = json.detect_encoding(raw)
+    if encoding == "utf-16":
+        return "utf-16-le" if raw.startswith(b"\xff\xfe") else "utf-16-be"
+    if encoding == "utf-32":
+        return "utf-32-le" if raw.startswith(b"\xff\xfe\0\0") else "utf-32-be"
+    return None if encoding.startswith("utf-8") else encoding
+
+
+def _redact_wide(redaction: _Pass, raw: bytes, encoding: str) -> Redacted | None:
+    """`raw` redacted as the UTF-16 or UTF-32 text it spells (None if it spells none, or
+    nothing in it needed redacting); a trailing partial code unit is kept."""
+    unit = 4 if "32" in encoding else 2
+    cut = len(raw) - len(raw) % unit
+    try:
+        text = raw[:cut].decode(encoding, "surrogatepass")
+    except UnicodeDecodeError:
+        return None
+    result = redaction.run(text.encode("utf-8", "surrogatepass"))
+    if not result.rules:
+        return None
+    try:
+        wide = result.data.decode("utf-8", "surrogatepass").encode(encoding, "surrogatepass")
+    except UnicodeError:  # cannot be written back in its encoding: fail closed
+        return unchecked(len(raw))
+    return Redacted(wide + raw[cut:], result.rules)
 
 
 def unchecked(size: int, secrets: tuple[str, ...] = ()) -> Redacted:

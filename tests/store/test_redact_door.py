@@ -103,6 +103,22 @@ def test_bytes_that_are_not_utf8_are_redacted_too(door: Door) -> None:
 
 
 @pytest.mark.parametrize(
+    "encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"]
+)
+def test_json_in_utf16_or_utf32_is_redacted_in_its_encoding(door: Door, encoding: str) -> None:
+    # RFC 7159 JSON may be UTF-16 or UTF-32, and `json.loads` of bytes reads it so.
+    document = {"type": "X", "merchantSecret": SECRET, "n": PAN, "note": f"card {PAN}"}
+    data = json.dumps(document).encode(encoding) + b"\0"  # a partial code unit after it
+    body = message(door, data)
+
+    assert body.raw is not None
+    read = json.loads(body.raw[: len(body.raw) - 1])
+    assert_hidden(iter([json.dumps(read, ensure_ascii=False)]), SECRET, PAN)
+    assert read["merchantSecret"].startswith("[REDACTED merchantSecret hmac-sha256:")
+    assert body.redactions == ("merchant_secret", "pan")
+
+
+@pytest.mark.parametrize(
     "number", [PAN, f"{PAN}.0", f"-{PAN}", "4.111111111111111e15", "41111111111111.11E2"]
 )
 def test_a_card_number_sent_as_a_json_number_is_masked(door: Door, number: str) -> None:
