@@ -194,3 +194,46 @@ async def test_a_fragment_and_backslashes_that_start_no_escape_leave_nothing_at_
 
     assert search_everything(store, export_both(store, tmp_path)) >= 4
     assert {"merchant_secret", "pan", "handshake_credential"} <= recorded_rules(store)
+
+
+async def test_utf16_json_and_an_escaped_solidus_over_tcp_leave_nothing_at_rest(
+    tmp_path: Path,
+) -> None:
+    store = tmp_path / "store"
+    secret = SECRET + "/x"
+    login = {"type": "LOGIN_MERCHANT_REQUEST", "tag": "l1", "merchantSecret": secret}
+    frames = [
+        json.dumps(login).encode(),
+        # the secret again with `\/` for `/`, which JSON readers read as `/`
+        json.dumps({"type": "X", "tag": secret}).replace("/", "\\/").encode(),
+        # RFC 7159 JSON in UTF-16 and UTF-32, which `json.loads` of bytes reads
+        json.dumps({"type": "X", "merchantSecret": SECRET, "n": PAN}).encode("utf-16"),
+        json.dumps({"type": "X", "note": f"card {PAN}"}).encode("utf-32-le"),
+    ]
+    async with tcp_echo_upstream() as upstream_port:
+        tap = start_tap(store, f"tcp://127.0.0.1:{upstream_port}", "--transport", "tcp")
+        try:
+            stream = await trio.open_tcp_stream("127.0.0.1", tap.port)
+            decoder = FrameDecoder()
+            for frame in frames:
+                await stream.send_all(encode_frame(frame))
+                with trio.fail_after(20):
+                    while decoder.next_frame() is None:
+                        decoder.receive_data(await stream.receive_some(1 << 20))
+            await stream.aclose()
+        finally:
+            assert tap.stop() == 0
+
+    exports = export_both(store, tmp_path)
+    assert search_everything(store, exports) >= 4
+    raws = []
+    for line in (exports[0]).read_text().splitlines():
+        if encoded := json.loads(line).get("raw_b64"):
+            raws.append(base64.b64decode(encoded))
+    wide = [raw.decode(encoding, "replace") for raw in raws for encoding in ("utf-16", "utf-32")]
+    for text in [*wide, *(raw.decode("latin-1") for raw in raws)]:
+        assert_hidden(unescaped(text), secret, PAN)
+        assert_hidden(unescaped(text), SECRET, PAN)
+    with duckdb.connect(str(store / "index.duckdb"), read_only=True) as con:
+        tags = [row[0] for row in con.execute("SELECT tag FROM events").fetchall()]
+    assert secret not in tags
