@@ -92,6 +92,8 @@ _SURROGATE: Final = re.compile("[\ud800-\udfff]")
 # A bare value: a number, true, null, or in malformed bytes anything up to the next delimiter.
 _BARE_VALUE: Final = re.compile(rb'[^\s,{}\[\]"](?:[^,{}\[\]"\r\n]*[^\s,{}\[\]"])?')
 _STRING_OR_BRACKET: Final = re.compile(rb'"[^"]*"?|[\[\]{}]')
+# In the view (no escaped quotes): a string, or a comment as the lenient reader reads one.
+_COMMENT_OR_STRING: Final = re.compile(rb'"[^"]*"|//[^\n]*|/\*.*?\*/', re.DOTALL)
 _NUMBER: Final = re.compile(rb"-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _TIMESTAMP_KEY_BEFORE: Final = re.compile(
     rb'"(' + b"|".join(k.encode() for k in sorted(TIMESTAMP_KEYS)) + rb')"[ \t\r\n]*:[ \t\r\n]*"?\Z'
@@ -286,9 +288,12 @@ class _Pass:
             edits += self._nested(data, structure, quotes, _NESTED_ESCAPE, secret_spans)
         edits += self._reused_secrets(data, quotes, secret_spans)
         edits += _card_edits(data, view, quotes, self._budget)
-        # A reused secret is not looked for inside markers (it may be a word of one); card
-        # numbers are, since a marker's look-alike could carry one.
-        edits = [e for e in edits if e.rule != SECRET_REUSE_RULE or not _overlaps(e, protected)]
+        if _SECRET_WORD in lowered and structure is not view:
+            edits += self._commented_secrets(view, structure)
+        # A reused secret is not looked for in a marker's words (it may be one of them);
+        # card numbers are, since a marker's look-alike could carry one, and so is a
+        # secret in its hex digits, which then replaces the whole look-alike.
+        edits = [edit for e in edits if (edit := _outside_markers(e, protected)) is not None]
         if not edits:
             return Redacted(raw, (), tuple(self.found))
         merged, rules = _merged(data, edits)
@@ -317,6 +322,23 @@ class _Pass:
             self.found.append(secret)
             marker = json.dumps(self._redactor.marker(secret)).encode()
             yield _Edit(start, end, marker, MERCHANT_SECRET_RULE)
+
+    def _commented_secrets(self, view: bytes, structure: bytes) -> Iterator[_Edit]:
+        """A merchant-secret key inside a comment (which a lenient reader skips, but the
+        raw bytes keep): the rest of that comment becomes the marker of what it holds."""
+        self._budget.spend(view.count(b'"') // 16)
+        for comment in _COMMENT_OR_STRING.finditer(view):
+            text = comment.group()
+            if text.startswith(b'"') or _SECRET_KEY.search(text) is None:
+                continue
+            key = _SECRET_KEY.search(text)
+            assert key is not None
+            start = comment.start() + key.end()
+            end = comment.end() - 2 if text.startswith(b"/*") else comment.end()
+            if end > start:
+                held = view[start:end].decode("utf-8", "surrogateescape")
+                marker = json.dumps(self._redactor.marker(held.strip(" :\t\r\n"))).encode()
+                yield _Edit(start, end, b" " + marker + b" ", MERCHANT_SECRET_RULE)
 
     def _nested(
         self,
@@ -717,8 +739,17 @@ def _luhn_valid(digits: bytes) -> bool:
     return total % 10 == 0
 
 
-def _overlaps(edit: _Edit, spans: list[tuple[int, int]]) -> bool:
-    return any(start < edit.end and edit.start < end for start, end in spans)
+def _outside_markers(edit: _Edit, markers: list[tuple[int, int]]) -> _Edit | None:
+    """A reused secret's edit as it applies around markers: dropped where it matches a
+    marker's words, the whole marker where it touches the marker's 32 hex digits."""
+    if edit.rule != SECRET_REUSE_RULE:
+        return edit
+    for start, end in markers:
+        if start < edit.end and edit.start < end:
+            if edit.end <= end - 33:  # within "[REDACTED <name> hmac-sha256:"
+                return None
+            return _Edit(start, end, edit.replacement.strip(b'"'), SECRET_REUSE_RULE)
+    return edit
 
 
 def _merged(data: bytes, edits: list[_Edit]) -> tuple[list[_Edit], set[str]]:

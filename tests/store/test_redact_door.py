@@ -313,6 +313,30 @@ def test_a_backslash_that_starts_no_escape_hides_nothing(door: Door, data: bytes
     hidden(body)
 
 
+def test_a_secret_in_a_marker_look_alike_replaces_the_look_alike(door: Door) -> None:
+    # A hex secret is a marker's hex digits, as far as a look-alike goes.
+    secret = "deadbeef4242"
+    look_alike = f"[REDACTED merchantSecret hmac-sha256:{secret}{'0' * 20}]"
+    message(door, json.dumps({"type": "L", "merchantSecret": secret}).encode())
+    body = message(door, json.dumps({"type": "X", "tag": look_alike, "a": "REDACTED"}).encode())
+
+    assert_hidden(texts_of(body), secret, None)
+    assert body.redactions == ("secret_reuse",)
+
+
+@pytest.mark.parametrize(
+    "comment",
+    ['/* "merchantSecret": "SECRET" */', '// "Merchant_Secret": "SECRET"\n'],
+    ids=["block", "line"],
+)
+def test_a_secret_key_in_a_comment_is_redacted_in_the_raw_bytes(door: Door, comment: str) -> None:
+    data = '{"type": "X", ' + comment.replace("SECRET", SECRET) + ' "n": 1}'
+    body = message(door, data.encode())
+
+    hidden(body)
+    assert body.kind == "message" and body.redactions == ("merchant_secret",)
+
+
 @pytest.mark.parametrize(
     "path",
     [
