@@ -44,6 +44,7 @@ rules match changes.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import hmac
 import json
@@ -123,6 +124,8 @@ _EXPONENT_NUMBER: Final = re.compile(rb"d0+e0")
 # is all digits (an identifier).
 _LONG_STRETCH: Final = 1024
 _DIGIT_GROUP: Final = re.compile(rb"[0-9]+")
+# An escape (that stays: not ASCII) spelled with four decimal digits, then a digit group.
+_DIGIT_ESCAPE: Final = re.compile(rb"\\u[0-9]{4}(?=[ -]?[0-9])")
 _PAN_MIN, _PAN_MAX = 13, 19
 _MAX_GROUPS: Final = 64
 _KEEP_FIRST, _KEEP_LAST = 6, 4
@@ -645,6 +648,46 @@ def _card_edits(data: bytes, view: bytes, quotes: _QuoteParity, budget: Budget) 
         edit = _exponent_edit(view, number.start(), quotes)
         if edit is not None:
             edits.append(edit)
+    if b"\\u" in data:
+        edits += _escape_digit_edits(data, view, budget)
+    return edits
+
+
+def _escape_digit_edits(data: bytes, view: bytes, budget: Budget) -> list[_Edit]:
+    """Card numbers whose digits run on into the hex digits of an escape that stays
+    (`\\u4111` then `111111111111`: a reader sees no card number, but the bytes hold its
+    digits in sequence). The digits outside the escape are masked 6/4; an escape whose
+    own hex digits would be masked becomes U+FFFD."""
+    escapes = []
+    for escape in _DIGIT_ESCAPE.finditer(data.replace(b"\\\\", b"\x01\x01")):
+        budget.spend()  # so a message of such escapes is unchecked after the budget's worth
+        escapes.append(escape.start())
+    if not escapes:
+        return []
+    hex_view = bytearray(view)
+    for at in escapes:
+        hex_view[at + 2 : at + 6] = data[at + 2 : at + 6]
+    edits = []
+    for start, end in _digit_runs(bytes(hex_view)):
+        # The escapes whose hex digits lie in this run (none: the view found it already).
+        inside = escapes[bisect.bisect_left(escapes, start - 5) : bisect.bisect_left(escapes, end)]
+        inside = [at for at in inside if at + 2 < end and at + 6 > start]
+        if not inside:
+            continue
+        budget.spend()
+        run = bytes(hex_view[start:end])
+        masked = _mask_run(run, budget)
+        if masked is None:
+            continue
+        out = bytearray(data[start:end])
+        for offset, (before, after) in enumerate(zip(run, masked, strict=True)):
+            if before != after:
+                out[offset] = after
+        for at in inside:
+            if any(out[p - start] == 0x2A for p in range(max(at + 2, start), min(at + 6, end))):
+                for p in range(max(at, start), min(at + 6, end)):  # the escape becomes U+FFFD
+                    out[p - start] = b"\\ufffd"[p - at]
+        edits.append(_Edit(start, end, bytes(out), PAN_RULE))
     return edits
 
 

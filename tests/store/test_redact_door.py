@@ -313,6 +313,22 @@ def test_a_backslash_that_starts_no_escape_hides_nothing(door: Door, data: bytes
     hidden(body)
 
 
+@pytest.mark.parametrize(
+    "text",
+    ["\\u4111111111111111", "x \\u4111 1111 1111 1111", "\\u0041\\u5500000000000004"],
+    ids=["hex-then-digits", "hex-then-groups", "after-a-decoded-escape"],
+)
+def test_digits_that_run_on_from_an_escape_are_masked(door: Door, text: str) -> None:
+    # A reader sees no card number, but the bytes hold its digits in sequence.
+    body = message(door, f'{{"type": "X", "n": "{text}"}}'.encode())
+
+    assert body.payload is not None
+    assert body.redactions[-1] == "pan"
+    assert json.loads(body.payload)["n"]  # still JSON
+    for pan in (PAN, "5500000000000004"):
+        assert pan not in body.payload.replace(" ", "")
+
+
 def test_a_secret_in_a_marker_look_alike_replaces_the_look_alike(door: Door) -> None:
     # A hex secret is a marker's hex digits, as far as a look-alike goes.
     secret = "deadbeef4242"
