@@ -82,6 +82,7 @@ _UNCHECKED: Final = '"[REDACTED unchecked: {size} bytes need more than the redac
 # A key naming the merchant secret, in the view (where escaped quotes are blanked).
 _SECRET_KEY: Final = re.compile(rb'"merchant[-_. ]?secret"', re.IGNORECASE)
 _SECRET_WORD: Final = b"secret"
+_ESCAPED_SECRET_KEY: Final = re.compile(rb'\\"merchant[-_. ]?secret\\?"', re.IGNORECASE)
 _NESTED_ESCAPE: Final = b"\\\\u"  # an escaped backslash before u: an escape one level down
 
 # An escaped backslash (so that what follows it is not read as an escape), or an escape
@@ -293,6 +294,8 @@ class _Pass:
         edits += _card_edits(data, view, quotes, self._budget)
         if _SECRET_WORD in lowered and structure is not view:
             edits += self._commented_secrets(view, structure)
+        if _SECRET_WORD in lowered and b'\\"' in data:
+            edits += self._escaped_secret_keys(data, quotes)
         # A reused secret is not looked for in a marker's words (it may be one of them);
         # card numbers are, since a marker's look-alike could carry one, and so is a
         # secret in its hex digits, which then replaces the whole look-alike.
@@ -342,6 +345,18 @@ class _Pass:
                 held = view[start:end].decode("utf-8", "surrogateescape")
                 marker = json.dumps(self._redactor.marker(held.strip(" :\t\r\n"))).encode()
                 yield _Edit(start, end, b" " + marker + b" ", MERCHANT_SECRET_RULE)
+
+    def _escaped_secret_keys(self, data: bytes, quotes: _QuoteParity) -> Iterator[_Edit]:
+        """A merchant-secret key spelled with escaped quotes outside any string (escaped
+        JSON in bytes that are not JSON, which a reader unescaping once reads): what
+        follows it is masked to the end of the input (fail closed)."""
+        for key in _ESCAPED_SECRET_KEY.finditer(data):
+            self._budget.spend()
+            if not quotes.inside(key.start()):
+                rest = data[key.end() :].decode("utf-8", "surrogateescape")
+                marker = json.dumps(self._redactor.marker(rest)).encode()
+                yield _Edit(key.end(), len(data), marker, MERCHANT_SECRET_RULE)
+                return
 
     def _nested(
         self,

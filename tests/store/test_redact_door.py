@@ -329,6 +329,20 @@ def test_digits_that_run_on_from_an_escape_are_masked(door: Door, text: str) -> 
         assert pan not in body.payload.replace(" ", "")
 
 
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'log: {\\"merchantSecret\\": \\"SECRET\\"}',  # escaped JSON, not in a string
+        b'{"type": "X", \\"merchant_secret": "SECRET"}',
+    ],
+    ids=["escaped-json", "escaped-opening-quote"],
+)
+def test_a_secret_key_with_escaped_quotes_outside_a_string_is_masked(
+    door: Door, data: bytes
+) -> None:
+    hidden(message(door, data.replace(b"SECRET", SECRET.encode())))
+
+
 def test_a_secret_in_a_marker_look_alike_replaces_the_look_alike(door: Door) -> None:
     # A hex secret is a marker's hex digits, as far as a look-alike goes.
     secret = "deadbeef4242"
