@@ -341,9 +341,9 @@ class _Pass:
             assert key is not None
             start = comment.start() + key.end()
             end = comment.end() - 2 if text.startswith(b"/*") else comment.end()
-            if end > start:
-                held = view[start:end].decode("utf-8", "surrogateescape")
-                marker = json.dumps(self._redactor.marker(held.strip(" :\t\r\n"))).encode()
+            held = view[start:end].decode("utf-8", "surrogateescape").strip(' :\t\r\n"')
+            if held and not is_marker(held):  # redacted already: an import of the event
+                marker = json.dumps(self._redactor.marker(held)).encode()
                 yield _Edit(start, end, b" " + marker + b" ", MERCHANT_SECRET_RULE)
 
     def _escaped_secret_keys(self, data: bytes, quotes: _QuoteParity) -> Iterator[_Edit]:
@@ -354,8 +354,9 @@ class _Pass:
             self._budget.spend()
             if not quotes.inside(key.start()):
                 rest = data[key.end() :].decode("utf-8", "surrogateescape")
-                marker = json.dumps(self._redactor.marker(rest)).encode()
-                yield _Edit(key.end(), len(data), marker, MERCHANT_SECRET_RULE)
+                if not is_marker(rest.strip(' :\t\r\n"')):  # not redacted already
+                    marker = json.dumps(self._redactor.marker(rest)).encode()
+                    yield _Edit(key.end(), len(data), marker, MERCHANT_SECRET_RULE)
                 return
 
     def _nested(

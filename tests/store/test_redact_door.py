@@ -490,3 +490,24 @@ def test_every_rule_the_door_fires_is_listed_in_the_report() -> None:
 
     assert rules == {name for name, _, _ in REDACTION_RULES}
     assert REDACTION_POLICY == "p3log-redact/2"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"type": "L", /* "merchantSecret": "SECRET" */ "a": 1}',
+        b'{"type": "L", // "merchantSecret": "SECRET"\n "a": 1}',
+        b'log: {\\"merchantSecret\\": \\"SECRET\\"}',
+        b'{"n": "\\u4111111111111111"}',
+        json.dumps({"merchantSecret": SECRET, "n": PAN}).encode("utf-16"),
+        b'{"a": "[REDACTED merchantSecret hmac-sha256:deadbeef424200000000000000000000]"}',
+    ],
+    ids=["block-comment", "line-comment", "escaped-key", "escape-digits", "utf16", "look-alike"],
+)
+def test_redacting_again_changes_nothing(data: bytes) -> None:
+    # An import redacts recorded events again; they must come out as they were.
+    redactor = Redactor(b"k" * 32)
+    once = redactor.redact(data.replace(b"SECRET", SECRET.encode()), ["deadbeef4242"])
+    again = redactor.redact(once.data, ["deadbeef4242"])
+
+    assert once.rules and (again.data, again.rules) == (once.data, ())
