@@ -649,6 +649,11 @@ def _card_edits(data: bytes, view: bytes, quotes: _QuoteParity, budget: Budget) 
         budget.spend()
         run = view[start:end]
         masked = _mask_run(run, budget)
+        if masked is None and view[end : end + 1] == b"." and not quotes.inside(start):
+            edit = _exponent_edit(view, start - (view[start - 1 : start] == b"-"), quotes)
+            if edit is not None:  # a fraction that a reader rounds to a card number
+                edits.append(edit)
+            continue
         if masked is None or _is_timestamp(view, start, run):
             continue
         if quotes.inside(start):
@@ -723,7 +728,9 @@ def _number_edit(view: bytes, start: int, end: int, masked: bytes) -> _Edit:
 
 
 def _exponent_edit(view: bytes, start: int, quotes: _QuoteParity) -> _Edit | None:
-    """A number with an exponent whose value is a card number."""
+    """A number with an exponent (or a fraction) whose value is a card number: exactly,
+    or as the float a JSON reader rounds it to (`4111111111111110.9999999` is read as
+    4111111111111111.0) when it stands outside a string."""
     token = _NUMBER.match(view, start)
     if token is None:
         return None
@@ -731,13 +738,18 @@ def _exponent_edit(view: bytes, start: int, quotes: _QuoteParity) -> _Edit | Non
         value = Decimal(token.group().decode())
     except InvalidOperation:
         return None
-    if not (_PAN_MIN - 1 <= value.adjusted() <= _PAN_MAX - 1) or value != value.to_integral_value():
+    inside = quotes.inside(token.start())
+    if not (_PAN_MIN - 2 <= value.adjusted() <= _PAN_MAX - 1):
         return None
-    digits = str(abs(int(value))).encode()
-    if not _luhn_valid(digits):
+    if value == value.to_integral_value():
+        digits = str(abs(int(value))).encode()
+    elif not inside and float(value).is_integer():
+        digits = str(abs(int(float(value)))).encode()
+    else:
+        return None
+    if not (_PAN_MIN <= len(digits) <= _PAN_MAX) or not _luhn_valid(digits):
         return None
     masked = _mask_digits(digits, 0, len(digits))
-    inside = quotes.inside(token.start())
     return _Edit(token.start(), token.end(), masked if inside else b'"' + masked + b'"', PAN_RULE)
 
 

@@ -119,10 +119,22 @@ def test_json_in_utf16_or_utf32_is_redacted_in_its_encoding(door: Door, encoding
 
 
 @pytest.mark.parametrize(
-    "number", [PAN, f"{PAN}.0", f"-{PAN}", "4.111111111111111e15", "41111111111111.11E2"]
+    "number",
+    [
+        PAN,
+        f"{PAN}.0",
+        f"-{PAN}",
+        "4.111111111111111e15",
+        "41111111111111.11E2",
+        # read as a float, each is 4111111111111111.0
+        "4111111111111110.9999999",
+        "4.1111111111111109999e15",
+    ],
 )
 def test_a_card_number_sent_as_a_json_number_is_masked(door: Door, number: str) -> None:
-    body = message(door, f'{{"type": "X", "amount": {number}, "n": [{number}]}}'.encode())
+    data = f'{{"type": "X", "amount": {number}, "n": [{number}]}}'.encode()
+    assert abs(json.loads(data)["amount"]) == int(PAN)  # what a reader sees
+    body = message(door, data)
 
     hidden(body)
     assert body.payload is not None
