@@ -285,17 +285,18 @@ class _Pass:
         edits: list[_Edit] = []
         secret_spans: list[tuple[int, int]] = []
         lowered = data.lower()
+        backslash = b"\\" in data
         if _SECRET_WORD in lowered:
             edits += self._secret_keys(data, structure, secret_spans)
             edits += self._nested(data, structure, quotes, _SECRET_WORD, secret_spans)
-        if b"\\" in data and _NESTED_ESCAPE in data:
+            if structure is not view:
+                edits += self._commented_secrets(view, structure)
+            if backslash and b'\\"' in data:
+                edits += self._escaped_secret_keys(data, quotes)
+        if backslash and _NESTED_ESCAPE in data:
             edits += self._nested(data, structure, quotes, _NESTED_ESCAPE, secret_spans)
         edits += self._reused_secrets(data, quotes, secret_spans)
-        edits += _card_edits(data, view, quotes, self._budget)
-        if _SECRET_WORD in lowered and structure is not view:
-            edits += self._commented_secrets(view, structure)
-        if _SECRET_WORD in lowered and b'\\"' in data:
-            edits += self._escaped_secret_keys(data, quotes)
+        edits += _card_edits(data, view, quotes, self._budget, backslash)
         # A reused secret is not looked for in a marker's words (it may be one of them);
         # card numbers are, since a marker's look-alike could carry one, and so is a
         # secret in its hex digits, which then replaces the whole look-alike.
@@ -642,8 +643,11 @@ def _quoted(text: str) -> bytes:
     return json.dumps(text).encode()
 
 
-def _card_edits(data: bytes, view: bytes, quotes: _QuoteParity, budget: Budget) -> list[_Edit]:
-    """Edits that mask card numbers in strings, numbers and raw bytes."""
+def _card_edits(
+    data: bytes, view: bytes, quotes: _QuoteParity, budget: Budget, backslash: bool = True
+) -> list[_Edit]:
+    """Edits that mask card numbers in strings, numbers and raw bytes (`backslash`:
+    whether `data` has one, so escapes may hold digits)."""
     edits = []
     for start, end in _digit_runs(view):
         budget.spend()
@@ -669,7 +673,7 @@ def _card_edits(data: bytes, view: bytes, quotes: _QuoteParity, budget: Budget) 
         edit = _exponent_edit(view, number.start(), quotes)
         if edit is not None:
             edits.append(edit)
-    if b"\\u" in data:
+    if backslash and b"\\u" in data:
         edits += _escape_digit_edits(data, view, budget)
     return edits
 
