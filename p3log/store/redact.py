@@ -426,7 +426,8 @@ class _Pass:
 @attrs.frozen
 class _SecretSearch:
     """Where a secret appears in canonical bytes, in any spelling (ASCII as
-    `_decode_escapes` writes it, any other character as itself or as its \\u escapes, in
+    `_decode_escapes` writes it, a control character, quote or backslash also as itself,
+    as bytes that are not JSON hold it, any other character as itself or as its \\u escapes, in
     either case; `whole`: only as the whole of a string).
 
     A regex scan of the whole message per secret would cost milliseconds a MiB, so its
@@ -443,7 +444,7 @@ class _SecretSearch:
     def of(secret: str, whole: bool) -> _SecretSearch:
         body = b"".join(_spellings(char) for char in secret)
         pattern = re.compile(rb'(?<=")' + body + rb'(?=\\*")' if whole else body)
-        runs = re.findall(r"[\x00-\x7f]+", secret)
+        runs = re.findall(r"[\x20\x21\x23-\x5b\x5d-\x7e]+", secret)  # one spelling only
         if not runs:
             return _SecretSearch(pattern, b"", 0, 0)
         run = max(runs, key=len)
@@ -477,8 +478,11 @@ def _longest_spelling(char: str) -> int:
 
 def _spellings(char: str) -> bytes:
     code = ord(char)
-    if code < 0x80:
-        return re.escape(_json_string(char)[1:-1])
+    if code < 0x80:  # a control character, quote or backslash also as itself (not JSON)
+        spelled = _json_string(char)[1:-1]
+        if spelled == char.encode():
+            return re.escape(spelled)
+        return b"(?:" + re.escape(spelled) + b"|" + re.escape(char.encode()) + b")"
     if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8, kept as it was
         return b"(?:" + re.escape(bytes([code - 0xDC00])) + b"|" + _escaped_unit(code) + b")"
     if 0xD800 <= code < 0xE000:  # a lone surrogate: only an escape spells it

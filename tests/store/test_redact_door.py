@@ -307,6 +307,19 @@ def test_a_secret_reused_with_an_escaped_solidus_is_replaced(door: Door) -> None
     assert "secret_reuse" in later.redactions
 
 
+@pytest.mark.parametrize("char", ["\t", "\n", '"', "\\"])
+def test_a_secret_with_a_control_character_reused_as_raw_bytes_is_replaced(
+    door: Door, char: str
+) -> None:
+    # Bytes that are not JSON hold the character as itself, not as its escape.
+    secret = f"abc{char}defgh"
+    message(door, json.dumps({"type": "L", "merchantSecret": secret}).encode())
+    body = message(door, b'{"type": "M", "tag": "' + secret.encode() + b'"}')
+
+    assert_hidden(texts_of(body), secret, None)
+    assert "secret_reuse" in body.redactions
+
+
 @pytest.mark.parametrize(
     "data",
     [
