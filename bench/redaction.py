@@ -49,6 +49,10 @@ def inputs() -> list[tuple[str, bytes]]:
         ("1 MiB: 13-digit timestamps", json.dumps([1764280000000] * (size // 15)).encode()),
         ("1 MiB: hex", json.dumps({"h": "3e5a0e" * (size // 6)}).encode()),
         ("1 MiB: plain text", json.dumps({"t": "lorem ipsum " * (size // 12)}).encode()),
+        # JSON in UTF-16 is redacted as text too (a second pass over its transcoding)
+        ("1 MiB: UTF-16 digit groups", json.dumps(["1 2 3 " * (size // 13)]).encode("utf-16")),
+        ("1 MiB: fractions '4111…0.5'", json.dumps([4111111111111110.5] * (size // 20)).encode()),
+        ("1 MiB: escapes then digits", b'{"n": "' + b"\\u1234 5678 " * (size // 16) + b'"}'),
     ]
     return realistic + worst
 

@@ -145,13 +145,15 @@ def load_snapshot(con: duckdb.DuckDBPyConnection, root: Path) -> int:
 
 def snapshot_problem(con: duckdb.DuckDBPyConnection, root: Path) -> ChainProblem | None:
     """A `verify` check: every snapshot must name the chain's hash at its seq and
-    hold exactly the tables of folding events 1..through again (into `con`)."""
+    hold exactly the tables of folding events 1..through again (into `con`); so must
+    the index's own projection tables, which idle readers read (the fold goes on
+    from the last snapshot to the seq the index says its tables hold)."""
     snapshots = _snapshots(segments_dir(root))
-    if not snapshots:
-        return None
     indexed = query_scalar(
         con, "SELECT count(*) FROM duckdb_databases() WHERE database_name = 'idx'"
     )
+    if not snapshots and not indexed:
+        return None
     journal = journal_relation_sql(StoreLayout(root).journal_dir, ignore_errors=True)
     events = "idx.event_log" if indexed else f"({RECORDS_AS_ROWS} FROM ({journal}))"
     folder, folding = ProjectionStore(), None
@@ -178,6 +180,50 @@ def snapshot_problem(con: duckdb.DuckDBPyConnection, root: Path) -> ChainProblem
         differs = _table_differing(con, path)
         if differs is not None:
             return ChainProblem(through, name, f"{differs} is not the fold of events 1..{through}")
+    if not indexed:
+        return None
+    return _index_tables_problem(con, events, folder, folding)
+
+
+def _index_tables_problem(
+    con: duckdb.DuckDBPyConnection, events: str, folder: ProjectionStore, folding: Any
+) -> ChainProblem | None:
+    """The index's projection tables (attached as `idx`) must be the fold of events
+    1..projected_through. Tables of another projection version are rebuilt by the next
+    reader that opens the store, so they are not compared."""
+    try:
+        row = query_one(con, "SELECT version, dialect, projected_through FROM idx.projection_meta")
+        if row is None or row[0] != PROJECTION_VERSION:
+            return None
+        dialect = dialect_from_dict(orjson.loads(row[1]), "projection_meta.dialect")
+        through = int(row[2])
+    except duckdb.CatalogException:
+        return None  # no projections yet
+    except (duckdb.Error, DialectError, orjson.JSONDecodeError, TypeError, ValueError) as exc:
+        return ChainProblem(0, "index", f"projection_meta is damaged ({exc})")
+    con.execute(
+        f"CREATE OR REPLACE VIEW event_log AS SELECT * FROM {events} WHERE seq <= {through}"
+    )
+    con.execute(EVENTS_VIEW_DDL)
+    state = projected_state(con)
+    if dialect != folding or state is None or state[1] > through:  # fold again from seq 1
+        for table in (*TABLES, "projection_meta"):
+            con.execute(f"DROP TABLE IF EXISTS {getattr(table, 'name', table)}")
+        folder = ProjectionStore(dialect)
+    folder.follow(con)
+    for table in TABLES:
+        try:
+            differing = query_scalar(
+                con,
+                f"SELECT count(*) FROM ((FROM idx.{table.name} EXCEPT ALL FROM {table.name}) "
+                f"UNION ALL (FROM {table.name} EXCEPT ALL FROM idx.{table.name}))",
+            )
+        except duckdb.Error:
+            differing = 1
+        if differing:
+            return ChainProblem(
+                through, "index", f"the table {table.name} is not the fold of events 1..{through}"
+            )
     return None
 
 

@@ -155,7 +155,9 @@ class Door:
         fields = _as_mapping(details)
         try:
             if fields is not None:
-                handshake = HandshakeRedaction(self.redactor, fields)
+                handshake = HandshakeRedaction(
+                    self.redactor, fields, self.secrets.known(session_id)
+                )
                 rules.update(handshake.rules)
                 self.secrets.remember(session_id, tuple(handshake.secrets))
                 if handshake.rules or not data:  # imported details stay as they were

@@ -44,6 +44,7 @@ rules match changes.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import hmac
 import json
@@ -81,17 +82,20 @@ _UNCHECKED: Final = '"[REDACTED unchecked: {size} bytes need more than the redac
 # A key naming the merchant secret, in the view (where escaped quotes are blanked).
 _SECRET_KEY: Final = re.compile(rb'"merchant[-_. ]?secret"', re.IGNORECASE)
 _SECRET_WORD: Final = b"secret"
+_ESCAPED_SECRET_KEY: Final = re.compile(rb'\\"merchant[-_. ]?secret\\?"', re.IGNORECASE)
 _NESTED_ESCAPE: Final = b"\\\\u"  # an escaped backslash before u: an escape one level down
 
 # An escaped backslash (so that what follows it is not read as an escape), or an escape
 # that spells an ASCII character.
-_ESCAPE: Final = re.compile(rb"\\\\|\\u(00[0-7][0-9a-fA-F])")
+_ESCAPE: Final = re.compile(rb"\\\\|\\/|\\u(00[0-7][0-9a-fA-F])")
 _SHORT_ESCAPES: Final = {8: b"\\b", 9: b"\\t", 10: b"\\n", 12: b"\\f", 13: b"\\r"}
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")
 
 # A bare value: a number, true, null, or in malformed bytes anything up to the next delimiter.
 _BARE_VALUE: Final = re.compile(rb'[^\s,{}\[\]"](?:[^,{}\[\]"\r\n]*[^\s,{}\[\]"])?')
 _STRING_OR_BRACKET: Final = re.compile(rb'"[^"]*"?|[\[\]{}]')
+# In the view (no escaped quotes): a string, or a comment as the lenient reader reads one.
+_COMMENT_OR_STRING: Final = re.compile(rb'"[^"]*"|//[^\n]*|/\*.*?\*/', re.DOTALL)
 _NUMBER: Final = re.compile(rb"-?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
 _TIMESTAMP_KEY_BEFORE: Final = re.compile(
     rb'"(' + b"|".join(k.encode() for k in sorted(TIMESTAMP_KEYS)) + rb')"[ \t\r\n]*:[ \t\r\n]*"?\Z'
@@ -121,6 +125,8 @@ _EXPONENT_NUMBER: Final = re.compile(rb"d0+e0")
 # is all digits (an identifier).
 _LONG_STRETCH: Final = 1024
 _DIGIT_GROUP: Final = re.compile(rb"[0-9]+")
+# An escape (that stays: not ASCII) spelled with four decimal digits, then a digit group.
+_DIGIT_ESCAPE: Final = re.compile(rb"\\u[0-9]{4}(?=[ -]?[0-9])")
 _PAN_MIN, _PAN_MAX = 13, 19
 _MAX_GROUPS: Final = 64
 _KEEP_FIRST, _KEEP_LAST = 6, 4
@@ -175,13 +181,60 @@ class Redactor:
     def redact(self, raw: bytes, known: Iterable[str] = ()) -> Redacted:
         """Redact one message as received; any bytes at all, never raises.
 
-        `known` are merchant secrets seen earlier in the same session."""
-        redaction = _Pass(self, known, Budget(), 0)
+        `known` are merchant secrets seen earlier in the same session. Bytes that a JSON
+        reader would read as UTF-16 or UTF-32 text (`json.loads` of bytes does) are
+        also redacted as that text, in their own encoding."""
+        known = tuple(known)
+        budget = Budget()
+        passes: list[_Pass] = []
         try:
-            return redaction.run(raw)
+            data, rules = raw, set()
+            encoding = _wide_encoding(raw)
+            if encoding is not None:
+                passes.append(_Pass(self, known, budget, 0))
+                wide = _redact_wide(passes[-1], raw, encoding)
+                if wide is not None:
+                    data, rules = wide.data, set(wide.rules)
+            found = [secret for done in passes for secret in done.found]
+            passes.append(_Pass(self, [*known, *found], budget, 0))
+            result = passes[-1].run(data)
         except OverBudget:
             # The secrets found before the budget ran out are still remembered.
-            return unchecked(len(raw), tuple(redaction.found))
+            return unchecked(len(raw), tuple(s for done in passes for s in done.found))
+        secrets = tuple(dict.fromkeys(s for done in passes for s in done.found))
+        return Redacted(result.data, tuple(sorted(rules | set(result.rules))), secrets)
+
+
+def _wide_encoding(raw: bytes) -> str | None:
+    """The UTF-16 or UTF-32 encoding a JSON reader would read `raw` in (RFC 7159's rule,
+    as `json.detect_encoding`), with the byte order a BOM gives; None for UTF-8."""
+    if len(raw) < 2 or (raw[0] and raw[1] and not raw.startswith((b"\xff\xfe", b"\xfe\xff"))):
+        return None
+    encoding = json.detect_encoding(raw)
+    if encoding == "utf-16":
+        return "utf-16-le" if raw.startswith(b"\xff\xfe") else "utf-16-be"
+    if encoding == "utf-32":
+        return "utf-32-le" if raw.startswith(b"\xff\xfe\0\0") else "utf-32-be"
+    return None if encoding.startswith("utf-8") else encoding
+
+
+def _redact_wide(redaction: _Pass, raw: bytes, encoding: str) -> Redacted | None:
+    """`raw` redacted as the UTF-16 or UTF-32 text it spells (None if it spells none, or
+    nothing in it needed redacting); a trailing partial code unit is kept."""
+    unit = 4 if "32" in encoding else 2
+    cut = len(raw) - len(raw) % unit
+    try:
+        text = raw[:cut].decode(encoding, "surrogatepass")
+    except UnicodeDecodeError:
+        return None
+    result = redaction.run(text.encode("utf-8", "surrogatepass"))
+    if not result.rules:
+        return None
+    try:
+        wide = result.data.decode("utf-8", "surrogatepass").encode(encoding, "surrogatepass")
+    except UnicodeError:  # cannot be written back in its encoding: fail closed
+        return unchecked(len(raw))
+    return Redacted(wide + raw[cut:], result.rules)
 
 
 def unchecked(size: int, secrets: tuple[str, ...] = ()) -> Redacted:
@@ -232,16 +285,22 @@ class _Pass:
         edits: list[_Edit] = []
         secret_spans: list[tuple[int, int]] = []
         lowered = data.lower()
+        backslash = b"\\" in data
         if _SECRET_WORD in lowered:
             edits += self._secret_keys(data, structure, secret_spans)
             edits += self._nested(data, structure, quotes, _SECRET_WORD, secret_spans)
-        if b"\\" in data and _NESTED_ESCAPE in data:
+            if structure is not view:
+                edits += self._commented_secrets(view, structure)
+            if backslash and b'\\"' in data:
+                edits += self._escaped_secret_keys(data, quotes)
+        if backslash and _NESTED_ESCAPE in data:
             edits += self._nested(data, structure, quotes, _NESTED_ESCAPE, secret_spans)
         edits += self._reused_secrets(data, quotes, secret_spans)
-        edits += _card_edits(data, view, quotes, self._budget)
-        # A reused secret is not looked for inside markers (it may be a word of one); card
-        # numbers are, since a marker's look-alike could carry one.
-        edits = [e for e in edits if e.rule != SECRET_REUSE_RULE or not _overlaps(e, protected)]
+        edits += _card_edits(data, view, quotes, self._budget, backslash)
+        # A reused secret is not looked for in a marker's words (it may be one of them);
+        # card numbers are, since a marker's look-alike could carry one, and so is a
+        # secret in its hex digits, which then replaces the whole look-alike.
+        edits = [edit for e in edits if (edit := _outside_markers(e, protected)) is not None]
         if not edits:
             return Redacted(raw, (), tuple(self.found))
         merged, rules = _merged(data, edits)
@@ -270,6 +329,36 @@ class _Pass:
             self.found.append(secret)
             marker = json.dumps(self._redactor.marker(secret)).encode()
             yield _Edit(start, end, marker, MERCHANT_SECRET_RULE)
+
+    def _commented_secrets(self, view: bytes, structure: bytes) -> Iterator[_Edit]:
+        """A merchant-secret key inside a comment (which a lenient reader skips, but the
+        raw bytes keep): the rest of that comment becomes the marker of what it holds."""
+        self._budget.spend(view.count(b'"') // 16)
+        for comment in _COMMENT_OR_STRING.finditer(view):
+            text = comment.group()
+            if text.startswith(b'"') or _SECRET_KEY.search(text) is None:
+                continue
+            key = _SECRET_KEY.search(text)
+            assert key is not None
+            start = comment.start() + key.end()
+            end = comment.end() - 2 if text.startswith(b"/*") else comment.end()
+            held = view[start:end].decode("utf-8", "surrogateescape").strip(' :\t\r\n"')
+            if held and not is_marker(held):  # redacted already: an import of the event
+                marker = json.dumps(self._redactor.marker(held)).encode()
+                yield _Edit(start, end, b" " + marker + b" ", MERCHANT_SECRET_RULE)
+
+    def _escaped_secret_keys(self, data: bytes, quotes: _QuoteParity) -> Iterator[_Edit]:
+        """A merchant-secret key spelled with escaped quotes outside any string (escaped
+        JSON in bytes that are not JSON, which a reader unescaping once reads): what
+        follows it is masked to the end of the input (fail closed)."""
+        for key in _ESCAPED_SECRET_KEY.finditer(data):
+            self._budget.spend()
+            if not quotes.inside(key.start()):
+                rest = data[key.end() :].decode("utf-8", "surrogateescape")
+                if not is_marker(rest.strip(' :\t\r\n"')):  # not redacted already
+                    marker = json.dumps(self._redactor.marker(rest)).encode()
+                    yield _Edit(key.end(), len(data), marker, MERCHANT_SECRET_RULE)
+                return
 
     def _nested(
         self,
@@ -337,7 +426,8 @@ class _Pass:
 @attrs.frozen
 class _SecretSearch:
     """Where a secret appears in canonical bytes, in any spelling (ASCII as
-    `_decode_escapes` writes it, any other character as itself or as its \\u escapes, in
+    `_decode_escapes` writes it, a control character, quote or backslash also as itself,
+    as bytes that are not JSON hold it, any other character as itself or as its \\u escapes, in
     either case; `whole`: only as the whole of a string).
 
     A regex scan of the whole message per secret would cost milliseconds a MiB, so its
@@ -354,7 +444,7 @@ class _SecretSearch:
     def of(secret: str, whole: bool) -> _SecretSearch:
         body = b"".join(_spellings(char) for char in secret)
         pattern = re.compile(rb'(?<=")' + body + rb'(?=\\*")' if whole else body)
-        runs = re.findall(r"[\x00-\x7f]+", secret)
+        runs = re.findall(r"[\x20\x21\x23-\x5b\x5d-\x7e]+", secret)  # one spelling only
         if not runs:
             return _SecretSearch(pattern, b"", 0, 0)
         run = max(runs, key=len)
@@ -388,8 +478,11 @@ def _longest_spelling(char: str) -> int:
 
 def _spellings(char: str) -> bytes:
     code = ord(char)
-    if code < 0x80:
-        return re.escape(_json_string(char)[1:-1])
+    if code < 0x80:  # a control character, quote or backslash also as itself (not JSON)
+        spelled = _json_string(char)[1:-1]
+        if spelled == char.encode():
+            return re.escape(spelled)
+        return b"(?:" + re.escape(spelled) + b"|" + re.escape(char.encode()) + b")"
     if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8, kept as it was
         return b"(?:" + re.escape(bytes([code - 0xDC00])) + b"|" + _escaped_unit(code) + b")"
     if 0xD800 <= code < 0xE000:  # a lone surrogate: only an escape spells it
@@ -436,8 +529,8 @@ def _decode_escapes(raw: bytes, budget: Budget) -> bytes:
 
 def _canonical_escape(match: re.Match[bytes]) -> bytes:
     code = match.group(1)
-    if code is None:
-        return match.group()  # an escaped backslash stays one
+    if code is None:  # an escaped backslash stays one; an escaped solidus is one
+        return b"/" if match.group() == b"\\/" else match.group()
     return _canonical_char(int(code, 16))
 
 
@@ -453,10 +546,13 @@ def _canonical_char(code: int) -> bytes:
 
 def _blank_escapes(data: bytes) -> bytes:
     """`data` with every escape sequence blanked, same length: a quote left is a real one,
-    and an escape's letters and hex digits are not mistaken for text."""
+    and an escape's letters and hex digits are not mistaken for text. A backslash that
+    starts no JSON escape (`\\4`, `\\*`, one before a newline) is blanked alone: what
+    follows it is what a reader sees (a digit of a card number, the end of a comment)."""
     view = data.replace(b"\\\\", b"\x01\x01")
     view = re.sub(rb"\\u[0-9a-fA-F]{4}", b"\x01" * 6, view)
-    return re.sub(rb"\\.", b"\x01\x01", view, flags=re.DOTALL)
+    view = re.sub(rb'\\["/bfnrt]', b"\x01\x01", view)
+    return view.replace(b"\\", b"\x01")
 
 
 def _blank_comments(view: bytes, budget: Budget) -> bytes:
@@ -551,13 +647,21 @@ def _quoted(text: str) -> bytes:
     return json.dumps(text).encode()
 
 
-def _card_edits(data: bytes, view: bytes, quotes: _QuoteParity, budget: Budget) -> list[_Edit]:
-    """Edits that mask card numbers in strings, numbers and raw bytes."""
+def _card_edits(
+    data: bytes, view: bytes, quotes: _QuoteParity, budget: Budget, backslash: bool = True
+) -> list[_Edit]:
+    """Edits that mask card numbers in strings, numbers and raw bytes (`backslash`:
+    whether `data` has one, so escapes may hold digits)."""
     edits = []
     for start, end in _digit_runs(view):
         budget.spend()
         run = view[start:end]
         masked = _mask_run(run, budget)
+        if masked is None and view[end : end + 1] == b"." and not quotes.inside(start):
+            edit = _exponent_edit(view, start - (view[start - 1 : start] == b"-"), quotes)
+            if edit is not None:  # a fraction that a reader rounds to a card number
+                edits.append(edit)
+            continue
         if masked is None or _is_timestamp(view, start, run):
             continue
         if quotes.inside(start):
@@ -573,6 +677,46 @@ def _card_edits(data: bytes, view: bytes, quotes: _QuoteParity, budget: Budget) 
         edit = _exponent_edit(view, number.start(), quotes)
         if edit is not None:
             edits.append(edit)
+    if backslash and b"\\u" in data:
+        edits += _escape_digit_edits(data, view, budget)
+    return edits
+
+
+def _escape_digit_edits(data: bytes, view: bytes, budget: Budget) -> list[_Edit]:
+    """Card numbers whose digits run on into the hex digits of an escape that stays
+    (`\\u4111` then `111111111111`: a reader sees no card number, but the bytes hold its
+    digits in sequence). The digits outside the escape are masked 6/4; an escape whose
+    own hex digits would be masked becomes U+FFFD."""
+    escapes = []
+    for escape in _DIGIT_ESCAPE.finditer(data.replace(b"\\\\", b"\x01\x01")):
+        budget.spend()  # so a message of such escapes is unchecked after the budget's worth
+        escapes.append(escape.start())
+    if not escapes:
+        return []
+    hex_view = bytearray(view)
+    for at in escapes:
+        hex_view[at + 2 : at + 6] = data[at + 2 : at + 6]
+    edits = []
+    for start, end in _digit_runs(bytes(hex_view)):
+        # The escapes whose hex digits lie in this run (none: the view found it already).
+        inside = escapes[bisect.bisect_left(escapes, start - 5) : bisect.bisect_left(escapes, end)]
+        inside = [at for at in inside if at + 2 < end and at + 6 > start]
+        if not inside:
+            continue
+        budget.spend()
+        run = bytes(hex_view[start:end])
+        masked = _mask_run(run, budget)
+        if masked is None:
+            continue
+        out = bytearray(data[start:end])
+        for offset, (before, after) in enumerate(zip(run, masked, strict=True)):
+            if before != after:
+                out[offset] = after
+        for at in inside:
+            if any(out[p - start] == 0x2A for p in range(max(at + 2, start), min(at + 6, end))):
+                for p in range(max(at, start), min(at + 6, end)):  # the escape becomes U+FFFD
+                    out[p - start] = b"\\ufffd"[p - at]
+        edits.append(_Edit(start, end, bytes(out), PAN_RULE))
     return edits
 
 
@@ -592,7 +736,9 @@ def _number_edit(view: bytes, start: int, end: int, masked: bytes) -> _Edit:
 
 
 def _exponent_edit(view: bytes, start: int, quotes: _QuoteParity) -> _Edit | None:
-    """A number with an exponent whose value is a card number."""
+    """A number with an exponent (or a fraction) whose value is a card number: exactly,
+    or as the float a JSON reader rounds it to (`4111111111111110.9999999` is read as
+    4111111111111111.0) when it stands outside a string."""
     token = _NUMBER.match(view, start)
     if token is None:
         return None
@@ -600,13 +746,18 @@ def _exponent_edit(view: bytes, start: int, quotes: _QuoteParity) -> _Edit | Non
         value = Decimal(token.group().decode())
     except InvalidOperation:
         return None
-    if not (_PAN_MIN - 1 <= value.adjusted() <= _PAN_MAX - 1) or value != value.to_integral_value():
+    inside = quotes.inside(token.start())
+    if not (_PAN_MIN - 2 <= value.adjusted() <= _PAN_MAX - 1):
         return None
-    digits = str(abs(int(value))).encode()
-    if not _luhn_valid(digits):
+    if value == value.to_integral_value():
+        digits = str(abs(int(value))).encode()
+    elif not inside and float(value).is_integer():
+        digits = str(abs(int(float(value)))).encode()
+    else:
+        return None
+    if not (_PAN_MIN <= len(digits) <= _PAN_MAX) or not _luhn_valid(digits):
         return None
     masked = _mask_digits(digits, 0, len(digits))
-    inside = quotes.inside(token.start())
     return _Edit(token.start(), token.end(), masked if inside else b'"' + masked + b'"', PAN_RULE)
 
 
@@ -667,8 +818,17 @@ def _luhn_valid(digits: bytes) -> bool:
     return total % 10 == 0
 
 
-def _overlaps(edit: _Edit, spans: list[tuple[int, int]]) -> bool:
-    return any(start < edit.end and edit.start < end for start, end in spans)
+def _outside_markers(edit: _Edit, markers: list[tuple[int, int]]) -> _Edit | None:
+    """A reused secret's edit as it applies around markers: dropped where it matches a
+    marker's words, the whole marker where it touches the marker's 32 hex digits."""
+    if edit.rule != SECRET_REUSE_RULE:
+        return edit
+    for start, end in markers:
+        if start < edit.end and edit.start < end:
+            if edit.end <= end - 33:  # within "[REDACTED <name> hmac-sha256:"
+                return None
+            return _Edit(start, end, edit.replacement.strip(b'"'), SECRET_REUSE_RULE)
+    return edit
 
 
 def _merged(data: bytes, edits: list[_Edit]) -> tuple[list[_Edit], set[str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +162,33 @@ def test_a_forged_snapshot_table_fails_verify(tmp_path: Path) -> None:
     assert report.problem is not None, "verify passed a forged snapshot"
     assert report.problem.source == f"segments/{snapshot.name}"
     assert "transactions.parquet" in report.problem.reason
+
+
+@pytest.mark.parametrize("snapshots", [True, False], ids=["after-snapshots", "no-snapshot"])
+@pytest.mark.parametrize(
+    "forgery",
+    [
+        "UPDATE transactions SET outcome = 'DECLINED' WHERE outcome = 'APPROVED'",
+        "DELETE FROM protocol_findings",
+        "UPDATE projection_meta SET projected_through = 0",
+    ],
+    ids=["outcome", "findings-deleted", "meta-through"],
+)
+def test_a_forged_index_projection_table_fails_verify(
+    tmp_path: Path, forgery: str, snapshots: bool
+) -> None:
+    # Idle readers (`p3log transactions`, `show`, `findings`, `report`, `sql`) read the
+    # index's projection tables as they are: verify must fold the events again for them.
+    root = _recorded_with_snapshots(tmp_path / "store")
+    if not snapshots:
+        for snapshot in sorted((root / "segments").glob("projections-*")):
+            shutil.rmtree(snapshot)
+    assert verify_store(root).ok
+    with duckdb.connect(str(root / "index.duckdb")) as con:
+        assert con.execute(f"{forgery} RETURNING 1").fetchall()
+    report = verify_store(root)
+    assert report.problem is not None, "verify passed a forged projection table"
+    assert report.problem.source == "index"
 
 
 def test_a_snapshot_naming_another_chain_head_is_refused_by_readers_and_verify(

@@ -6,6 +6,7 @@ also with JSON escapes decoded one and two levels down)."""
 from __future__ import annotations
 
 import json
+from urllib.parse import unquote_plus
 
 import pytest
 
@@ -102,10 +103,38 @@ def test_bytes_that_are_not_utf8_are_redacted_too(door: Door) -> None:
 
 
 @pytest.mark.parametrize(
-    "number", [PAN, f"{PAN}.0", f"-{PAN}", "4.111111111111111e15", "41111111111111.11E2"]
+    "encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"]
+)
+def test_json_in_utf16_or_utf32_is_redacted_in_its_encoding(door: Door, encoding: str) -> None:
+    # RFC 7159 JSON may be UTF-16 or UTF-32, and `json.loads` of bytes reads it so.
+    document = {"type": "X", "merchantSecret": SECRET, "n": PAN, "note": f"card {PAN}"}
+    data = json.dumps(document).encode(encoding) + b"\0"  # a partial code unit after it
+    body = message(door, data)
+
+    assert body.raw is not None
+    read = json.loads(body.raw[: len(body.raw) - 1])
+    assert_hidden(iter([json.dumps(read, ensure_ascii=False)]), SECRET, PAN)
+    assert read["merchantSecret"].startswith("[REDACTED merchantSecret hmac-sha256:")
+    assert body.redactions == ("merchant_secret", "pan")
+
+
+@pytest.mark.parametrize(
+    "number",
+    [
+        PAN,
+        f"{PAN}.0",
+        f"-{PAN}",
+        "4.111111111111111e15",
+        "41111111111111.11E2",
+        # read as a float, each is 4111111111111111.0
+        "4111111111111110.9999999",
+        "4.1111111111111109999e15",
+    ],
 )
 def test_a_card_number_sent_as_a_json_number_is_masked(door: Door, number: str) -> None:
-    body = message(door, f'{{"type": "X", "amount": {number}, "n": [{number}]}}'.encode())
+    data = f'{{"type": "X", "amount": {number}, "n": [{number}]}}'.encode()
+    assert abs(json.loads(data)["amount"]) == int(PAN)  # what a reader sees
+    body = message(door, data)
 
     hidden(body)
     assert body.payload is not None
@@ -265,6 +294,162 @@ def test_handshake_credentials_are_redacted_in_path_url_headers_and_subprotocols
     assert (again.payload, again.redactions) == (bodies[0].payload, ())
 
 
+def test_a_secret_reused_with_an_escaped_solidus_is_replaced(door: Door) -> None:
+    # JSON readers read `\/` as `/`: "ab\/cd" is the secret "ab/cd".
+    secret = "hunter2/xyzzy"
+    login = message(
+        door, b'{"type": "L", "merchantSecret": "hunter2/xyzzy", "id": "hunter2\\/xyzzy"}'
+    )
+    later = message(door, b'{"type": "M", "tag": "hunter2\\/xyzzy"}')
+
+    for body in (login, later):
+        assert_hidden(texts_of(body), secret, None)
+    assert "secret_reuse" in later.redactions
+
+
+@pytest.mark.parametrize("char", ["\t", "\n", '"', "\\"])
+def test_a_secret_with_a_control_character_reused_as_raw_bytes_is_replaced(
+    door: Door, char: str
+) -> None:
+    # Bytes that are not JSON hold the character as itself, not as its escape.
+    secret = f"abc{char}defgh"
+    message(door, json.dumps({"type": "L", "merchantSecret": secret}).encode())
+    body = message(door, b'{"type": "M", "tag": "' + secret.encode() + b'"}')
+
+    assert_hidden(texts_of(body), secret, None)
+    assert "secret_reuse" in body.redactions
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        # a backslash ends a line comment: the lenient reader reads the next line
+        b'{"type": "X", // c \\\n"merchantSecret": "SECRET", "n": "PAN"}',
+        # `\*/` ends a block comment for the lenient reader
+        b'{"type": "X", /* a \\*/ "merchantSecret": "SECRET", "n": "PAN" /* */}',
+        # a backslash that starts no escape, before a card number, in bytes that are not JSON
+        b'C:\\PAN and {"n": "\\PAN"}',
+    ],
+    ids=["line-comment-backslash", "block-comment-backslash-star", "backslash-digit"],
+)
+def test_a_backslash_that_starts_no_escape_hides_nothing(door: Door, data: bytes) -> None:
+    body = message(door, data.replace(b"SECRET", SECRET.encode()).replace(b"PAN", PAN.encode()))
+
+    hidden(body)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["\\u4111111111111111", "x \\u4111 1111 1111 1111", "\\u0041\\u5500000000000004"],
+    ids=["hex-then-digits", "hex-then-groups", "after-a-decoded-escape"],
+)
+def test_digits_that_run_on_from_an_escape_are_masked(door: Door, text: str) -> None:
+    # A reader sees no card number, but the bytes hold its digits in sequence.
+    body = message(door, f'{{"type": "X", "n": "{text}"}}'.encode())
+
+    assert body.payload is not None
+    assert body.redactions[-1] == "pan"
+    assert json.loads(body.payload)["n"]  # still JSON
+    for pan in (PAN, "5500000000000004"):
+        assert pan not in body.payload.replace(" ", "")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'log: {\\"merchantSecret\\": \\"SECRET\\"}',  # escaped JSON, not in a string
+        b'{"type": "X", \\"merchant_secret": "SECRET"}',
+    ],
+    ids=["escaped-json", "escaped-opening-quote"],
+)
+def test_a_secret_key_with_escaped_quotes_outside_a_string_is_masked(
+    door: Door, data: bytes
+) -> None:
+    hidden(message(door, data.replace(b"SECRET", SECRET.encode())))
+
+
+def test_a_secret_in_a_marker_look_alike_replaces_the_look_alike(door: Door) -> None:
+    # A hex secret is a marker's hex digits, as far as a look-alike goes.
+    secret = "deadbeef4242"
+    look_alike = f"[REDACTED merchantSecret hmac-sha256:{secret}{'0' * 20}]"
+    message(door, json.dumps({"type": "L", "merchantSecret": secret}).encode())
+    body = message(door, json.dumps({"type": "X", "tag": look_alike, "a": "REDACTED"}).encode())
+
+    assert_hidden(texts_of(body), secret, None)
+    assert body.redactions == ("secret_reuse",)
+
+
+@pytest.mark.parametrize(
+    "comment",
+    ['/* "merchantSecret": "SECRET" */', '// "Merchant_Secret": "SECRET"\n'],
+    ids=["block", "line"],
+)
+def test_a_secret_key_in_a_comment_is_redacted_in_the_raw_bytes(door: Door, comment: str) -> None:
+    data = '{"type": "X", ' + comment.replace("SECRET", SECRET) + ' "n": 1}'
+    body = message(door, data.encode())
+
+    hidden(body)
+    assert body.kind == "message" and body.redactions == ("merchant_secret",)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        f"/p3#merchantSecret={SECRET}",  # a fragment in the request target
+        f"/p3?x=1#a=2&merchant_secret={SECRET}",
+        # a marker look-alike in front of the value is no marker
+        f"/p3?merchantSecret=[REDACTED x hmac-sha256:{'0' * 32}]{SECRET}",
+    ],
+    ids=["fragment", "fragment-parameters", "marker-prefix"],
+)
+def test_a_secret_in_a_fragment_or_behind_a_marker_look_alike_is_redacted(
+    door: Door, path: str
+) -> None:
+    headers = [["Referer", f"http://pos{path}"]]
+    opened = {"path": path, "headers": headers}
+    bodies = [
+        door.lifecycle_body("s1", "connection_opened", opened, STAMP),
+        door.lifecycle_body("s1", "upstream_connected", {"url": f"ws://up{path}"}, STAMP),
+    ]
+
+    for body in bodies:
+        hidden(body)
+        assert "merchant_secret" in body.redactions
+
+
+def test_a_secret_reused_percent_encoded_in_the_handshake_is_replaced(door: Door) -> None:
+    # A public client sends one value as identifier and secret, here percent-encoded
+    # differently each time; a URL reader sees the secret in both.
+    path = "/p3?merchantId=s3cr%65t-v%61lue&merchantSecret=s3cret-valu%65&note=x+s3cret-value"
+    bodies = [
+        door.lifecycle_body("s1", "connection_opened", {"path": path}, STAMP),
+        door.lifecycle_body(
+            "s1", "upstream_connected", {"url": "ws://up/?id=s3cret%2Dvalue"}, STAMP
+        ),
+    ]
+
+    for body in bodies:
+        assert body.payload is not None
+        recorded = json.loads(body.payload)
+        query = unquote_plus(recorded.get("path") or recorded["url"])
+        assert "s3cret-value" not in query
+        assert "secret_reuse" in body.redactions
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-Merchant-Secret": [SECRET]},  # one header, several values (an imported event)
+        [["X-Merchant-Secret", SECRET, SECRET]],
+    ],
+    ids=["dict-of-lists", "name-and-values"],
+)
+def test_a_credential_header_with_several_values_is_redacted(door: Door, headers: object) -> None:
+    details = json.dumps({"path": "/", "headers": headers}).encode()
+
+    hidden(door.lifecycle_body("s1", "connection_opened", details, STAMP))
+
+
 # -- fail closed, and what is kept ----------------------------------------------------------
 
 
@@ -330,3 +515,24 @@ def test_every_rule_the_door_fires_is_listed_in_the_report() -> None:
 
     assert rules == {name for name, _, _ in REDACTION_RULES}
     assert REDACTION_POLICY == "p3log-redact/2"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"type": "L", /* "merchantSecret": "SECRET" */ "a": 1}',
+        b'{"type": "L", // "merchantSecret": "SECRET"\n "a": 1}',
+        b'log: {\\"merchantSecret\\": \\"SECRET\\"}',
+        b'{"n": "\\u4111111111111111"}',
+        json.dumps({"merchantSecret": SECRET, "n": PAN}).encode("utf-16"),
+        b'{"a": "[REDACTED merchantSecret hmac-sha256:deadbeef424200000000000000000000]"}',
+    ],
+    ids=["block-comment", "line-comment", "escaped-key", "escape-digits", "utf16", "look-alike"],
+)
+def test_redacting_again_changes_nothing(data: bytes) -> None:
+    # An import redacts recorded events again; they must come out as they were.
+    redactor = Redactor(b"k" * 32)
+    once = redactor.redact(data.replace(b"SECRET", SECRET.encode()), ["deadbeef4242"])
+    again = redactor.redact(once.data, ["deadbeef4242"])
+
+    assert once.rules and (again.data, again.rules) == (once.data, ())

@@ -255,3 +255,24 @@ def test_the_writer_refuses_to_append_after_a_non_canonical_last_line(store: Pat
     with pytest.raises(StoreCorrupt, match="p3log verify"):
         fill_store(store, 1)
     assert segment.read_bytes().count(b"\n") == EVENTS
+
+
+@pytest.mark.parametrize(
+    "plant",
+    [
+        lambda journal: (journal / "notes.jsonl").write_text("x\n"),
+        lambda journal: (journal / f"{EVENTS + 1:020d}.jsonl").mkdir(),
+        lambda journal: (journal / "+0000000000000000001.jsonl").write_bytes(
+            (journal / f"{1:020d}.jsonl").read_bytes()
+        ),
+    ],
+    ids=["other-name", "a-directory", "another-spelling-of-seq-1"],
+)
+def test_a_file_planted_in_the_journal_is_named_and_never_read(
+    store: Path, plant: Callable[[Path], object]
+) -> None:
+    plant(store / "journal")
+
+    assert _failure(store) == (0, "journal")  # one line, not a traceback
+    (segment,) = segment_paths(store / "journal")  # readers and writers see only segments
+    assert segment.name == f"{1:020d}.jsonl"

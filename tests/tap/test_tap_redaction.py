@@ -17,6 +17,8 @@ import duckdb
 import pytest
 import trio
 import trio_websocket
+import wsproto
+import wsproto.events
 
 from p3log.protocol.framing import FrameDecoder, encode_frame
 from tests.store.redact_hostile import assert_hidden, unescaped
@@ -148,3 +150,90 @@ async def test_hostile_tcp_frames_leave_nothing_at_rest(tmp_path: Path) -> None:
 
     assert search_everything(store, export_both(store, tmp_path)) >= 4
     assert {"merchant_secret", "secret_reuse", "pan", "escapes_decoded"} <= recorded_rules(store)
+
+
+async def raw_websocket_session(port: int, target: str, frames: list[bytes]) -> None:
+    """A WebSocket client that sends `target` as it is (a fragment included, which URL
+    clients drop), then each frame as text, waiting for its echo."""
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    ws = wsproto.WSConnection(wsproto.ConnectionType.CLIENT)
+    await stream.send_all(ws.send(wsproto.events.Request(host="127.0.0.1", target=target)))
+    pending = list(frames)
+    with trio.fail_after(20):
+        while True:
+            data = await stream.receive_some(1 << 20)
+            assert data, "the tap hung up"
+            ws.receive_data(data)
+            for event in ws.events():
+                assert not isinstance(event, wsproto.events.RejectConnection), event
+                if isinstance(event, wsproto.events.AcceptConnection | wsproto.events.Message):
+                    if not pending:
+                        await stream.send_all(ws.send(wsproto.events.CloseConnection(1000)))
+                        await stream.aclose()
+                        return
+                    text = pending.pop(0).decode()
+                    await stream.send_all(ws.send(wsproto.events.TextMessage(text)))
+
+
+async def test_a_fragment_and_backslashes_that_start_no_escape_leave_nothing_at_rest(
+    tmp_path: Path,
+) -> None:
+    store = tmp_path / "store"
+    frames = [
+        # lenient JSON: a line comment ending in a backslash, `\*/` ending a block comment
+        b'{"type": "X", // c \\\n"merchantSecret": "' + SECRET.encode() + b'"}',
+        b'{"type": "X", /* a \\*/ "merchant_secret": "' + SECRET.encode() + b'" /* */}',
+        b'{"type": "X", "n": "\\' + PAN.encode() + b'"}',  # no escape: not JSON
+    ]
+    async with websocket_upstream() as upstream_port:
+        tap = start_tap(store, f"ws://127.0.0.1:{upstream_port}/")
+        try:
+            await raw_websocket_session(tap.port, f"/p3#merchantSecret={SECRET}", frames)
+        finally:
+            assert tap.stop() == 0
+
+    assert search_everything(store, export_both(store, tmp_path)) >= 4
+    assert {"merchant_secret", "pan", "handshake_credential"} <= recorded_rules(store)
+
+
+async def test_utf16_json_and_an_escaped_solidus_over_tcp_leave_nothing_at_rest(
+    tmp_path: Path,
+) -> None:
+    store = tmp_path / "store"
+    secret = SECRET + "/x"
+    login = {"type": "LOGIN_MERCHANT_REQUEST", "tag": "l1", "merchantSecret": secret}
+    frames = [
+        json.dumps(login).encode(),
+        # the secret again with `\/` for `/`, which JSON readers read as `/`
+        json.dumps({"type": "X", "tag": secret}).replace("/", "\\/").encode(),
+        # RFC 7159 JSON in UTF-16 and UTF-32, which `json.loads` of bytes reads
+        json.dumps({"type": "X", "merchantSecret": SECRET, "n": PAN}).encode("utf-16"),
+        json.dumps({"type": "X", "note": f"card {PAN}"}).encode("utf-32-le"),
+    ]
+    async with tcp_echo_upstream() as upstream_port:
+        tap = start_tap(store, f"tcp://127.0.0.1:{upstream_port}", "--transport", "tcp")
+        try:
+            stream = await trio.open_tcp_stream("127.0.0.1", tap.port)
+            decoder = FrameDecoder()
+            for frame in frames:
+                await stream.send_all(encode_frame(frame))
+                with trio.fail_after(20):
+                    while decoder.next_frame() is None:
+                        decoder.receive_data(await stream.receive_some(1 << 20))
+            await stream.aclose()
+        finally:
+            assert tap.stop() == 0
+
+    exports = export_both(store, tmp_path)
+    assert search_everything(store, exports) >= 4
+    raws = []
+    for line in (exports[0]).read_text().splitlines():
+        if encoded := json.loads(line).get("raw_b64"):
+            raws.append(base64.b64decode(encoded))
+    wide = [raw.decode(encoding, "replace") for raw in raws for encoding in ("utf-16", "utf-32")]
+    for text in [*wide, *(raw.decode("latin-1") for raw in raws)]:
+        assert_hidden(unescaped(text), secret, PAN)
+        assert_hidden(unescaped(text), SECRET, PAN)
+    with duckdb.connect(str(store / "index.duckdb"), read_only=True) as con:
+        tags = [row[0] for row in con.execute("SELECT tag FROM events").fetchall()]
+    assert secret not in tags
