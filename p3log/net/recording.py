@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from p3log.net.channel import NORMAL_CLOSURE, Channel, ChannelClosed
+from p3log.net.channel import Channel, ChannelClosed
+from p3log.net.close_codes import NORMAL_CLOSURE
 from p3log.store.log import EventLog
 
 LocalSender = Literal["client", "server"]

@@ -30,6 +30,7 @@ import attrs
 import trio
 
 from p3log.net.channel import Channel, open_channel
+from p3log.net.close_codes import NORMAL_CLOSURE
 from p3log.pos.runner import DEFAULT_SECRET_ENV
 from p3log.projections.opening import open_log
 from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect
@@ -43,7 +44,6 @@ from p3log.store.log import EventLog
 
 __all__ = ["ConnectError", "DriveConfig", "DriveResult", "drive", "drive_replay"]
 
-NORMAL_CLOSURE = 1000  # WebSocket close code (RFC 6455); and pump.GOING_AWAY on `stop`
 DEFAULT_CONNECT_TIMEOUT = 10.0
 
 

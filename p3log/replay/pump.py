@@ -27,6 +27,7 @@ from typing import ClassVar, Generic, Literal, Protocol, TypeVar
 import trio
 
 from p3log.net.channel import Channel, ChannelClosed
+from p3log.net.close_codes import GOING_AWAY
 from p3log.net.recording import RecordingChannel
 from p3log.replay.divergence import Divergence
 from p3log.replay.plan import Close, Send
@@ -35,19 +36,15 @@ from p3log.store.log import EventLog
 
 __all__ = [
     "CLOSE_GRACE_SECONDS",
-    "GOING_AWAY",
     "SPIN_SECONDS",
     "Plan",
     "Run",
     "RunOutcome",
-    "clip",
     "first_failure",
     "wait_for",
 ]
 
-GOING_AWAY = 1001  # WebSocket close code (RFC 6455): the replay was stopped
 CLOSE_GRACE_SECONDS = 2.0
-_MAX_REASON_BYTES = 120  # a WebSocket close reason is at most 123 bytes
 
 #: How long before a deadline the send loops stop sleeping and start polling: the
 #: kernel's poll rounds its timeout up to whole milliseconds, which would make every
@@ -150,7 +147,7 @@ class Run(ABC, Generic[PlanT, ResultT]):
             if closing is not None:
                 code, reason = closing
                 with trio.move_on_after(CLOSE_GRACE_SECONDS):
-                    await channel.aclose(code, clip(reason))
+                    await channel.aclose(code, reason)
             outcome = "interrupted" if self.interrupted and not plan.complete else plan.outcome
         finally:
             finished = {"outcome": outcome, "divergences": len(plan.divergences)}
@@ -227,14 +224,6 @@ async def wait_for(event: trio.Event, deadline: float | None) -> None:
         return
     while not event.is_set() and trio.current_time() < deadline:
         await trio.lowlevel.checkpoint()
-
-
-def clip(reason: str) -> str:
-    """A close reason short enough for a WebSocket close frame (UTF-8 safe)."""
-    data = reason.encode()
-    if len(data) <= _MAX_REASON_BYTES:
-        return reason
-    return data[: _MAX_REASON_BYTES - 3].decode(errors="ignore") + "..."
 
 
 def first_failure(divergences: Sequence[Divergence]) -> str | None:

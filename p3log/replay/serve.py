@@ -29,6 +29,7 @@ import attrs
 import trio
 
 from p3log.net.channel import Channel, Transport, serve_channels
+from p3log.net.close_codes import POLICY_VIOLATION, TRY_AGAIN_LATER
 from p3log.projections.opening import open_log
 from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect
 from p3log.replay.divergence import Divergence, OnUnexpected
@@ -39,17 +40,12 @@ from p3log.replay.recording import RecordedSession, read_session
 from p3log.store.log import EventLog
 
 __all__ = [
-    "DIVERGED_CLOSE_CODE",
     "ServeConfig",
     "ServeResult",
     "play",
     "resolve_transport",
     "serve_replay",
 ]
-
-# WebSocket close codes (RFC 6455) the replayer closes with (and pump.GOING_AWAY).
-DIVERGED_CLOSE_CODE = 1008  # policy violation: the POS left the script
-TRY_AGAIN_LATER = 1013  # a run is already in progress
 
 
 @attrs.frozen
@@ -189,7 +185,7 @@ class _ServeRun(Run[ServePlan, ServeResult]):
     is closed only when the recording, a divergence or `stop` says so."""
 
     local = "server"
-    diverged_close_code = DIVERGED_CLOSE_CODE
+    diverged_close_code = POLICY_VIOLATION
 
     def peer_closed(self, now: float) -> Divergence | None:
         return self.plan.pos_closed()

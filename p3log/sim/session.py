@@ -29,7 +29,8 @@ from itertools import count
 
 import trio
 
-from p3log.net.channel import INTERNAL_ERROR, Channel, ChannelClosed
+from p3log.net.channel import Channel, ChannelClosed
+from p3log.net.close_codes import INTERNAL_ERROR
 from p3log.protocol.model import (
     AbortTransactionRequest,
     AmendTransactionRequest,

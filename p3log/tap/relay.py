@@ -13,16 +13,16 @@ import logging
 import attrs
 import trio
 
-from p3log.net.channel import MESSAGE_TOO_BIG, ChannelClosed
+from p3log.net.channel import ChannelClosed
+from p3log.net.close_codes import GOING_AWAY, MESSAGE_TOO_BIG
 from p3log.store.event import Sender, Stamp
 from p3log.store.log import EventLog
 from p3log.store.writer import IndexWriter
 from p3log.tap.durability import Durability, GroupSync
-from p3log.tap.links import INTERNAL_ERROR, Link, WireMessage
+from p3log.tap.links import Link, WireMessage
 
 logger = logging.getLogger("p3log")
 
-GOING_AWAY = 1001
 _OTHER: dict[Sender, Sender] = {"client": "server", "server": "client"}
 
 
@@ -189,10 +189,9 @@ class Relay:
             return
         self._ended = True
         self._recording.note_closed(self._session_id, by, code, reason)
-        carried = code if code is not None else INTERNAL_ERROR
         for link in (self._pos, self._upstream):
             with trio.move_on_after(2):  # a peer that will not finish the close handshake
                 with contextlib.suppress(
                     ChannelClosed, trio.BrokenResourceError, trio.ClosedResourceError, OSError
                 ):
-                    await link.close(carried, reason or "peer closed the connection")
+                    await link.close(code, reason or "peer closed the connection")

@@ -33,13 +33,14 @@ import trio
 import trio_websocket
 
 from p3log.net.channel import ChannelClosed, TcpChannel, Transport
+from p3log.net.close_codes import GOING_AWAY, INTERNAL_ERROR, clip
 from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect
 from p3log.store.event import Stamp
 from p3log.store.log import EventLog
 from p3log.store.writer import IndexWriter
 from p3log.tap.durability import Durability, GroupSync
-from p3log.tap.links import INTERNAL_ERROR, TcpLink, WebSocketLink
-from p3log.tap.relay import GOING_AWAY, Arrival, Recording, Relay
+from p3log.tap.links import TcpLink, WebSocketLink
+from p3log.tap.relay import Arrival, Recording, Relay
 
 # The upstream's time to accept the connection and answer the WebSocket handshake.
 UPSTREAM_CONNECT_SECONDS = 10.0
@@ -231,7 +232,7 @@ class _Tap:
                 self._recording.note(session_id, "upstream_failed", {"url": url, "error": reason})
                 pos = await request.accept()
                 with trio.move_on_after(_CLOSE_SECONDS):
-                    await pos.aclose(INTERNAL_ERROR, reason[:120])
+                    await pos.aclose(INTERNAL_ERROR, clip(reason))
         finally:
             self._end()
 
