@@ -21,7 +21,6 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import cattrs
 import duckdb
 import orjson
 import pyarrow as pa
@@ -29,7 +28,7 @@ import pyarrow as pa
 from p3log.projections.fold import CONNECTION_CLOSED, Projector
 from p3log.projections.observed import Observed, observed_query
 from p3log.projections.rows import TABLES, Table
-from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect, dialect_from_dict
+from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect, dialect_from_dict, dialect_to_dict
 from p3log.store.index import indexed_head, query_one, query_scalar
 
 logger = logging.getLogger("p3log")
@@ -145,7 +144,7 @@ def create_tables(con: duckdb.DuckDBPyConnection, dialect: Dialect, through: int
     for table in TABLES:
         con.execute(table.ddl())
     con.execute(_META_DDL)
-    dialect_json = orjson.dumps(cattrs.unstructure(dialect)).decode()
+    dialect_json = orjson.dumps(dialect_to_dict(dialect)).decode()
     con.execute(
         "INSERT INTO projection_meta VALUES (?, ?, ?)",
         [PROJECTION_VERSION, dialect_json, through],
