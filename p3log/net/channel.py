@@ -44,6 +44,11 @@ class Channel(Protocol):
     @property
     def peer(self) -> str: ...
 
+    @property
+    def transport(self) -> Transport:
+        """What carries the link ("ws" or "tcp"), as lifecycle events record it."""
+        ...
+
     async def send(self, data: bytes) -> None: ...
 
     async def receive(self) -> bytes:
@@ -54,6 +59,8 @@ class Channel(Protocol):
 
 
 class WebSocketChannel:
+    transport: Transport = "ws"
+
     def __init__(self, ws: trio_websocket.WebSocketConnection) -> None:
         self._ws = ws
 
@@ -87,6 +94,8 @@ class WebSocketChannel:
 
 
 class TcpChannel:
+    transport: Transport = "tcp"
+
     def __init__(self, stream: trio.SocketStream, dialect: Dialect = DEFAULT_DIALECT) -> None:
         self._stream = stream
         self._dialect = dialect

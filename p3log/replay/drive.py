@@ -40,6 +40,7 @@ from p3log.replay.normalise import VolatilePaths
 from p3log.replay.plan import Pacing
 from p3log.replay.pump import Run, RunOutcome, first_failure
 from p3log.replay.recording import RecordedSession, ReplayError, read_session
+from p3log.store.lifecycle import ReplayFinished, ReplayStarted
 from p3log.store.log import EventLog
 
 __all__ = ["ConnectError", "DriveConfig", "DriveResult", "drive", "drive_replay"]
@@ -189,28 +190,28 @@ class _DriveRun(Run[DrivePlan, DriveResult]):
     def closing(self) -> tuple[int, str] | None:
         return None if self.peer_gone else self.close or (NORMAL_CLOSURE, "")
 
-    def started(self) -> dict[str, object]:
+    def started(self) -> ReplayStarted:
         plan = self.plan
         pacing = plan.pacing
-        return {
-            "replay_of": plan.session.session_id,
-            "mode": "drive",
-            "speed": pacing.speed if pacing.mode == "speed" else None,
-            "pacing": pacing.mode,
-            "target": self.target,
-            "on_unexpected": plan.on_unexpected,
-            "timeout": plan.timeout,
-            "volatile_paths": [str(path) for path in plan.volatile.paths],
-        }
+        return ReplayStarted(
+            replay_of=plan.session.session_id,
+            mode="drive",
+            speed=pacing.speed if pacing.mode == "speed" else None,
+            pacing=pacing.mode,
+            target=self.target,
+            on_unexpected=plan.on_unexpected,
+            timeout=plan.timeout,
+            volatile_paths=tuple(str(path) for path in plan.volatile.paths),
+        )
 
-    def counts(self) -> dict[str, object]:
+    def counts(self) -> ReplayFinished:
         plan = self.plan
-        return {
-            "pos_sent": plan.pos_sent,
-            "pos_recorded": plan.pos_recorded,
-            "server_matched": plan.server_matched,
-            "server_recorded": plan.server_recorded,
-        }
+        return ReplayFinished(
+            pos_sent=plan.pos_sent,
+            pos_recorded=plan.pos_recorded,
+            server_matched=plan.server_matched,
+            server_recorded=plan.server_recorded,
+        )
 
     def result(self, outcome: RunOutcome) -> DriveResult:
         plan = self.plan

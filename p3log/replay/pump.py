@@ -24,6 +24,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import ClassVar, Generic, Literal, Protocol, TypeVar
 
+import attrs
 import trio
 
 from p3log.net.channel import Channel, ChannelClosed
@@ -32,6 +33,7 @@ from p3log.net.recording import RecordingChannel
 from p3log.replay.divergence import Divergence
 from p3log.replay.plan import Close, Send
 from p3log.replay.recording import RecordedSession
+from p3log.store.lifecycle import ReplayFinished, ReplayStarted
 from p3log.store.log import EventLog
 
 __all__ = [
@@ -118,12 +120,12 @@ class Run(ABC, Generic[PlanT, ResultT]):
         return self.close
 
     @abstractmethod
-    def started(self) -> dict[str, object]:
-        """The `replay_started` payload."""
+    def started(self) -> ReplayStarted:
+        """The `replay_started` event."""
 
     @abstractmethod
-    def counts(self) -> dict[str, object]:
-        """The message counts `replay_finished` records after the outcome."""
+    def counts(self) -> ReplayFinished:
+        """The message counts `replay_finished` records with the outcome."""
 
     @abstractmethod
     def result(self, outcome: RunOutcome) -> ResultT:
@@ -133,7 +135,7 @@ class Run(ABC, Generic[PlanT, ResultT]):
 
     async def play(self, stop: trio.Event | None) -> ResultT:
         plan = self.plan
-        self.log.record_lifecycle(self.session_id, "replay_started", self.started())
+        self.log.record_lifecycle(self.session_id, self.started())
         channel = RecordingChannel(self.raw_channel, self.log, self.session_id, self.local)
         plan.start(trio.current_time())
         outcome: RunOutcome = "interrupted"
@@ -150,8 +152,10 @@ class Run(ABC, Generic[PlanT, ResultT]):
                     await channel.aclose(code, reason)
             outcome = "interrupted" if self.interrupted and not plan.complete else plan.outcome
         finally:
-            finished = {"outcome": outcome, "divergences": len(plan.divergences)}
-            self.log.record_lifecycle(self.session_id, "replay_finished", finished | self.counts())
+            finished = attrs.evolve(
+                self.counts(), outcome=outcome, divergences=len(plan.divergences)
+            )
+            self.log.record_lifecycle(self.session_id, finished)
         return self.result(outcome)
 
     async def _receive_loop(self, channel: Channel, scope: trio.CancelScope) -> None:
@@ -209,7 +213,7 @@ class Run(ABC, Generic[PlanT, ResultT]):
         scope.cancel()
 
     def _record(self, divergence: Divergence) -> None:
-        self.log.record_lifecycle(self.session_id, "replay_divergence", divergence.details())
+        self.log.record_lifecycle(self.session_id, divergence.details())
 
 
 async def wait_for(event: trio.Event, deadline: float | None) -> None:

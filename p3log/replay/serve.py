@@ -37,6 +37,7 @@ from p3log.replay.normalise import VolatilePaths
 from p3log.replay.plan import Pacing, ServePlan
 from p3log.replay.pump import Run, RunOutcome, first_failure
 from p3log.replay.recording import RecordedSession, read_session
+from p3log.store.lifecycle import ReplayFinished, ReplayStarted
 from p3log.store.log import EventLog
 
 __all__ = [
@@ -190,27 +191,27 @@ class _ServeRun(Run[ServePlan, ServeResult]):
     def peer_closed(self, now: float) -> Divergence | None:
         return self.plan.pos_closed()
 
-    def started(self) -> dict[str, object]:
+    def started(self) -> ReplayStarted:
         plan = self.plan
         pacing = plan.pacing
-        return {
-            "replay_of": plan.session.session_id,
-            "mode": "serve",
-            "speed": pacing.speed if pacing.mode == "speed" else None,
-            "pacing": pacing.mode,
-            "on_unexpected": plan.on_unexpected,
-            "fresh_ids": plan.renames.fresh_ids,
-            "volatile_paths": [str(path) for path in plan.volatile.paths],
-        }
+        return ReplayStarted(
+            replay_of=plan.session.session_id,
+            mode="serve",
+            speed=pacing.speed if pacing.mode == "speed" else None,
+            pacing=pacing.mode,
+            on_unexpected=plan.on_unexpected,
+            fresh_ids=plan.renames.fresh_ids,
+            volatile_paths=tuple(str(path) for path in plan.volatile.paths),
+        )
 
-    def counts(self) -> dict[str, object]:
+    def counts(self) -> ReplayFinished:
         plan = self.plan
-        return {
-            "pos_matched": plan.pos_matched,
-            "pos_recorded": plan.pos_recorded,
-            "server_sent": plan.server_sent,
-            "server_recorded": plan.server_recorded,
-        }
+        return ReplayFinished(
+            pos_matched=plan.pos_matched,
+            pos_recorded=plan.pos_recorded,
+            server_sent=plan.server_sent,
+            server_recorded=plan.server_recorded,
+        )
 
     def result(self, outcome: RunOutcome) -> ServeResult:
         plan = self.plan

@@ -12,7 +12,7 @@ import pytest
 import trio
 
 from p3log.client import InvalidParameter, P3Client, ProtocolViolation
-from p3log.net.channel import ChannelClosed
+from p3log.net.channel import ChannelClosed, Transport
 
 
 class ScriptedPeer:
@@ -25,6 +25,8 @@ class ScriptedPeer:
     @property
     def peer(self) -> str:
         return "memory"
+
+    transport: Transport = "tcp"
 
     async def send(self, data: bytes) -> None:
         await self.client_sent_channel.send(data)

@@ -17,6 +17,7 @@ from p3log.replay.drive_plan import DrivePlan, DriveStep, Received, needs_secret
 from p3log.replay.plan import Close, Pacing, Send
 from p3log.replay.recording import RecordedClose, ReplayError
 from p3log.replay.rewrite import IDENTIFIER_PATH
+from p3log.store.lifecycle import to_json
 from tests.replay.sessions import (
     MS,
     TX_ID,
@@ -233,7 +234,7 @@ def test_a_changed_message_names_where_it_differs() -> None:
         "EXECUTE_TRANSACTION_UPDATE (seq 4); EXECUTE_TRANSACTION_UPDATE (seq 4) differs at "
         'executeTransactionUpdate.state: recorded "PROCESSING", got "DECLINED"'
     )
-    details = json.loads(result.details())
+    details = json.loads(to_json(result.details()))
     assert (details["rule"], details["peer"], details["action"]) == (
         "unexpected_message",
         "server",
