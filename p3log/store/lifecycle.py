@@ -24,6 +24,7 @@ Records go into the store as JSON bytes, through the store's one door
 from __future__ import annotations
 
 import json
+import math
 from decimal import Decimal
 from typing import Any, ClassVar, Final, get_args
 
@@ -250,9 +251,11 @@ def _exact(value: Any, kind: type[Any]) -> Any:
 
 
 def _number(value: Any, _: type[Any]) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"expected a number, got {type(value).__name__}")
-    return float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"expected a finite number, got {value!r}")
+    return value  # an int stays an int: written back as it was read
 
 
 def _text_key_dict(value: Any, kind: Any) -> dict[str, Any]:
@@ -283,6 +286,8 @@ def _is_dict(kind: Any) -> bool:
 
 def _float_text(value: float) -> Decimal:
     # jsontext writes exact numbers only; a float's repr is its shortest exact text
+    if not math.isfinite(value):
+        raise ValueError(f"{value!r} is not a JSON number")
     return Decimal(repr(value))
 
 
@@ -307,18 +312,29 @@ def to_plain(record: Lifecycle) -> dict[str, Any]:
     """The record as its payload's JSON object (floats as exact Decimals)."""
     out: dict[str, Any] = {}
     for field in _fields(type(record)):
-        value = getattr(record, field.name)
-        if value is None and field.metadata.get(_OMIT):
-            continue
-        out[_key(field)] = _CONVERTER.unstructure(value)
+        value, key = getattr(record, field.name), _key(field)
+        if value is None and (field.metadata.get(_OMIT) or key in record.extra):
+            continue  # left out, or the value read from the store that it could not hold
+        out[key] = _CONVERTER.unstructure(value)
     for key, value in record.extra.items():
-        out.setdefault(key, value)
+        out.setdefault(key, _exact_numbers(value))
     return out
 
 
 def to_json(record: Lifecycle) -> bytes:
     """The payload the store's door receives for `record`."""
     return jsontext.dumps(to_plain(record)).encode()
+
+
+def _exact_numbers(value: Any) -> Any:
+    """JSON data read back (`extra`), floats as the exact text they were read from."""
+    if isinstance(value, float):
+        return _float_text(value)
+    if isinstance(value, dict):
+        return {key: _exact_numbers(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_exact_numbers(item) for item in value]
+    return value
 
 
 def structure(kind: str, details: object) -> Lifecycle:
@@ -346,10 +362,14 @@ def structure(kind: str, details: object) -> Lifecycle:
     return record(**values, extra=extra)
 
 
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def read(kind: str, payload: str | bytes | None) -> Lifecycle:
     """The record of a lifecycle event as the store holds it (its `payload` JSON)."""
-    try:
-        details = json.loads(payload) if payload else {}
+    try:  # NaN and Infinity are not JSON: such a payload reads as no details
+        details = json.loads(payload, parse_constant=_not_json) if payload else {}
     except (ValueError, RecursionError):
         details = {}
     return structure(kind, details)
