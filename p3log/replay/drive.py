@@ -178,6 +178,7 @@ class _DriveRun(Run[DrivePlan, DriveResult]):
     nothing else says how."""
 
     local = "client"
+    mode = "drive"
     diverged_close_code = NORMAL_CLOSURE
 
     def __init__(self, channel: Channel, plan: DrivePlan, log: EventLog, target: str) -> None:
@@ -191,18 +192,7 @@ class _DriveRun(Run[DrivePlan, DriveResult]):
         return None if self.peer_gone else self.close or (NORMAL_CLOSURE, "")
 
     def started(self) -> ReplayStarted:
-        plan = self.plan
-        pacing = plan.pacing
-        return ReplayStarted(
-            replay_of=plan.session.session_id,
-            mode="drive",
-            speed=pacing.speed if pacing.mode == "speed" else None,
-            pacing=pacing.mode,
-            target=self.target,
-            on_unexpected=plan.on_unexpected,
-            timeout=plan.timeout,
-            volatile_paths=tuple(str(path) for path in plan.volatile.paths),
-        )
+        return attrs.evolve(super().started(), target=self.target, timeout=self.plan.timeout)
 
     def counts(self) -> ReplayFinished:
         plan = self.plan

@@ -31,7 +31,8 @@ from p3log.net.channel import Channel, ChannelClosed
 from p3log.net.close_codes import GOING_AWAY
 from p3log.net.recording import RecordingChannel
 from p3log.replay.divergence import Divergence
-from p3log.replay.plan import Close, Send
+from p3log.replay.normalise import VolatilePaths
+from p3log.replay.plan import Close, Pacing, Send
 from p3log.replay.recording import RecordedSession
 from p3log.store.lifecycle import ReplayFinished, ReplayStarted
 from p3log.store.log import EventLog
@@ -65,6 +66,15 @@ class Plan(Protocol):
     def session(self) -> RecordedSession: ...
 
     @property
+    def pacing(self) -> Pacing: ...
+
+    @property
+    def on_unexpected(self) -> str: ...
+
+    @property
+    def volatile(self) -> VolatilePaths: ...
+
+    @property
     def divergences(self) -> Sequence[Divergence]: ...
 
     @property
@@ -96,6 +106,8 @@ class Run(ABC, Generic[PlanT, ResultT]):
 
     #: The local sender the run is recorded as ("server" or "client").
     local: ClassVar[Literal["client", "server"]]
+    #: What `replay_started` calls the run ("serve" or "drive").
+    mode: ClassVar[str]
     #: The close code when a divergence stops the run.
     diverged_close_code: ClassVar[int]
 
@@ -119,9 +131,18 @@ class Run(ABC, Generic[PlanT, ResultT]):
         """How to close the link once the run is over (None: leave it)."""
         return self.close
 
-    @abstractmethod
     def started(self) -> ReplayStarted:
-        """The `replay_started` event."""
+        """The `replay_started` event (a side adds its own settings)."""
+        plan = self.plan
+        pacing = plan.pacing
+        return ReplayStarted(
+            replay_of=plan.session.session_id,
+            mode=self.mode,
+            speed=pacing.speed if pacing.mode == "speed" else None,
+            pacing=pacing.mode,
+            on_unexpected=plan.on_unexpected,
+            volatile_paths=tuple(str(path) for path in plan.volatile.paths),
+        )
 
     @abstractmethod
     def counts(self) -> ReplayFinished:

@@ -186,23 +186,14 @@ class _ServeRun(Run[ServePlan, ServeResult]):
     is closed only when the recording, a divergence or `stop` says so."""
 
     local = "server"
+    mode = "serve"
     diverged_close_code = POLICY_VIOLATION
 
     def peer_closed(self, now: float) -> Divergence | None:
         return self.plan.pos_closed()
 
     def started(self) -> ReplayStarted:
-        plan = self.plan
-        pacing = plan.pacing
-        return ReplayStarted(
-            replay_of=plan.session.session_id,
-            mode="serve",
-            speed=pacing.speed if pacing.mode == "speed" else None,
-            pacing=pacing.mode,
-            on_unexpected=plan.on_unexpected,
-            fresh_ids=plan.renames.fresh_ids,
-            volatile_paths=tuple(str(path) for path in plan.volatile.paths),
-        )
+        return attrs.evolve(super().started(), fresh_ids=self.plan.renames.fresh_ids)
 
     def counts(self) -> ReplayFinished:
         plan = self.plan
