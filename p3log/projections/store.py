@@ -25,11 +25,12 @@ import duckdb
 import orjson
 import pyarrow as pa
 
-from p3log.projections.fold import CONNECTION_CLOSED, Projector
+from p3log.projections.fold import Projector
 from p3log.projections.observed import Observed, observed_query
 from p3log.projections.rows import TABLES, Table
 from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect, dialect_from_dict, dialect_to_dict
 from p3log.store.index import indexed_head, query_one, query_scalar
+from p3log.store.lifecycle import ConnectionClosed
 
 logger = logging.getLogger("p3log")
 
@@ -166,7 +167,7 @@ def _reopen_sessions(
         f"""
         CREATE OR REPLACE TEMP TABLE reopened AS
         SELECT session_id,
-               coalesce(max(seq) FILTER (WHERE kind = '{CONNECTION_CLOSED}'), 0) AS since
+               coalesce(max(seq) FILTER (WHERE kind = '{ConnectionClosed.KIND}'), 0) AS since
         FROM events WHERE seq <= ?
         GROUP BY session_id
         HAVING max(seq) > since
