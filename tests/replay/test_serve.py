@@ -69,7 +69,7 @@ class ClientView:
             )
         )
 
-    def record_lifecycle(self, session_id: str, kind: str, details: object) -> None:
+    def record_lifecycle(self, session_id: str, event: object, details: object = None) -> None:
         pass
 
 
