@@ -18,7 +18,6 @@ left there (`discard_incoming`).
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 import attrs
@@ -29,7 +28,6 @@ from p3log.store.records import RecordError, decode_canonical, decode_event
 
 SEGMENT_BYTES = 64 * 1024 * 1024
 SEGMENT_SUFFIX = ".jsonl"
-_SEGMENT_NAME = re.compile(r"[0-9]{20}\.jsonl")
 INCOMING_DIR = "incoming"
 _TAIL_CHUNK = 1024 * 1024
 
@@ -43,18 +41,7 @@ class JournalHead:
 
 
 def segment_paths(journal_dir: Path) -> list[Path]:
-    """The journal's segments: files named as a segment (`segment_name`); anything else
-    under `journal/` is no segment (`verify` names it), never read as one."""
-    return sorted(path for path in journal_dir.glob(f"*{SEGMENT_SUFFIX}") if _is_segment(path))
-
-
-def stray_paths(journal_dir: Path) -> list[Path]:
-    """What `journal/` holds under a segment's suffix that is not a segment."""
-    return sorted(p for p in journal_dir.glob(f"*{SEGMENT_SUFFIX}") if not _is_segment(p))
-
-
-def _is_segment(path: Path) -> bool:
-    return _SEGMENT_NAME.fullmatch(path.name) is not None and path.is_file()
+    return sorted(journal_dir.glob(f"*{SEGMENT_SUFFIX}"))
 
 
 def segment_name(first_seq: int) -> str:

@@ -38,10 +38,10 @@ from p3log.store.errors import StoreBusy, StoreCorrupt, StoreError
 from p3log.store.event import GENESIS_HASH
 from p3log.store.governance import Governance, governance_problems
 from p3log.store.index import connect, journal_relation_sql, query_one, query_scalar, sql_string
-from p3log.store.journal import segment_first_seq, segment_paths, stray_paths
+from p3log.store.journal import segment_first_seq, segment_paths
 from p3log.store.layout import StoreLayout, StoreMeta, open_layout
 from p3log.store.log import damaged_index, index_open_error
-from p3log.store.records import RecordError, decode_canonical
+from p3log.store.records import RECORD_COLUMNS, RecordError, decode_canonical
 from p3log.store.segments import Segment, all_segments
 
 __all__ = ["ChainProblem", "Checkpoint", "StoreCheck", "VerifyReport", "verify_store"]
@@ -148,8 +148,6 @@ def make_checkpoint(root: Path, checks: Sequence[StoreCheck] = ()) -> Checkpoint
 def journal_line_problem(journal_dir: Path) -> ChainProblem | None:
     """The first place where the journal, read in file order, is not the canonical
     record of the next seq: the journal's physical order is its seq order."""
-    for path in stray_paths(journal_dir):
-        return ChainProblem(0, "journal", f"{path.name} is not a journal segment")
     expected = 1
     for path in segment_paths(journal_dir):
         if segment_first_seq(path) != expected:
@@ -205,7 +203,11 @@ def _load_hashes(con: duckdb.DuckDBPyConnection, layout: StoreLayout) -> ChainPr
     return problem
 
 
-_EMPTY = "SELECT NULL::BIGINT AS seq, NULL AS prev_hash, NULL AS hash WHERE false"
+# A journal with no segment yet (a store created, then killed before its first event):
+# no rows, but every record column the hash check reads.
+_EMPTY = "SELECT {} WHERE false".format(
+    ", ".join(f"NULL::{kind} AS {name}" for name, kind in RECORD_COLUMNS.items())
+)
 
 
 def _segments_problem(
