@@ -19,7 +19,7 @@ from typing import Any, Literal, TypeVar, get_args, get_origin
 
 import cattrs
 
-__all__ = ["SettingsError", "read_settings_file", "structure_strict"]
+__all__ = ["SettingsError", "plain", "read_settings_file", "structure_strict"]
 
 T = TypeVar("T")
 
@@ -50,6 +50,11 @@ def read_settings_file(
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise error(f"{what} file {path} is not valid TOML: {exc}") from exc
+
+
+def plain(settings: object) -> Any:
+    """`settings` as the plain data `structure_strict` reads back (one converter both ways)."""
+    return _STRICT.unstructure(settings)
 
 
 def structure_strict(

@@ -21,16 +21,12 @@ from urllib.parse import urlsplit
 import trio
 import trio_websocket
 
+from p3log.net.close_codes import MESSAGE_TOO_BIG, NORMAL_CLOSURE, clip, passed_on
 from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect
 from p3log.protocol.framing import FrameDecoder, FramingError, encode_frame
 
 Transport = Literal["ws", "tcp"]
 _RECEIVE_BYTES = 65536
-
-# WebSocket close codes (RFC 6455) that P3 peers see from us.
-NORMAL_CLOSURE = 1000
-MESSAGE_TOO_BIG = 1009
-INTERNAL_ERROR = 1011
 
 
 class ChannelClosed(Exception):
@@ -48,6 +44,11 @@ class Channel(Protocol):
     @property
     def peer(self) -> str: ...
 
+    @property
+    def transport(self) -> Transport:
+        """What carries the link ("ws" or "tcp"), as lifecycle events record it."""
+        ...
+
     async def send(self, data: bytes) -> None: ...
 
     async def receive(self) -> bytes:
@@ -58,6 +59,8 @@ class Channel(Protocol):
 
 
 class WebSocketChannel:
+    transport: Transport = "ws"
+
     def __init__(self, ws: trio_websocket.WebSocketConnection) -> None:
         self._ws = ws
 
@@ -86,10 +89,13 @@ class WebSocketChannel:
         return message.encode() if isinstance(message, str) else message
 
     async def aclose(self, code: int = NORMAL_CLOSURE, reason: str = "") -> None:
-        await self._ws.aclose(code, reason or None)
+        # the door of every WebSocket close p3log sends: a sendable code, a reason that fits
+        await self._ws.aclose(passed_on(code), clip(reason) or None)
 
 
 class TcpChannel:
+    transport: Transport = "tcp"
+
     def __init__(self, stream: trio.SocketStream, dialect: Dialect = DEFAULT_DIALECT) -> None:
         self._stream = stream
         self._dialect = dialect

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from p3log.net.channel import NORMAL_CLOSURE, Channel, ChannelClosed
+from p3log.net.channel import Channel, ChannelClosed, Transport
+from p3log.net.close_codes import NORMAL_CLOSURE
+from p3log.store.lifecycle import ConnectionClosed, ConnectionOpened
 from p3log.store.log import EventLog
 
 LocalSender = Literal["client", "server"]
@@ -42,13 +44,18 @@ class RecordingChannel:
         self._remote: LocalSender = "server" if local_sender == "client" else "client"
         self._peer = inner.peer
         self._closed = False
-        log.record_lifecycle(
-            session_id, "connection_opened", {"peer": self._peer, "recorded_by": local_sender}
+        opened = ConnectionOpened(
+            transport=inner.transport, peer=self._peer, recorded_by=local_sender
         )
+        log.record_lifecycle(session_id, opened)
 
     @property
     def peer(self) -> str:
         return self._peer
+
+    @property
+    def transport(self) -> Transport:
+        return self._inner.transport
 
     async def send(self, data: bytes) -> None:
         if not self._closed:
@@ -76,8 +83,5 @@ class RecordingChannel:
         if self._closed:
             return
         self._closed = True
-        self._log.record_lifecycle(
-            self.session_id,
-            "connection_closed",
-            {"peer": self._peer, "by": by, "code": code, "reason": reason},
-        )
+        closed = ConnectionClosed(peer=self._peer, by=by, code=code, reason=reason)
+        self._log.record_lifecycle(self.session_id, closed)

@@ -60,8 +60,7 @@ from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect
 from p3log.protocol.kinds import ACTIONS, EXECUTE, OPERATIONS, SIGNATURE, UPDATES, Kind, Kinds, Step
 from p3log.protocol.model import status_is_error
 from p3log.protocol.rules import FINDINGS, Rule
-
-CONNECTION_CLOSED = "connection_closed"
+from p3log.store.lifecycle import ConnectionClosed
 
 # Findings (PROTOCOL.md §7), by the name each row carries in `rule`.
 RULES = FINDINGS
@@ -601,7 +600,7 @@ class Projector:
 
     def feed(self, event: Observed) -> None:
         session = self._sessions.get(event.session_id)
-        if event.kind == CONNECTION_CLOSED:
+        if event.kind == ConnectionClosed.KIND:
             if session is not None:
                 session.close(event)
                 del self._sessions[event.session_id]

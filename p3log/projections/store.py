@@ -21,16 +21,16 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import cattrs
 import duckdb
 import orjson
 import pyarrow as pa
 
-from p3log.projections.fold import CONNECTION_CLOSED, Projector
+from p3log.projections.fold import Projector
 from p3log.projections.observed import Observed, observed_query
 from p3log.projections.rows import TABLES, Table
-from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect, dialect_from_dict
+from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect, dialect_from_dict, dialect_to_dict
 from p3log.store.index import indexed_head, query_one, query_scalar
+from p3log.store.lifecycle import ConnectionClosed
 
 logger = logging.getLogger("p3log")
 
@@ -145,7 +145,7 @@ def create_tables(con: duckdb.DuckDBPyConnection, dialect: Dialect, through: int
     for table in TABLES:
         con.execute(table.ddl())
     con.execute(_META_DDL)
-    dialect_json = orjson.dumps(cattrs.unstructure(dialect)).decode()
+    dialect_json = orjson.dumps(dialect_to_dict(dialect)).decode()
     con.execute(
         "INSERT INTO projection_meta VALUES (?, ?, ?)",
         [PROJECTION_VERSION, dialect_json, through],
@@ -167,7 +167,7 @@ def _reopen_sessions(
         f"""
         CREATE OR REPLACE TEMP TABLE reopened AS
         SELECT session_id,
-               coalesce(max(seq) FILTER (WHERE kind = '{CONNECTION_CLOSED}'), 0) AS since
+               coalesce(max(seq) FILTER (WHERE kind = '{ConnectionClosed.KIND}'), 0) AS since
         FROM events WHERE seq <= ?
         GROUP BY session_id
         HAVING max(seq) > since

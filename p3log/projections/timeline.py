@@ -40,7 +40,9 @@ from p3log.projections.store import projected_state
 from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect
 from p3log.protocol.kinds import SIGNATURE, TRANSACTION_REQUESTS, TRANSACTION_RESPONSES
 from p3log.protocol.model import status_is_error
+from p3log.store import lifecycle
 from p3log.store.errors import StoreError
+from p3log.store.lifecycle import ConnectionClosed
 
 __all__ = [
     "MAX_CANDIDATES",
@@ -403,8 +405,9 @@ def summarize(event: Observed, envelope: dict[str, Any] | None = None) -> str:
 
 
 def _lifecycle(kind: str, details: dict[str, Any]) -> str:
-    if kind == "connection_closed":
-        by, code, reason = (as_text(details.get(name)) for name in ("by", "code", "reason"))
+    event = lifecycle.structure(kind, details)
+    if isinstance(event, ConnectionClosed):
+        by, code, reason = (as_text(value) for value in (event.by, event.code, event.reason))
         return _join(f"closed by {by}" if by else "closed", code, reason)
     return kind.replace("_", " ")
 

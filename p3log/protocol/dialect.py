@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import attrs
 
-from p3log.settings import SettingsError, read_settings_file, structure_strict
+from p3log.settings import SettingsError, plain, read_settings_file, structure_strict
 
 FramingName = Literal["u32be", "u32le", "u16be", "u16le", "newline"]
 AbortCorrelation = Literal["session_resource", "body_tag"]
@@ -99,6 +99,12 @@ def load_dialect(path: Path | None) -> Dialect:
 def dialect_from_dict(data: dict[str, Any], source: str = "dialect") -> Dialect:
     """Build a dialect from plain data, rejecting unknown keys and wrong types."""
     return structure_strict(data, Dialect, source, DialectError)
+
+
+def dialect_to_dict(dialect: Dialect) -> dict[str, Any]:
+    """The plain data `dialect_from_dict` builds `dialect` back from."""
+    data: dict[str, Any] = plain(dialect)
+    return data
 
 
 DEFAULT_DIALECT = Dialect()

@@ -20,6 +20,7 @@ from p3log.protocol.dialect import Dialect
 from p3log.protocol.kinds import Kinds
 from p3log.replay.normalise import Difference, VolatilePaths, first_difference, normalise
 from p3log.replay.recording import RecordedMessage
+from p3log.store.lifecycle import ReplayDivergence
 
 __all__ = [
     "DIVERGENCE_ERROR_SOURCE",
@@ -152,17 +153,16 @@ class Divergence:
             line += f"; {closest.describe()} differs at {closest.difference}"
         return line
 
-    def details(self) -> bytes:
-        """The `replay_divergence` event's details, as JSON (exact numbers kept)."""
-        found: dict[str, Any] = {
-            "rule": self.rule,
-            "peer": self.peer,
-            "action": self.action,
-            "summary": self.summary(),
-            "arrived": self.arrival.to_json() if self.arrival is not None else None,
-            "expected": [expectation.to_json() for expectation in self.expected],
-        }
-        return jsontext.dumps(found).encode()
+    def details(self) -> ReplayDivergence:
+        """The `replay_divergence` event (its JSON keeps exact numbers)."""
+        return ReplayDivergence(
+            rule=self.rule,
+            peer=self.peer,
+            action=self.action,
+            summary=self.summary(),
+            arrived=self.arrival.to_json() if self.arrival is not None else None,
+            expected=tuple(expectation.to_json() for expectation in self.expected),
+        )
 
 
 def error_reply(arrived: dict[str, Any] | None, dialect: Dialect, message: str) -> bytes | None:

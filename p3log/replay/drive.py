@@ -30,6 +30,7 @@ import attrs
 import trio
 
 from p3log.net.channel import Channel, open_channel
+from p3log.net.close_codes import NORMAL_CLOSURE
 from p3log.pos.runner import DEFAULT_SECRET_ENV
 from p3log.projections.opening import open_log
 from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect
@@ -39,11 +40,11 @@ from p3log.replay.normalise import VolatilePaths
 from p3log.replay.plan import Pacing
 from p3log.replay.pump import Run, RunOutcome, first_failure
 from p3log.replay.recording import RecordedSession, ReplayError, read_session
+from p3log.store.lifecycle import ReplayFinished, ReplayStarted
 from p3log.store.log import EventLog
 
 __all__ = ["ConnectError", "DriveConfig", "DriveResult", "drive", "drive_replay"]
 
-NORMAL_CLOSURE = 1000  # WebSocket close code (RFC 6455); and pump.GOING_AWAY on `stop`
 DEFAULT_CONNECT_TIMEOUT = 10.0
 
 
@@ -177,6 +178,7 @@ class _DriveRun(Run[DrivePlan, DriveResult]):
     nothing else says how."""
 
     local = "client"
+    mode = "drive"
     diverged_close_code = NORMAL_CLOSURE
 
     def __init__(self, channel: Channel, plan: DrivePlan, log: EventLog, target: str) -> None:
@@ -189,28 +191,17 @@ class _DriveRun(Run[DrivePlan, DriveResult]):
     def closing(self) -> tuple[int, str] | None:
         return None if self.peer_gone else self.close or (NORMAL_CLOSURE, "")
 
-    def started(self) -> dict[str, object]:
-        plan = self.plan
-        pacing = plan.pacing
-        return {
-            "replay_of": plan.session.session_id,
-            "mode": "drive",
-            "speed": pacing.speed if pacing.mode == "speed" else None,
-            "pacing": pacing.mode,
-            "target": self.target,
-            "on_unexpected": plan.on_unexpected,
-            "timeout": plan.timeout,
-            "volatile_paths": [str(path) for path in plan.volatile.paths],
-        }
+    def started(self) -> ReplayStarted:
+        return attrs.evolve(super().started(), target=self.target, timeout=self.plan.timeout)
 
-    def counts(self) -> dict[str, object]:
+    def counts(self) -> ReplayFinished:
         plan = self.plan
-        return {
-            "pos_sent": plan.pos_sent,
-            "pos_recorded": plan.pos_recorded,
-            "server_matched": plan.server_matched,
-            "server_recorded": plan.server_recorded,
-        }
+        return ReplayFinished(
+            pos_sent=plan.pos_sent,
+            pos_recorded=plan.pos_recorded,
+            server_matched=plan.server_matched,
+            server_recorded=plan.server_recorded,
+        )
 
     def result(self, outcome: RunOutcome) -> DriveResult:
         plan = self.plan

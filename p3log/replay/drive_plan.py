@@ -58,6 +58,7 @@ from typing import Any, Literal
 
 import attrs
 
+from p3log.net.close_codes import NORMAL_CLOSURE, passed_on
 from p3log.protocol import jsontext
 from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect
 from p3log.protocol.model import body_key
@@ -94,8 +95,6 @@ DEFAULT_TIMEOUT = 30.0
 _EXPECTATIONS_KEPT = 5
 _LOGIN_BODY = body_key("LOGIN_MERCHANT_REQUEST")
 _SECRET_KEY = "merchantSecret"
-# Close codes a WebSocket endpoint may send (RFC 6455 7.4.1), besides 3000-4999.
-_SENDABLE_CLOSE = frozenset(range(1000, 1004)) | frozenset(range(1007, 1015))
 
 
 def _new_tag() -> str:
@@ -458,10 +457,9 @@ class DrivePlan:
 
     def _close(self) -> Close:
         close = self.session.close
-        code = close.code if close is not None else None
-        if code is None or not (code in _SENDABLE_CLOSE or 3000 <= code < 5000):
-            code = 1000
-        return Close(code, close.reason if close is not None else "")
+        if close is None:  # the recording just ends: so does the run, normally
+            return Close(NORMAL_CLOSURE, "")
+        return Close(passed_on(close.code), close.reason)
 
     # --- divergences ---------------------------------------------------------------
 

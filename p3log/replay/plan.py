@@ -47,6 +47,7 @@ from typing import Any, Literal
 
 import attrs
 
+from p3log.net.close_codes import passed_on
 from p3log.protocol import jsontext
 from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect
 from p3log.replay.divergence import (
@@ -69,8 +70,6 @@ PacingMode = Literal["speed", "asap", "reactive"]
 Outcome = Literal["complete", "diverged", "incomplete"]
 
 _EXPECTATIONS_KEPT = 5
-# Close codes a WebSocket endpoint may send (RFC 6455 7.4.1), besides 3000-4999.
-_SENDABLE_CLOSE = frozenset(range(1000, 1004)) | frozenset(range(1007, 1015))
 
 
 def _positive_finite(_: object, attribute: attrs.Attribute[float], value: float) -> None:
@@ -296,12 +295,8 @@ class ServePlan:
 
     def _render(self, item: _Item) -> Outgoing:
         if item.close is not None:
-            code = item.close.code
-            if code is None:  # framed TCP has no close codes
-                code = 1000
-            elif not (code in _SENDABLE_CLOSE or 3000 <= code < 5000):
-                code = 1011  # what the tap passed on for it (e.g. 1006, a vanished peer)
-            return Close(code, item.close.reason)
+            # as the tap passed it on (e.g. 1006, a vanished peer, as 1011)
+            return Close(passed_on(item.close.code), item.close.reason)
         message = item.message
         assert message is not None
         data = message.raw

@@ -24,30 +24,30 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import ClassVar, Generic, Literal, Protocol, TypeVar
 
+import attrs
 import trio
 
 from p3log.net.channel import Channel, ChannelClosed
+from p3log.net.close_codes import GOING_AWAY
 from p3log.net.recording import RecordingChannel
 from p3log.replay.divergence import Divergence
-from p3log.replay.plan import Close, Send
+from p3log.replay.normalise import VolatilePaths
+from p3log.replay.plan import Close, Pacing, Send
 from p3log.replay.recording import RecordedSession
+from p3log.store.lifecycle import ReplayFinished, ReplayStarted
 from p3log.store.log import EventLog
 
 __all__ = [
     "CLOSE_GRACE_SECONDS",
-    "GOING_AWAY",
     "SPIN_SECONDS",
     "Plan",
     "Run",
     "RunOutcome",
-    "clip",
     "first_failure",
     "wait_for",
 ]
 
-GOING_AWAY = 1001  # WebSocket close code (RFC 6455): the replay was stopped
 CLOSE_GRACE_SECONDS = 2.0
-_MAX_REASON_BYTES = 120  # a WebSocket close reason is at most 123 bytes
 
 #: How long before a deadline the send loops stop sleeping and start polling: the
 #: kernel's poll rounds its timeout up to whole milliseconds, which would make every
@@ -64,6 +64,15 @@ class Plan(Protocol):
 
     @property
     def session(self) -> RecordedSession: ...
+
+    @property
+    def pacing(self) -> Pacing: ...
+
+    @property
+    def on_unexpected(self) -> str: ...
+
+    @property
+    def volatile(self) -> VolatilePaths: ...
 
     @property
     def divergences(self) -> Sequence[Divergence]: ...
@@ -97,6 +106,8 @@ class Run(ABC, Generic[PlanT, ResultT]):
 
     #: The local sender the run is recorded as ("server" or "client").
     local: ClassVar[Literal["client", "server"]]
+    #: What `replay_started` calls the run ("serve" or "drive").
+    mode: ClassVar[str]
     #: The close code when a divergence stops the run.
     diverged_close_code: ClassVar[int]
 
@@ -120,13 +131,22 @@ class Run(ABC, Generic[PlanT, ResultT]):
         """How to close the link once the run is over (None: leave it)."""
         return self.close
 
-    @abstractmethod
-    def started(self) -> dict[str, object]:
-        """The `replay_started` payload."""
+    def started(self) -> ReplayStarted:
+        """The `replay_started` event (a side adds its own settings)."""
+        plan = self.plan
+        pacing = plan.pacing
+        return ReplayStarted(
+            replay_of=plan.session.session_id,
+            mode=self.mode,
+            speed=pacing.speed if pacing.mode == "speed" else None,
+            pacing=pacing.mode,
+            on_unexpected=plan.on_unexpected,
+            volatile_paths=tuple(str(path) for path in plan.volatile.paths),
+        )
 
     @abstractmethod
-    def counts(self) -> dict[str, object]:
-        """The message counts `replay_finished` records after the outcome."""
+    def counts(self) -> ReplayFinished:
+        """The message counts `replay_finished` records with the outcome."""
 
     @abstractmethod
     def result(self, outcome: RunOutcome) -> ResultT:
@@ -136,7 +156,7 @@ class Run(ABC, Generic[PlanT, ResultT]):
 
     async def play(self, stop: trio.Event | None) -> ResultT:
         plan = self.plan
-        self.log.record_lifecycle(self.session_id, "replay_started", self.started())
+        self.log.record_lifecycle(self.session_id, self.started())
         channel = RecordingChannel(self.raw_channel, self.log, self.session_id, self.local)
         plan.start(trio.current_time())
         outcome: RunOutcome = "interrupted"
@@ -150,11 +170,13 @@ class Run(ABC, Generic[PlanT, ResultT]):
             if closing is not None:
                 code, reason = closing
                 with trio.move_on_after(CLOSE_GRACE_SECONDS):
-                    await channel.aclose(code, clip(reason))
+                    await channel.aclose(code, reason)
             outcome = "interrupted" if self.interrupted and not plan.complete else plan.outcome
         finally:
-            finished = {"outcome": outcome, "divergences": len(plan.divergences)}
-            self.log.record_lifecycle(self.session_id, "replay_finished", finished | self.counts())
+            finished = attrs.evolve(
+                self.counts(), outcome=outcome, divergences=len(plan.divergences)
+            )
+            self.log.record_lifecycle(self.session_id, finished)
         return self.result(outcome)
 
     async def _receive_loop(self, channel: Channel, scope: trio.CancelScope) -> None:
@@ -212,7 +234,7 @@ class Run(ABC, Generic[PlanT, ResultT]):
         scope.cancel()
 
     def _record(self, divergence: Divergence) -> None:
-        self.log.record_lifecycle(self.session_id, "replay_divergence", divergence.details())
+        self.log.record_lifecycle(self.session_id, divergence.details())
 
 
 async def wait_for(event: trio.Event, deadline: float | None) -> None:
@@ -227,14 +249,6 @@ async def wait_for(event: trio.Event, deadline: float | None) -> None:
         return
     while not event.is_set() and trio.current_time() < deadline:
         await trio.lowlevel.checkpoint()
-
-
-def clip(reason: str) -> str:
-    """A close reason short enough for a WebSocket close frame (UTF-8 safe)."""
-    data = reason.encode()
-    if len(data) <= _MAX_REASON_BYTES:
-        return reason
-    return data[: _MAX_REASON_BYTES - 3].decode(errors="ignore") + "..."
 
 
 def first_failure(divergences: Sequence[Divergence]) -> str | None:

@@ -11,7 +11,6 @@ Times are the events' `mono_ns`: a monotonic clock, right for gaps within a sess
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -20,6 +19,8 @@ import attrs
 import duckdb
 
 from p3log.replay.normalise import decode_object
+from p3log.store import lifecycle
+from p3log.store.lifecycle import ConnectionClosed, ConnectionOpened
 from p3log.store.read import open_store
 
 __all__ = [
@@ -177,26 +178,10 @@ def session_from_rows(session_id: str, rows: Iterable[Sequence[Any]]) -> Recorde
                 )
             )
             continue
-        details = _details(payload)
-        if kind == "connection_opened" and opened_ns is None:
+        event = lifecycle.read(str(kind), payload)
+        if isinstance(event, ConnectionOpened) and opened_ns is None:
             opened_ns = int(mono_ns)
-            found = details.get("transport")
-            transport = found if isinstance(found, str) else None
-        elif kind == "connection_closed" and close is None:
-            by = details.get("by")
-            code = details.get("code")
-            close = RecordedClose(
-                by=by if isinstance(by, str) else None,
-                code=code if isinstance(code, int) else None,
-                reason=str(details.get("reason") or ""),
-                at_ns=int(mono_ns),
-            )
+            transport = event.transport
+        elif isinstance(event, ConnectionClosed) and close is None:
+            close = RecordedClose(event.by, event.code, event.reason or "", int(mono_ns))
     return RecordedSession(session_id, tuple(messages), opened_ns, transport, close)
-
-
-def _details(payload: str | None) -> dict[str, Any]:
-    try:
-        found = json.loads(payload) if payload else {}
-    except ValueError:
-        return {}
-    return found if isinstance(found, dict) else {}

@@ -29,6 +29,7 @@ import attrs
 import trio
 
 from p3log.net.channel import Channel, Transport, serve_channels
+from p3log.net.close_codes import POLICY_VIOLATION, TRY_AGAIN_LATER
 from p3log.projections.opening import open_log
 from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect
 from p3log.replay.divergence import Divergence, OnUnexpected
@@ -36,20 +37,16 @@ from p3log.replay.normalise import VolatilePaths
 from p3log.replay.plan import Pacing, ServePlan
 from p3log.replay.pump import Run, RunOutcome, first_failure
 from p3log.replay.recording import RecordedSession, read_session
+from p3log.store.lifecycle import ReplayFinished, ReplayStarted
 from p3log.store.log import EventLog
 
 __all__ = [
-    "DIVERGED_CLOSE_CODE",
     "ServeConfig",
     "ServeResult",
     "play",
     "resolve_transport",
     "serve_replay",
 ]
-
-# WebSocket close codes (RFC 6455) the replayer closes with (and pump.GOING_AWAY).
-DIVERGED_CLOSE_CODE = 1008  # policy violation: the POS left the script
-TRY_AGAIN_LATER = 1013  # a run is already in progress
 
 
 @attrs.frozen
@@ -189,32 +186,23 @@ class _ServeRun(Run[ServePlan, ServeResult]):
     is closed only when the recording, a divergence or `stop` says so."""
 
     local = "server"
-    diverged_close_code = DIVERGED_CLOSE_CODE
+    mode = "serve"
+    diverged_close_code = POLICY_VIOLATION
 
     def peer_closed(self, now: float) -> Divergence | None:
         return self.plan.pos_closed()
 
-    def started(self) -> dict[str, object]:
-        plan = self.plan
-        pacing = plan.pacing
-        return {
-            "replay_of": plan.session.session_id,
-            "mode": "serve",
-            "speed": pacing.speed if pacing.mode == "speed" else None,
-            "pacing": pacing.mode,
-            "on_unexpected": plan.on_unexpected,
-            "fresh_ids": plan.renames.fresh_ids,
-            "volatile_paths": [str(path) for path in plan.volatile.paths],
-        }
+    def started(self) -> ReplayStarted:
+        return attrs.evolve(super().started(), fresh_ids=self.plan.renames.fresh_ids)
 
-    def counts(self) -> dict[str, object]:
+    def counts(self) -> ReplayFinished:
         plan = self.plan
-        return {
-            "pos_matched": plan.pos_matched,
-            "pos_recorded": plan.pos_recorded,
-            "server_sent": plan.server_sent,
-            "server_recorded": plan.server_recorded,
-        }
+        return ReplayFinished(
+            pos_matched=plan.pos_matched,
+            pos_recorded=plan.pos_recorded,
+            server_sent=plan.server_sent,
+            server_recorded=plan.server_recorded,
+        )
 
     def result(self, outcome: RunOutcome) -> ServeResult:
         plan = self.plan

@@ -1,9 +1,9 @@
 """Refunds, captures and tip adjusts of a transaction the simulator knows.
 
-`plan_amend` is pure: it decides from the referenced transaction what the amend
-does, or why it cannot. An accepted plan takes effect at once (so two refunds in
-flight cannot refund more than was charged); `AmendFlow` then plays the updates and
-the response:
+`plan_amend` is pure: it decides from the referenced transaction (and the time it is
+given) what the amend does, or why it cannot. An accepted plan takes effect at once
+(so two refunds in flight cannot refund more than was charged); `AmendFlow` then
+plays the updates and the response:
 
     PROCESSING  PROCESSING_WAITING_FOR_PROCESSOR_APPROVAL  (abortable: false)  amend_ms
     APPROVED    APPROVED
@@ -19,7 +19,6 @@ the response:
 
 from __future__ import annotations
 
-import time
 from decimal import Decimal
 
 import attrs
@@ -57,8 +56,10 @@ def plan_amend(
     refunded: Decimal,
     new_identifier: str,
     merchant: str,
+    now_ms: int,
 ) -> AmendPlan | Problem:
-    """What the amend does to `original` (of which `refunded` was refunded already)."""
+    """What the amend does to `original` (of which `refunded` was refunded already), at
+    `now_ms` (Unix milliseconds, a refund's `createdTimestamp`)."""
     kind = params.type or ""
     if original.status != "APPROVED":
         return Problem.invalid(
@@ -81,7 +82,7 @@ def plan_amend(
             status_details=StatusDetails(code="APPROVED"),
             mode=original.mode,
             captured=True,
-            created_timestamp=time.time_ns() // 1_000_000,
+            created_timestamp=now_ms,
             payment_details=original.payment_details,
             card_details=original.card_details,
             custom_identifier=original.custom_identifier,

@@ -24,12 +24,14 @@ The session stays open after every one of these.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from itertools import count
 
 import trio
 
-from p3log.net.channel import INTERNAL_ERROR, Channel, ChannelClosed
+from p3log.net.channel import Channel, ChannelClosed
+from p3log.net.close_codes import INTERNAL_ERROR
 from p3log.protocol.model import (
     AbortTransactionRequest,
     AmendTransactionRequest,
@@ -300,7 +302,9 @@ class Session:
             return
         identifier = self._server.new_identifier(self._server.operation_rng())
         merchant = self._server.config.merchant_name
-        plan = plan_amend(params, original, self._server.refunded(reference), identifier, merchant)
+        refunded = self._server.refunded(reference)
+        now_ms = time.time_ns() // 1_000_000
+        plan = plan_amend(params, original, refunded, identifier, merchant, now_ms)
         if isinstance(plan, Problem):
             await self._refuse(request, plan)
             return

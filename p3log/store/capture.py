@@ -36,6 +36,7 @@ from p3log.protocol.parse import (
 )
 from p3log.store.event import MALFORMED, MESSAGE, WIRE_KINDS, EventBody, Sender, Stamp
 from p3log.store.handshake import HandshakeRedaction
+from p3log.store.lifecycle import SESSION_END_KINDS
 from p3log.store.redact import REDACTION_POLICY, Redacted, Redactor, unchecked
 
 LENIENT_NOTE = "lenient JSON: comments or trailing commas were accepted"
@@ -45,7 +46,6 @@ LENIENT_NOTE = "lenient JSON: comments or trailing commas were accepted"
 LENIENT_MAX_BYTES: Final = 64 * 1024
 _MAY_BE_LENIENT: Final = re.compile(rb"/|,[ \t\r\n]*[}\]]")
 # After these the tap records nothing more in that session.
-SESSION_END_KINDS: Final = frozenset({"connection_closed", "upstream_failed", "replay_finished"})
 _LIFECYCLE_KIND = re.compile(r"[a-z][a-z0-9_]*\Z")
 _NOT_JSON = frozenset({MalformedReason.NOT_UTF8, MalformedReason.NOT_JSON})
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import logging
 from pathlib import Path
 
@@ -36,11 +35,12 @@ from p3log.store.keys import (
     read_key_file,
 )
 from p3log.store.layout import StoreLayout, StoreMeta, write_meta
+from p3log.store.lifecycle import RedactionConfigured, read
 from p3log.store.redact import REDACTION_POLICY, Redactor
 
 logger = logging.getLogger("p3log")
 
-GOVERNANCE_KIND = "redaction_configured"
+GOVERNANCE_KIND = RedactionConfigured.KIND
 GOVERNANCE_SESSION = "store"
 
 
@@ -75,8 +75,8 @@ def latest_recorded(
         details = _details_of(payload, store_id)
         if details is None:
             continue  # another store's, imported with its events
-        policy, key_id = details.get("redaction_policy"), details.get("key_id")
-        return Recorded(int(seq), Governance(str(policy), None if key_id is None else str(key_id)))
+        policy, key_id = details.redaction_policy, details.key_id
+        return Recorded(int(seq), Governance(str(policy), key_id))
     return None
 
 
@@ -85,12 +85,9 @@ def configures(payload: str | None, store_id: str) -> bool:
     return _details_of(payload, store_id) is not None
 
 
-def _details_of(payload: str | None, store_id: str) -> dict[str, object] | None:
-    try:
-        details = json.loads(payload or "")
-    except ValueError:
-        return None
-    if not isinstance(details, dict) or details.get("store") != store_tag(store_id):
+def _details_of(payload: str | None, store_id: str) -> RedactionConfigured | None:
+    details = read(GOVERNANCE_KIND, payload)
+    if not isinstance(details, RedactionConfigured) or details.store != store_tag(store_id):
         return None
     return details
 
@@ -216,14 +213,14 @@ class Governor:
         used, self.redactor.used_key = self.redactor.used_key, False
         return self._why is not None and (used or self.urgent)
 
-    def configuration(self) -> dict[str, object]:
-        """The details of the `redaction_configured` event this writer records."""
-        return {
-            "store": store_tag(self.meta.store_id),
-            "redaction_policy": REDACTION_POLICY,
-            "key_id": self.key.id,
-            "reason": self._why,
-        }
+    def configuration(self) -> RedactionConfigured:
+        """The `redaction_configured` event this writer records."""
+        return RedactionConfigured(
+            store=store_tag(self.meta.store_id),
+            redaction_policy=REDACTION_POLICY,
+            key_id=self.key.id,
+            reason=self._why,
+        )
 
     def restate(self) -> None:
         """Before the configuration event is appended: store.json says it first."""

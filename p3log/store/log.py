@@ -50,6 +50,7 @@ from p3log.store.index import (
 from p3log.store.journal import IncomingSegment, Journal, discard_incoming, open_journal
 from p3log.store.keys import key_for_new_store
 from p3log.store.layout import StoreLayout, StoreMeta, open_layout, writer_lock
+from p3log.store.lifecycle import Lifecycle, to_json
 from p3log.store.records import encode_record
 
 logger = logging.getLogger("p3log")
@@ -145,12 +146,18 @@ class EventLog:
     def record_lifecycle(
         self,
         session_id: str,
-        kind: str,
-        details: Mapping[str, object] | bytes,
+        event: Lifecycle | str,
+        details: Mapping[str, object] | bytes | None = None,
         stamp: Stamp | None = None,
     ) -> Event:
-        """Record something the tap observed (connection opened, upstream failed, ...)."""
-        body = self._recording().lifecycle_body(session_id, kind, details, stamp or Stamp.now())
+        """Record something p3log observed (connection opened, upstream failed, ...): a
+        `store.lifecycle` record, or a kind and raw `details` (as an import holds them).
+        Either way as JSON through the door, which redacts it."""
+        if isinstance(event, Lifecycle):
+            kind, data = event.kind, details if details is not None else to_json(event)
+        else:
+            kind, data = event, details if details is not None else {}
+        body = self._recording().lifecycle_body(session_id, kind, data, stamp or Stamp.now())
         return self._append(body)
 
     def record_imported(self, earlier: EventBody) -> Event:
@@ -219,7 +226,9 @@ class EventLog:
         assert self._governor is not None
         self._governor.restate()
         details = self._governor.configuration()
-        body = self._recording().lifecycle_body(GOVERNANCE_SESSION, GOVERNANCE_KIND, details, stamp)
+        body = self._recording().lifecycle_body(
+            GOVERNANCE_SESSION, details.kind, to_json(details), stamp
+        )
         if body.redactions:  # fail closed: a configuration must be recorded as it is
             raise StoreError(f"redaction changed the configuration it was to record: {details}")
         seal(body)

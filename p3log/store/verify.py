@@ -41,7 +41,7 @@ from p3log.store.index import connect, journal_relation_sql, query_one, query_sc
 from p3log.store.journal import segment_first_seq, segment_paths, stray_paths
 from p3log.store.layout import StoreLayout, StoreMeta, open_layout
 from p3log.store.log import damaged_index, index_open_error
-from p3log.store.records import RecordError, decode_canonical
+from p3log.store.records import RECORD_COLUMNS, RecordError, decode_canonical
 from p3log.store.segments import Segment, all_segments
 
 __all__ = ["ChainProblem", "Checkpoint", "StoreCheck", "VerifyReport", "verify_store"]
@@ -205,7 +205,11 @@ def _load_hashes(con: duckdb.DuckDBPyConnection, layout: StoreLayout) -> ChainPr
     return problem
 
 
-_EMPTY = "SELECT NULL::BIGINT AS seq, NULL AS prev_hash, NULL AS hash WHERE false"
+# A journal with no segment yet (a store created, then killed before its first event):
+# no rows, but every record column the hash check reads.
+_EMPTY = "SELECT {} WHERE false".format(
+    ", ".join(f"NULL::{kind} AS {name}" for name, kind in RECORD_COLUMNS.items())
+)
 
 
 def _segments_problem(

@@ -14,11 +14,7 @@ import attrs
 import trio_websocket
 
 from p3log.net.channel import TcpChannel, closed_error
-
-# Close codes that must not be sent in a close frame (RFC 6455 §7.4.1): "no status",
-# "abnormal closure" and "TLS failure" only describe what happened locally.
-_UNSENDABLE = frozenset({1005, 1006, 1015})
-INTERNAL_ERROR = 1011
+from p3log.net.close_codes import clip, passed_on
 
 
 @attrs.frozen
@@ -34,14 +30,9 @@ class Link(Protocol):
 
     async def send(self, message: WireMessage) -> None: ...
 
-    async def close(self, code: int, reason: str) -> None: ...
-
-
-def sendable_close(code: int | None) -> int:
-    """The close code to pass on to the other side for one we observed."""
-    if code is None or code in _UNSENDABLE:
-        return INTERNAL_ERROR
-    return code
+    async def close(self, code: int | None, reason: str) -> None:
+        """Close with the code observed (`close_codes.passed_on`) and `reason`."""
+        ...
 
 
 class WebSocketLink:
@@ -63,8 +54,8 @@ class WebSocketLink:
         except trio_websocket.ConnectionClosed as exc:
             raise closed_error(exc) from None
 
-    async def close(self, code: int, reason: str) -> None:
-        await self._ws.aclose(sendable_close(code), reason[:120] or None)
+    async def close(self, code: int | None, reason: str) -> None:
+        await self._ws.aclose(passed_on(code), clip(reason) or None)
 
 
 class TcpLink:
@@ -77,5 +68,5 @@ class TcpLink:
     async def send(self, message: WireMessage) -> None:
         await self._channel.send(message.data)
 
-    async def close(self, code: int, reason: str) -> None:
+    async def close(self, code: int | None, reason: str) -> None:
         await self._channel.aclose()

@@ -13,16 +13,23 @@ import logging
 import attrs
 import trio
 
-from p3log.net.channel import MESSAGE_TOO_BIG, ChannelClosed
+from p3log.net.channel import ChannelClosed
+from p3log.net.close_codes import GOING_AWAY, MESSAGE_TOO_BIG
 from p3log.store.event import Sender, Stamp
+from p3log.store.lifecycle import (
+    ConnectionClosed,
+    ForwardFailed,
+    FrameTooLarge,
+    Lifecycle,
+    RecordingGap,
+)
 from p3log.store.log import EventLog
 from p3log.store.writer import IndexWriter
 from p3log.tap.durability import Durability, GroupSync
-from p3log.tap.links import INTERNAL_ERROR, Link, WireMessage
+from p3log.tap.links import Link, WireMessage
 
 logger = logging.getLogger("p3log")
 
-GOING_AWAY = 1001
 _OTHER: dict[Sender, Sender] = {"client": "server", "server": "client"}
 
 
@@ -34,8 +41,9 @@ class _Gap:
     error: str
     missed: dict[Sender, int] = attrs.field(factory=lambda: {"client": 0, "server": 0})
 
-    def details(self) -> dict[str, object]:
-        return {"since_us": self.since_us, "error": self.error, "missed": self.missed}
+    def details(self) -> RecordingGap:
+        missed = {str(sender): count for sender, count in self.missed.items()}
+        return RecordingGap(since_us=self.since_us, error=self.error, missed=missed)
 
 
 class _TargetGone(Exception):
@@ -54,13 +62,13 @@ class Recording:
     durability: Durability
     group_sync: GroupSync | None = None
 
-    def note(self, session_id: str, kind: str, details: dict[str, object]) -> None:
+    def note(self, session_id: str, event: Lifecycle) -> None:
         """Record a lifecycle event; a journal that cannot be written must not stop
         the payment, so that failure is only logged."""
         try:
-            self.log.record_lifecycle(session_id, kind, details)
+            self.log.record_lifecycle(session_id, event)
         except OSError as exc:
-            logger.error("cannot record %s (%s)", kind, exc.strerror or exc)
+            logger.error("cannot record %s (%s)", event.kind, exc.strerror or exc)
 
     def note_unforwarded(self, session_id: str, sender: Sender, arrival: Arrival) -> None:
         """Record a message that arrived but has nowhere to go (its upstream failed)."""
@@ -73,10 +81,8 @@ class Recording:
         """Record how a connection ended (and a frame over the size limit, if that
         was why)."""
         if code == MESSAGE_TOO_BIG:
-            self.log.record_lifecycle(session_id, "frame_too_large", {"from": by, "reason": reason})
-        self.log.record_lifecycle(
-            session_id, "connection_closed", {"by": by, "code": code, "reason": reason}
-        )
+            self.log.record_lifecycle(session_id, FrameTooLarge(sender=by, reason=reason))
+        self.log.record_lifecycle(session_id, ConnectionClosed(by=by, code=code, reason=reason))
 
 
 @attrs.frozen
@@ -169,7 +175,7 @@ class Relay:
             return None
         if self._gap is not None:
             gap, self._gap = self._gap, None
-            self._recording.note(self._session_id, "recording_gap", gap.details())
+            self._recording.note(self._session_id, gap.details())
         return event.seq
 
     async def _forward(self, message: WireMessage, target: Link, sender: Sender) -> None:
@@ -179,8 +185,7 @@ class Relay:
             # This message is recorded but never reached the other side: say so.
             self._recording.note(
                 self._session_id,
-                "forward_failed",
-                {"from": sender, "code": closed.code, "reason": closed.reason},
+                ForwardFailed(sender=sender, code=closed.code, reason=closed.reason),
             )
             raise _TargetGone(closed) from None
 
@@ -189,10 +194,9 @@ class Relay:
             return
         self._ended = True
         self._recording.note_closed(self._session_id, by, code, reason)
-        carried = code if code is not None else INTERNAL_ERROR
         for link in (self._pos, self._upstream):
             with trio.move_on_after(2):  # a peer that will not finish the close handshake
                 with contextlib.suppress(
                     ChannelClosed, trio.BrokenResourceError, trio.ClosedResourceError, OSError
                 ):
-                    await link.close(carried, reason or "peer closed the connection")
+                    await link.close(code, reason or "peer closed the connection")

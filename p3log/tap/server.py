@@ -33,13 +33,20 @@ import trio
 import trio_websocket
 
 from p3log.net.channel import ChannelClosed, TcpChannel, Transport
+from p3log.net.close_codes import GOING_AWAY, INTERNAL_ERROR, clip
 from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect
 from p3log.store.event import Stamp
+from p3log.store.lifecycle import (
+    ConnectionOpened,
+    HandshakeTimeout,
+    UpstreamConnected,
+    UpstreamFailed,
+)
 from p3log.store.log import EventLog
 from p3log.store.writer import IndexWriter
 from p3log.tap.durability import Durability, GroupSync
-from p3log.tap.links import INTERNAL_ERROR, TcpLink, WebSocketLink
-from p3log.tap.relay import GOING_AWAY, Arrival, Recording, Relay
+from p3log.tap.links import TcpLink, WebSocketLink
+from p3log.tap.relay import Arrival, Recording, Relay
 
 # The upstream's time to accept the connection and answer the WebSocket handshake.
 UPSTREAM_CONNECT_SECONDS = 10.0
@@ -163,13 +170,12 @@ class _Tap:
                 if request is None:
                     self._recording.note(
                         _new_session_id(),
-                        "handshake_timeout",
-                        {
-                            "transport": "ws",
-                            "peer": _stream_peer(stream),
-                            "seconds": seconds,
-                            "reason": f"no WebSocket handshake within {seconds:g} s",
-                        },
+                        HandshakeTimeout(
+                            transport="ws",
+                            peer=_stream_peer(stream),
+                            seconds=seconds,
+                            reason=f"no WebSocket handshake within {seconds:g} s",
+                        ),
                     )
                 else:
                     await self._on_websocket(request)
@@ -185,14 +191,13 @@ class _Tap:
             url = _upstream_url(config.upstream, request.path)
             self._recording.note(
                 session_id,
-                "connection_opened",
-                {
-                    "transport": "ws",
-                    "peer": _address(request.remote),
-                    "path": request.path,
-                    "subprotocols": list(request.proposed_subprotocols),
-                    "headers": _header_pairs(request.headers),
-                },
+                ConnectionOpened(
+                    transport="ws",
+                    peer=_address(request.remote),
+                    path=request.path,
+                    subprotocols=tuple(request.proposed_subprotocols),
+                    headers=_header_pairs(request.headers),
+                ),
             )
             failure = None
             connected = False
@@ -211,9 +216,7 @@ class _Tap:
                         connected = True
                         dialing.deadline = math.inf
                         self._recording.note(
-                            session_id,
-                            "upstream_connected",
-                            {"url": url, "subprotocol": upstream.subprotocol},
+                            session_id, UpstreamConnected(url=url, subprotocol=upstream.subprotocol)
                         )
                         pos = await request.accept(subprotocol=upstream.subprotocol)
                         relay = Relay(
@@ -228,10 +231,10 @@ class _Tap:
                 failure = f"no WebSocket handshake within {config.connect_timeout:g} s"
             if failure is not None:
                 reason = f"upstream {url} unavailable: {failure}"
-                self._recording.note(session_id, "upstream_failed", {"url": url, "error": reason})
+                self._recording.note(session_id, UpstreamFailed(url=url, error=reason))
                 pos = await request.accept()
                 with trio.move_on_after(_CLOSE_SECONDS):
-                    await pos.aclose(INTERNAL_ERROR, reason[:120])
+                    await pos.aclose(INTERNAL_ERROR, clip(reason))
         finally:
             self._end()
 
@@ -241,8 +244,7 @@ class _Tap:
             config = self._config
             self._recording.note(
                 session_id,
-                "connection_opened",
-                {"transport": "tcp", "peer": _address(stream.socket.getpeername())},
+                ConnectionOpened(transport="tcp", peer=_address(stream.socket.getpeername())),
             )
             pos = TcpLink(TcpChannel(stream, config.dialect))
             try:
@@ -265,9 +267,7 @@ class _Tap:
         except trio.TooSlowError:
             reason = f"no first frame within {seconds:g} s"
             self._recording.note(
-                session_id,
-                "handshake_timeout",
-                {"transport": "tcp", "seconds": seconds, "reason": reason},
+                session_id, HandshakeTimeout(transport="tcp", seconds=seconds, reason=reason)
             )
             self._recording.note_closed(session_id, "tap", None, reason)
             return None
@@ -289,11 +289,9 @@ class _Tap:
         except (OSError, trio.TooSlowError) as exc:
             reason = f"upstream {config.upstream} unavailable: {_describe(exc)}"
             self._recording.note_unforwarded(session_id, "client", first)
-            self._recording.note(
-                session_id, "upstream_failed", {"url": config.upstream, "error": reason}
-            )
+            self._recording.note(session_id, UpstreamFailed(url=config.upstream, error=reason))
             return
-        self._recording.note(session_id, "upstream_connected", {"url": config.upstream})
+        self._recording.note(session_id, UpstreamConnected(url=config.upstream))
         upstream_link = TcpLink(TcpChannel(upstream, config.dialect))
         try:
             await Relay(self._recording, session_id, pos, upstream_link, first).run()
@@ -338,9 +336,9 @@ def _upstream_url(upstream: str, path: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, path_only or "/", query, ""))
 
 
-def _header_pairs(headers: list[tuple[bytes, bytes]]) -> list[list[str]]:
+def _header_pairs(headers: list[tuple[bytes, bytes]]) -> tuple[tuple[str, str], ...]:
     """The handshake headers as recorded; the store's door redacts credentials in them."""
-    return [[name.decode("latin-1"), value.decode("latin-1")] for name, value in headers]
+    return tuple((name.decode("latin-1"), value.decode("latin-1")) for name, value in headers)
 
 
 def _address(remote: object) -> str:

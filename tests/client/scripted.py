@@ -6,7 +6,7 @@ import json
 
 import trio
 
-from p3log.net.channel import ChannelClosed
+from p3log.net.channel import ChannelClosed, Transport
 
 
 class ScriptedPeer:
@@ -20,6 +20,8 @@ class ScriptedPeer:
     @property
     def peer(self) -> str:
         return "memory"
+
+    transport: Transport = "tcp"
 
     async def send(self, data: bytes) -> None:
         self.transcript.append(("client", data))

@@ -8,7 +8,7 @@ from typing import Any
 
 import trio
 
-from p3log.net.channel import Channel
+from p3log.net.channel import Channel, Transport
 from p3log.protocol.model import TransactionParameters
 from p3log.sim import DevicesConfig, Rule, Scenario, SimConfig, serve_sim
 
@@ -55,6 +55,10 @@ class _SpyChannel:
     @property
     def peer(self) -> str:
         return self._inner.peer
+
+    @property
+    def transport(self) -> Transport:
+        return self._inner.transport
 
     async def send(self, data: bytes) -> None:
         self._sent.append(data)

@@ -53,6 +53,7 @@ async def test_a_recorded_session(nursery: trio.Nursery, transport: str, tmp_pat
     assert set(kinds[1:-1]) == {"message"}
     opened, closed = json.loads(rows[0][6]), json.loads(rows[-1][6])
     assert opened["recorded_by"] == "client"
+    assert opened["transport"] == transport  # as the tap's connection_opened says it
     assert closed["by"] == "client"
     messages = [
         (sender, msg_type, tag, resource) for _, sender, _, msg_type, tag, resource, _ in rows[1:-1]

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect, DialectError
+from p3log.protocol.dialect import (
+    DEFAULT_DIALECT,
+    Dialect,
+    DialectError,
+    dialect_from_dict,
+    dialect_to_dict,
+)
 
 
 def test_the_default_is_protocol_md_default_dialect() -> None:
@@ -76,3 +83,13 @@ def test_a_bad_file_is_one_line_naming_the_problem(tmp_path: Path, text: str, pr
 def test_a_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(DialectError, match=r"cannot read dialect file .*nope.toml"):
         Dialect.from_toml(tmp_path / "nope.toml")
+
+
+def test_a_dialect_written_as_plain_data_reads_back_the_same(tmp_path: Path) -> None:
+    """`projection_meta` stores the dialect through the settings converter, the one that
+    reads it back: every value survives JSON, exact numbers and strings included."""
+    path = tmp_path / "dialect.toml"
+    path.write_text('[tcp]\nframing = "u16le"\nmax_frame_bytes = 4096\n')
+    dialect = Dialect.from_toml(path)
+    data = json.loads(json.dumps(dialect_to_dict(dialect)))
+    assert dialect_from_dict(data) == dialect != DEFAULT_DIALECT

@@ -17,6 +17,7 @@ from p3log.replay.drive_plan import DrivePlan, DriveStep, Received, needs_secret
 from p3log.replay.plan import Close, Pacing, Send
 from p3log.replay.recording import RecordedClose, ReplayError
 from p3log.replay.rewrite import IDENTIFIER_PATH
+from p3log.store.lifecycle import to_json
 from tests.replay.sessions import (
     MS,
     TX_ID,
@@ -233,7 +234,7 @@ def test_a_changed_message_names_where_it_differs() -> None:
         "EXECUTE_TRANSACTION_UPDATE (seq 4); EXECUTE_TRANSACTION_UPDATE (seq 4) differs at "
         'executeTransactionUpdate.state: recorded "PROCESSING", got "DECLINED"'
     )
-    details = json.loads(result.details())
+    details = json.loads(to_json(result.details()))
     assert (details["rule"], details["peer"], details["action"]) == (
         "unexpected_message",
         "server",
@@ -355,3 +356,19 @@ def test_recorded_refunds_amend_the_live_transaction() -> None:
     assert reference["referencedTransactionIdentifier"] == NEW_ID
     received(plan, amend_ok("t3"))
     assert kinds(plan.take_due(0.0)) == [("SUBMIT_SIGNATURE_REQUEST", "t4")]
+
+
+@pytest.mark.parametrize(
+    ("recorded", "sent"), [(1006, 1011), (None, 1011), (1005, 1011), (4001, 4001)]
+)
+def test_a_recorded_close_that_cannot_be_sent_goes_out_as_the_one_fallback(
+    recorded: int | None, sent: int
+) -> None:
+    """As the tap and the serve plan pass it on (`close_codes.passed_on`): 1011, not 1000."""
+    builder = Builder().pos(1, execute("E")).server(2, response("E"))
+    session = attrs.evolve(builder.build(), close=RecordedClose("client", recorded, "gone", 0))
+    plan = DrivePlan(session, pacing=Pacing("asap"), new_tag=lambda: "t")
+    plan.start(0.0)
+    plan.take_due(0.0)
+    received(plan, response("t"), now=0.5)
+    assert plan.take_due(0.5) == [Close(sent, "gone")]

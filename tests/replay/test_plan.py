@@ -14,6 +14,7 @@ from p3log.protocol.dialect import dialect_from_dict
 from p3log.replay.divergence import Divergence, OnUnexpected
 from p3log.replay.normalise import VolatilePaths
 from p3log.replay.plan import Close, Matched, Outgoing, Pacing, Send, ServePlan, retagged
+from p3log.store.lifecycle import to_json
 from tests.replay.sessions import (
     TX_ID,
     USB,
@@ -320,7 +321,7 @@ def test_a_body_that_differs_is_named_with_where_it_differs() -> None:
         "; EXECUTE_TRANSACTION_REQUEST (seq 3) differs at "
         "executeTransactionRequest.transactionParameters.amount: recorded 10.00, got 12.00"
     )
-    details = json.loads(divergence.details())
+    details = json.loads(to_json(divergence.details()))
     assert details["rule"] == "unexpected_message" and details["action"] == "fail"
     assert details["arrived"]["message"]["tag"] == "<volatile>"
     assert (

@@ -22,7 +22,7 @@ import trio
 
 import p3log
 from p3log.client import ConnectionLost, InvalidParameter, P3Client, RequestTimeout
-from p3log.net.channel import Channel, ChannelClosed, open_channel
+from p3log.net.channel import Channel, ChannelClosed, Transport, open_channel
 from p3log.pos.runner import SIGNATURE_PNG, run_script
 from p3log.pos.script import load_script
 from p3log.protocol import jsontext
@@ -69,7 +69,7 @@ class ClientView:
             )
         )
 
-    def record_lifecycle(self, session_id: str, kind: str, details: object) -> None:
+    def record_lifecycle(self, session_id: str, event: object, details: object = None) -> None:
         pass
 
 
@@ -301,6 +301,10 @@ class Spy:
     @property
     def peer(self) -> str:
         return self.inner.peer
+
+    @property
+    def transport(self) -> Transport:
+        return self.inner.transport
 
     async def send(self, data: bytes) -> None:
         await self.inner.send(data)

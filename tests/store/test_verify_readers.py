@@ -220,3 +220,19 @@ def test_an_index_held_by_another_process_is_still_busy_not_damaged(store: Path)
             assert con.execute("SELECT count(*) FROM events").fetchall() == [(EVENTS,)]
     finally:
         holder.communicate("", timeout=30)
+
+
+def test_a_store_killed_before_its_first_event_verifies_as_empty(tmp_path: Path) -> None:
+    """store.json and an empty journal (no segment yet): `p3log verify` says 0 events,
+    it does not fail on the missing columns (found by the kill test of `pos --record`)."""
+    store = tmp_path / "store"
+    EventLog.open(store).close()
+    (store / "index.duckdb").unlink()
+    done = subprocess.run(
+        [sys.executable, "-m", "p3log", "verify", "--store", str(store)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert verify_store(store).count == 0
