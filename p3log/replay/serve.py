@@ -37,6 +37,7 @@ from p3log.replay.plan import Pacing, ServePlan
 from p3log.replay.pump import Run, RunOutcome, first_failure
 from p3log.replay.recording import RecordedSession, read_session
 from p3log.store.log import EventLog
+from p3log.wording import counted
 
 __all__ = [
     "DIVERGED_CLOSE_CODE",
@@ -97,7 +98,7 @@ class ServeResult:
             f"replayed session {self.replay_of} as {self.session_id}: {self.outcome}; "
             f"{self.pos_matched}/{self.pos_recorded} POS messages matched, "
             f"{self.server_sent}/{self.server_recorded} server messages sent, "
-            f"{skipped} divergence{'s' if skipped != 1 else ''}"
+            f"{counted(skipped, 'divergence')}"
         )
 
 
