@@ -7,10 +7,15 @@ dropped connection) through the tap, over real sockets on 127.0.0.1. Then: what 
 recorded, the hash-chain check, a checkpoint, and proof that the merchant secret is
 in no file of the store; the transactions and findings of the run, and the audit
 report next to the store.
+
+Each run starts from a fresh store, so it always holds the same transactions: a demo
+store left at DIR by an earlier run (it holds the `DEMO_MARKER` file) is replaced. Any
+other non-empty DIR is refused, never deleted.
 """
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import trio
@@ -26,15 +31,35 @@ from p3log.projections.opening import make_checkpoint, open_log, open_store, ver
 from p3log.render import OutputFormat, render_findings, render_transactions
 from p3log.report import build_report, write_html
 from p3log.sim.config import SimConfig
+from p3log.store.errors import StoreError
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 DEMO_SCRIPT = REPOSITORY / "fixtures" / "pos" / "demo.toml"
 NOTEBOOKS = REPOSITORY / "notebooks"
 # Fast enough for a demo, slow enough that the abort windows are real.
 DEMO_TIME_SCALE = 0.05
+DEMO_MARKER = "p3log-demo.txt"
+"""The file that makes a store directory one `p3log demo` may replace."""
+
+
+def fresh_demo_store(root: Path) -> None:
+    """Make `root` an empty directory for a new demo store: remove an earlier demo store
+    there; refuse (`StoreError`) anything else that is not empty."""
+    if root.is_dir() and (root / DEMO_MARKER).is_file():
+        shutil.rmtree(root)
+    elif root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise StoreError(
+            f"{root} exists and is not a demo store: remove it, or choose another --store"
+        )
+    root.mkdir(parents=True, exist_ok=True)
+    (root / DEMO_MARKER).write_text(
+        "A store `p3log demo` recorded; the next `p3log demo` replaces this directory.\n",
+        encoding="utf-8",
+    )
 
 
 def run_demo(root: Path, console: Console) -> None:
+    fresh_demo_store(root)
     script = load_script(DEMO_SCRIPT)
     sim = SimConfig.from_files(scenario="default", seed=1, time_scale=DEMO_TIME_SCALE)
     lines: list[str] = []
@@ -44,9 +69,10 @@ def run_demo(root: Path, console: Console) -> None:
             TextColumn("POS transactions"), BarColumn(), MofNCompleteColumn(), console=console
         ) as progress,
     ):
-        first_seq = log.head[0] + 1
         key_file = log.key_file
-        task = progress.add_task("pos", total=len(script.steps))
+        # a step with a `meanwhile` reports two results: its own and the one beside it
+        results_expected = sum(1 + (step.meanwhile is not None) for step in script.steps)
+        task = progress.add_task("pos", total=results_expected)
 
         def show(result: StepResult) -> None:
             lines.append(format_result(result))
@@ -60,9 +86,8 @@ def run_demo(root: Path, console: Console) -> None:
 
     con = open_store(root)
     try:
-        this_run = (["t.request_seq >= ?"], [first_seq])
-        render_transactions(console, list_transactions(con, *this_run), OutputFormat.table)
-        render_findings(console, list_findings(con, since_seq=first_seq), OutputFormat.table)
+        render_transactions(console, list_transactions(con), OutputFormat.table)
+        render_findings(console, list_findings(con), OutputFormat.table)
     finally:
         con.close()
 

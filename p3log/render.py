@@ -10,14 +10,17 @@ import csv
 import io
 import json
 from collections.abc import Collection, Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
 import attrs
 from rich import box
+from rich.cells import cell_len
 from rich.console import Console
+from rich.measure import Measurement
+from rich.segment import Segments
 from rich.table import Table
 from rich.text import Text
 
@@ -32,6 +35,7 @@ from p3log.projections.timeline import (
     unique_prefix,
 )
 from p3log.visible import visible
+from p3log.wording import counted, instant_text, iso_text
 
 
 class OutputFormat(StrEnum):
@@ -74,12 +78,48 @@ def render_rows(
         console.file.flush()
     else:
         table = Table(title=_text(title) if title else None, show_lines=False)
+        cells = [[_text(_cell(value)) for value in row] for row in rows]
         for index, column in enumerate(columns):
             numeric = column in right or _numeric(row[index] for row in rows)
-            table.add_column(_text(column), overflow="fold", justify="right" if numeric else "left")
-        for row in rows:
-            table.add_row(*(_text(_cell(value)) for value in row))
-        console.print(table)
+            table.add_column(
+                _text(column),
+                overflow="fold",
+                justify="right" if numeric else "left",
+                min_width=_longest_word([_text(column), *(cell[index] for cell in cells)]),
+            )
+        for cell_row in cells:
+            table.add_row(*cell_row)
+        print_table(console, table)
+
+
+def print_table(console: Console, table: Table) -> None:
+    """A table as wide as its content when stdout is not a terminal (a pipe, a file: no
+    line is wrapped at 80 columns, each row stays one line); in a terminal, at its width,
+    with no identifier broken (each column is at least as wide as its longest word, so
+    a terminal too narrow for those gets the table at that least width, uncropped)."""
+    natural = Measurement.get(console, console.options.update(width=_UNBOUNDED), table)
+    terminal_width = max(console.width, natural.minimum)
+    width = terminal_width if console.is_terminal else max(natural.maximum, 1)
+    # Console.print never renders wider than the console: render at `width` first.
+    rendered = console.render(table, console.options.update(width=width))
+    console.print(Segments(rendered), crop=False)
+
+
+_UNBOUNDED = 1_000_000
+
+
+def _longest_word(texts: Iterable[Text]) -> int:
+    """The widest run without whitespace: an identifier (a key, a message type, a rule,
+    a column name) the table must not fold."""
+    return max(
+        (
+            cell_len(word)
+            for text in texts
+            for line in text.plain.splitlines()
+            for word in line.split()
+        ),
+        default=1,
+    )
 
 
 def _text(value: str | Text, style: str = "") -> Text:
@@ -152,11 +192,6 @@ def short_key(key: str, neighbours: Iterable[str | None]) -> str:
     return unique_prefix(key, neighbours, minimum=len(session) + 1 + KEY_PREFIX_MIN)
 
 
-def counted(count: int, noun: str) -> str:
-    """`1 finding`, `2 findings`."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
 def render_transactions(console: Console, listing: Listing, fmt: OutputFormat) -> None:
     """Rows of `TRANSACTION_COLUMNS`. JSON and CSV give every column; the table, to stay
     readable in 100 columns, a short key and the columns an auditor scans for."""
@@ -168,7 +203,7 @@ def render_transactions(console: Console, listing: Listing, fmt: OutputFormat) -
     table_rows = [
         (
             short_key(row[at["transaction_key"]], neighbours[index]),
-            _instant_text(row[at["requested_at"]], places=3),
+            instant_text(row[at["requested_at"]], places=3),
             row[at["operation"]],
             money(row[at["amount"]], row[at["currency"]]) or "",
             row[at["outcome"]],
@@ -216,8 +251,8 @@ def render_timeline(console: Console, timeline: Timeline, fmt: TimelineFormat) -
             highlight=False,
         )
         return
-    console.print(_timeline_header(timeline))
-    console.print(_timeline_events(timeline))
+    print_table(console, _timeline_header(timeline))
+    print_table(console, _timeline_events(timeline))
     for section in timeline_sections(timeline):
         _section(console, section.title, section.columns, section.rows)
 
@@ -242,7 +277,7 @@ def _record(value: Any) -> Any:
         return value
     instants = instant_fields(kind)
     return {
-        name: _iso(getattr(value, name)) if name in instants else _record(getattr(value, name))
+        name: iso_text(getattr(value, name)) if name in instants else _record(getattr(value, name))
         for name in names
     }
 
@@ -262,13 +297,13 @@ def _timeline_header(timeline: Timeline) -> Table:
     if txn.referenced_transaction_identifier:
         operation += f" of {txn.referenced_transaction_identifier}"
     completed = (
-        f"{_instant_text(txn.completed_at)} (+{ms_text(txn.duration_ms)} ms)"
+        f"{instant_text(txn.completed_at)} (+{ms_text(txn.duration_ms)} ms)"
         if txn.completed_at is not None
         else "no response recorded"
     )
     findings = len(timeline.findings)
     counts = ", ".join(
-        _count(number, noun)
+        counted(number, noun)
         for number, noun in (
             (txn.update_count, "update"),
             (txn.action_count, "action"),
@@ -283,7 +318,7 @@ def _timeline_header(timeline: Timeline) -> Table:
         ("amount", money(txn.amount, txn.currency) or "not given"),
         ("outcome", outcome),
         ("identifier", txn.transaction_identifier or "none"),
-        ("requested", _instant_text(txn.requested_at) + " UTC"),
+        ("requested", instant_text(txn.requested_at) + " UTC"),
         ("completed", completed),
         ("abort requested", "yes" if txn.abort_requested else "no"),
         ("counts", Text(counts, style="bold red" if findings else "")),
@@ -299,7 +334,11 @@ def _timeline_events(timeline: Timeline) -> Table:
     table.add_column("seq", justify="right")
     table.add_column("+ms", justify="right")
     table.add_column("from", no_wrap=True)
-    table.add_column("message", overflow="fold")
+    table.add_column(
+        "message",
+        overflow="fold",
+        min_width=_longest_word(_text(event.msg_type or event.kind) for event in timeline.events),
+    )
     table.add_column("what", overflow="fold")
     for event in timeline.events:
         what = _text(event.summary)
@@ -326,27 +365,3 @@ def _section(
         render_rows(console, columns, rows, OutputFormat.table, title=title, right=times)
     else:
         console.print(_text(f"{title}: none"))
-
-
-def _instant_text(value: datetime | int | None, places: int = 6) -> str:
-    """An instant (a datetime or UTC microseconds) as `YYYY-MM-DD HH:MM:SS.ffffff` UTC,
-    with `places` digits of the second's fraction."""
-    if value is None:
-        return ""
-    at = value if isinstance(value, datetime) else _from_micros(value)
-    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[: 20 + places]
-
-
-def _iso(value: int | None) -> str | None:
-    return None if value is None else _from_micros(value).isoformat()
-
-
-def _from_micros(value: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=value)
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}" + ("" if number == 1 else "s")
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -19,13 +19,18 @@ from typing import Any, Literal, TypeVar, get_args, get_origin
 
 import cattrs
 
-__all__ = ["SettingsError", "plain", "read_settings_file", "structure_strict"]
+__all__ = ["OptionError", "SettingsError", "plain", "read_settings_file", "structure_strict"]
 
 T = TypeVar("T")
 
 
 class SettingsError(ValueError):
     """A settings file or value that cannot be used; one line."""
+
+
+class OptionError(SettingsError):
+    """A command-line option value the user has to correct; one line, naming the option.
+    The one error class for bad options: every command turns it into exit code 2."""
 
 
 def read_settings_file(

@@ -22,7 +22,7 @@ ARCHITECTURE = PACKAGE.parent / "docs" / "architecture.md"
 
 #: (layer, the top-level names of p3log in it), bottom first.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("protocol", ("protocol", "settings", "visible")),
+    ("protocol", ("protocol", "settings", "visible", "wording")),
     ("store", ("store",)),
     ("projections", ("projections",)),
     ("services", ("net", "client", "pos", "sim", "tap", "replay", "report")),

@@ -67,6 +67,7 @@ from p3log.client.errors import (
 )
 from p3log.client.routing import Deliver, OpenRequest, Router, Violation
 from p3log.net.channel import Channel, ChannelClosed, open_channel
+from p3log.net.failures import describe_connect_failure
 from p3log.protocol.convert import FieldTypeError, converter_for
 from p3log.protocol.correlation import quoted_tag
 from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect
@@ -216,8 +217,7 @@ class P3Client:
                     open_channel(url, dialect, connect_timeout=timeout)
                 )
             except (OSError, trio.TooSlowError, trio_websocket.HandshakeError) as exc:
-                reason = "timed out" if isinstance(exc, trio.TooSlowError) else str(exc)
-                reason = reason or type(exc).__name__
+                reason = describe_connect_failure(exc)
                 raise ConnectFailed(f"cannot connect to {url}: {reason}") from exc
             if wrap_channel is not None:
                 channel = wrap_channel(channel)

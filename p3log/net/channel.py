@@ -223,9 +223,15 @@ async def serve_channels(
             task_status.started(listeners[0].socket.getsockname()[1])
 
 
+MAX_PORT = 65535
+
+
 def parse_listen(address: str) -> tuple[str, int]:
-    """`HOST:PORT` (or `:PORT`, meaning 127.0.0.1) as a (host, port) pair."""
+    """`HOST:PORT` (or `:PORT`, meaning 127.0.0.1) as a (host, port) pair; a port
+    outside 0-65535 is refused (the socket layer would wrap it silently)."""
     host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
+    if not sep or not port.isascii() or not port.isdigit():
         raise ValueError(f"{address!r} is not HOST:PORT")
+    if int(port) > MAX_PORT:
+        raise ValueError(f"{address!r}: port {int(port)} is out of range (0 to {MAX_PORT})")
     return host.strip("[]") or "127.0.0.1", int(port)

@@ -35,6 +35,7 @@ from p3log.replay.normalise import VolatilePaths
 from p3log.replay.plan import Pacing
 from p3log.replay.recording import RecordedSession, ReplayError, load_session
 from p3log.replay.serve import ServeConfig, ServeResult, resolve_transport, serve_replay
+from p3log.settings import OptionError
 from p3log.store.errors import StoreError
 
 __all__ = [
@@ -55,10 +56,6 @@ EXIT_BAD_INPUT = 2
 _ON_UNEXPECTED: tuple[OnUnexpected, ...] = ("fail", "skip", "error")
 _DRIVE_ON_UNEXPECTED: tuple[DriveOnUnexpected, ...] = ("fail", "continue")
 _TARGET_SCHEMES = ("ws://", "wss://", "tcp://")
-
-
-class OptionError(Exception):
-    """An option value the user has to correct."""
 
 
 def _pacing(speed: float | None, asap: bool, reactive: bool = False) -> Pacing:

@@ -31,6 +31,7 @@ import trio
 
 from p3log.net.channel import Channel, open_channel
 from p3log.net.close_codes import NORMAL_CLOSURE
+from p3log.net.failures import describe_connect_failure
 from p3log.pos.runner import DEFAULT_SECRET_ENV
 from p3log.projections.opening import open_log
 from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect
@@ -42,6 +43,7 @@ from p3log.replay.pump import Run, RunOutcome, first_failure
 from p3log.replay.recording import RecordedSession, ReplayError, read_session
 from p3log.store.lifecycle import ReplayFinished, ReplayStarted
 from p3log.store.log import EventLog
+from p3log.wording import counted
 
 __all__ = ["ConnectError", "DriveConfig", "DriveResult", "drive", "drive_replay"]
 
@@ -105,7 +107,7 @@ class DriveResult:
             f"drove session {self.replay_of} against {self.target} as {self.session_id}: "
             f"{self.outcome}; {self.pos_sent}/{self.pos_recorded} POS messages sent, "
             f"{self.server_matched}/{self.server_recorded} server messages matched, "
-            f"{count} divergence{'s' if count != 1 else ''}"
+            f"{counted(count, 'divergence')}"
         )
 
 
@@ -151,12 +153,8 @@ async def _dial(stack: AsyncExitStack, config: DriveConfig, dialect: Dialect) ->
         problem = str(_first(group))
     except* trio.TooSlowError:
         problem = f"{config.target}: no connection within {config.connect_timeout:g} s"
-    except* OSError as group:
-        first = _first(group)
-        reason = first.strerror if isinstance(first, OSError) and first.strerror else first
-        problem = f"cannot connect to {config.target}: {reason}"
-    except* Exception as group:  # trio-websocket's handshake errors, among others
-        problem = f"cannot connect to {config.target}: {_first(group)!r}"
+    except* Exception as group:  # refused, TLS, trio-websocket's handshake errors, ...
+        problem = f"cannot connect to {config.target}: {describe_connect_failure(_first(group))}"
     raise ConnectError(problem)
 
 

@@ -39,6 +39,7 @@ from p3log.replay.pump import Run, RunOutcome, first_failure
 from p3log.replay.recording import RecordedSession, read_session
 from p3log.store.lifecycle import ReplayFinished, ReplayStarted
 from p3log.store.log import EventLog
+from p3log.wording import counted
 
 __all__ = [
     "ServeConfig",
@@ -94,7 +95,7 @@ class ServeResult:
             f"replayed session {self.replay_of} as {self.session_id}: {self.outcome}; "
             f"{self.pos_matched}/{self.pos_recorded} POS messages matched, "
             f"{self.server_sent}/{self.server_recorded} server messages sent, "
-            f"{skipped} divergence{'s' if skipped != 1 else ''}"
+            f"{counted(skipped, 'divergence')}"
         )
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, timedelta
 from html import escape
 from pathlib import Path
 from typing import Final
@@ -34,6 +33,7 @@ from p3log.report.model import (
 )
 from p3log.store.errors import StoreError
 from p3log.visible import visible
+from p3log.wording import counted, instant_text, plural
 
 __all__ = ["CONTENT_SECURITY_POLICY", "render_html", "write_html"]
 
@@ -187,7 +187,6 @@ _OUTCOME_CLASSES: Final = {
     "ERROR": "o-error",
     "INCOMPLETE": "o-incomplete",
 }
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def render_html(report: Report) -> str:
@@ -228,9 +227,10 @@ def _header(report: Report) -> str:
             ("store id", f"<code>{_e(meta.store_id)}</code>"),
             (
                 "format",
-                f"{_e(meta.format_version)}, created {_e(_instant(meta.created_at_us))}",
+                f"{_e(meta.format_version)}, "
+                f"created {_e(instant_text(meta.created_at_us, zone=True))}",
             ),
-            ("generated at", _e(_instant(report.generated_at_us))),
+            ("generated at", _e(instant_text(report.generated_at_us, zone=True))),
             ("selection", _e(report.selection.describe())),
         ]
     )
@@ -296,7 +296,7 @@ def _checkpoint_line(report: Report) -> str:
         "<p id='checkpoint' data-checkpoint='used'>Verified against checkpoint "
         f"<code>{_e(used.path)}</code>{how}: {checkpoint.count} events, head "
         f"<code>{_e(checkpoint.head_hash)}</code>, taken "
-        f"{_e(_instant(checkpoint.created_at_us))}; {verdict}.</p>\n"
+        f"{_e(instant_text(checkpoint.created_at_us, zone=True))}; {verdict}.</p>\n"
     )
 
 
@@ -312,9 +312,9 @@ def _summary(report: Report) -> str:
     return (
         "<section id='summary'>\n<h2>Summary</h2>\n"
         f"<p><strong id='transaction-count'>{transactions}</strong> "
-        f"{_plural(transactions, 'transaction')}, "
-        f"<strong>{len(report.findings)}</strong> {_plural(len(report.findings), 'finding')}, "
-        f"{redaction.events} {_plural(redaction.events, 'event')} in the selection.</p>\n"
+        f"{plural(transactions, 'transaction')}, "
+        f"<strong>{len(report.findings)}</strong> {plural(len(report.findings), 'finding')}, "
+        f"{counted(redaction.events, 'event')} in the selection.</p>\n"
         f"<div class='chips' id='outcomes'>{chips or '<span class=none>none</span>'}</div>\n"
         "</section>\n"
     )
@@ -358,7 +358,7 @@ def _transaction(item: ReportTransaction, anchor: str) -> str:
         f"<details class='{css}' id='{anchor}' data-transaction-key='{_e(txn.transaction_key)}'"
         f" data-outcome='{_e(txn.outcome)}'>\n<summary class='row'>"
         f"<span class='mono'>{_e(txn.transaction_key)}</span>"
-        f"<span>{_e(_instant(txn.requested_at, places=3, zone=False))}</span>"
+        f"<span>{_e(instant_text(txn.requested_at, places=3))}</span>"
         f"<span>{_e(operation)}</span>"
         f"<span class='num'>{_e(money(txn.amount, txn.currency) or '')}</span>"
         f"<span class='{_outcome_class(txn.outcome)}'>{_e(txn.outcome)}</span>"
@@ -382,7 +382,7 @@ def _transaction_facts(timeline: Timeline) -> str:
     if why and why != outcome:
         outcome += f" ({why})"
     completed = (
-        f"{_instant(txn.completed_at)} (+{_ms(txn.duration_ms)} ms)"
+        f"{instant_text(txn.completed_at, zone=True)} (+{_ms(txn.duration_ms)} ms)"
         if txn.completed_at is not None
         else "no response recorded"
     )
@@ -393,15 +393,15 @@ def _transaction_facts(timeline: Timeline) -> str:
             ("amount", _e(money(txn.amount, txn.currency) or "not given")),
             ("outcome", f"<span class='{_outcome_class(txn.outcome)}'>{_e(outcome)}</span>"),
             ("identifier", _e(txn.transaction_identifier or "none")),
-            ("requested", _e(_instant(txn.requested_at))),
+            ("requested", _e(instant_text(txn.requested_at, zone=True))),
             ("completed", _e(completed)),
             ("abort requested", "yes" if txn.abort_requested else "no"),
             (
                 "counts",
-                f"{txn.update_count} {_plural(txn.update_count, 'update')}, "
-                f"{txn.action_count} {_plural(txn.action_count, 'action')}, "
-                f"{len(timeline.events)} {_plural(len(timeline.events), 'event')}, "
-                f"{len(timeline.findings)} {_plural(len(timeline.findings), 'finding')}",
+                f"{counted(txn.update_count, 'update')}, "
+                f"{counted(txn.action_count, 'action')}, "
+                f"{counted(len(timeline.events), 'event')}, "
+                f"{counted(len(timeline.findings), 'finding')}",
             ),
         ]
     )
@@ -678,7 +678,7 @@ def _redaction(report: Report) -> str:
         "<th class='num'>events changed in the selection</th></tr></thead><tbody>\n"
         f"{rows}</tbody></table>\n"
         f"<p>{redaction.redacted_events} of the {redaction.events} "
-        f"{_plural(redaction.events, 'event')} in the selection were changed by redaction "
+        f"{plural(redaction.events, 'event')} in the selection were changed by redaction "
         "(counted from <code>events.redactions</code>).</p>\n</section>\n"
     )
 
@@ -686,7 +686,8 @@ def _redaction(report: Report) -> str:
 def _footer(report: Report) -> str:
     return (
         "<footer>Generated by <code>p3log report</code> at "
-        f"{_e(_instant(report.generated_at_us))} from <code>{_e(report.store)}</code>. "
+        f"{_e(instant_text(report.generated_at_us, zone=True))} "
+        f"from <code>{_e(report.store)}</code>. "
         "This file is self-contained: it loads nothing when opened (its "
         "Content-Security-Policy forbids every fetch).</footer>\n"
     )
@@ -719,20 +720,8 @@ def _sender(sender: str) -> str:
     return _SENDERS.get(sender, sender)
 
 
-def _plural(count: int, noun: str) -> str:
-    return noun if count == 1 else f"{noun}s"
-
-
 def _ms(value: float | None, places: int = 3) -> str:
     return "" if value is None else f"{value:.{places}f}"
-
-
-def _instant(micros: int | None, places: int = 6, *, zone: bool = True) -> str:
-    if micros is None:
-        return ""
-    at = _EPOCH + timedelta(microseconds=micros)
-    text = at.strftime("%Y-%m-%d %H:%M:%S.%f")[: 20 + places]
-    return f"{text} UTC" if zone else text
 
 
 def write_html(report: Report, out: Path) -> None:

@@ -4,7 +4,7 @@
 then reads the store like every other reader (`open_store`, which also works while
 a tap records): the selected transactions with their timelines, the protocol
 findings of the selection, and which redaction rules fired in its events. It draws
-nothing and decides nothing about exit codes; `cli.py` does.
+nothing and decides nothing about exit codes; `p3log.cli.listings` does.
 
 Everything read from the store is kept as the store holds it (payloads are bytes an
 attacker may have sent); escaping is the renderer's job.
@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
 import attrs
 import duckdb
 
+from p3log.projections.listing import Selection
 from p3log.projections.opening import open_store, verify_store
 from p3log.projections.rows import FindingRow
 from p3log.projections.timeline import Timeline, load_timeline, resolve_key
@@ -114,40 +114,6 @@ REDACTION_RULES: Final = (
     ),
 )
 """(rule name as in `events.redactions`, title, what it does) for `REDACTION_POLICY`."""
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-@attrs.frozen
-class Selection:
-    """Which transactions the report covers: one (`key`), those requested in
-    [`since_us`, `until_us`) (UTC microseconds, either end open), or all."""
-
-    key: str | None = None
-    since_us: int | None = None
-    until_us: int | None = None  # the first instant excluded
-
-    def __attrs_post_init__(self) -> None:
-        if self.key is not None and (self.since_us is not None or self.until_us is not None):
-            raise ValueError("a report selects one transaction or a time range, not both")
-
-    @property
-    def whole_store(self) -> bool:
-        return self.key is None and self.since_us is None and self.until_us is None
-
-    def describe(self) -> str:
-        if self.key is not None:
-            return f"transaction {self.key}"
-        if self.whole_store:
-            return "every transaction in the store"
-        parts = ["transactions requested"]
-        if self.since_us is not None:
-            parts.append(f"from {_utc(self.since_us)}")
-        if self.until_us is not None and self.until_us % 1_000_000 == 0:
-            parts.append(f"before {_utc(self.until_us)}")
-        elif self.until_us is not None:  # an --until datetime, included
-            parts.append(f"up to {_utc(self.until_us - 1)} inclusive")
-        return " ".join(parts) + " (UTC)"
 
 
 @attrs.frozen
@@ -309,7 +275,7 @@ def _gather(
     elif selection.key is not None:
         where, params = "list_contains(?, seq)", [seqs]
     else:
-        where, params = f"({_in_range('recorded_at', selection)}) OR list_contains(?, seq)", [seqs]
+        where, params = f"({selection.in_range('recorded_at')}) OR list_contains(?, seq)", [seqs]
     return {
         "transactions": transactions,
         "findings": _findings(con, selection, keys),
@@ -320,21 +286,13 @@ def _gather(
 def _selected_keys(con: duckdb.DuckDBPyConnection, selection: Selection) -> list[str]:
     if selection.key is not None:
         return [resolve_key(con, selection.key)]
+    where, params = selection.transaction_condition("transactions")
     rows = con.execute(
-        f"SELECT transaction_key FROM transactions WHERE {_in_range('requested_at', selection)} "
-        "ORDER BY requested_at, request_seq"
+        f"SELECT transaction_key FROM transactions WHERE {where} "
+        "ORDER BY requested_at, request_seq",
+        params,
     ).fetchall()
     return [str(row[0]) for row in rows]
-
-
-def _in_range(column: str, selection: Selection) -> str:
-    """SQL true for instants in the selection's range (the bounds are integers)."""
-    bounds = ["TRUE"]
-    if selection.since_us is not None:
-        bounds.append(f"epoch_us({column}) >= {int(selection.since_us)}")
-    if selection.until_us is not None:
-        bounds.append(f"epoch_us({column}) < {int(selection.until_us)}")
-    return " AND ".join(bounds)
 
 
 def _contents(con: duckdb.DuckDBPyConnection, seqs: Sequence[int]) -> dict[int, EventContent]:
@@ -369,7 +327,7 @@ def _findings(
         sql = (
             f"SELECT {columns} FROM protocol_findings f LEFT JOIN events e USING (seq) "
             "WHERE list_contains(?, f.transaction_key) OR (f.transaction_key IS NULL AND "
-            f"{_in_range('e.recorded_at', selection)})"
+            f"{selection.in_range('e.recorded_at')})"
         )
         params = [list(keys)]
     rows = con.execute(sql + " ORDER BY f.seq, f.rule", params).fetchall()
@@ -413,8 +371,3 @@ def _redaction(
         events=int(total),
         redacted_events=int(redacted),
     )
-
-
-def _utc(micros: int) -> str:
-    text = (_EPOCH + timedelta(microseconds=micros)).strftime("%Y-%m-%d %H:%M:%S.%f")
-    return text.removesuffix(".000000")

@@ -6,16 +6,20 @@ import logging
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from pathlib import Path
 
 import trio
 
 from p3log.projections.opening import open_log
-from p3log.tap.server import TapConfig, run_tap
+from p3log.settings import OptionError
+from p3log.tap.server import TapConfig, open_listeners, run_tap
 from p3log.visible import VisibleFormatter
 
 
 def run_tap_process(config: TapConfig, store: Path, announce: Callable[[str], None]) -> None:
+    """Raises `OptionError` when `--listen` cannot be bound (a busy port), before the
+    store is created or opened."""
     # Problems the tap survives (a full disk, a failing index) are one line each on stderr.
     # Their text can hold a peer's bytes (a DuckDB error quoting a value): shown visible.
     handler = logging.StreamHandler(sys.stderr)
@@ -31,12 +35,19 @@ async def _main(config: TapConfig, store: Path, announce: Callable[[str], None])
     # The signal receiver stays installed until the store is closed, so a signal
     # during shutdown is one more request to stop, never a KeyboardInterrupt.
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        try:
+            listeners = await open_listeners(config)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise OptionError(f"--listen {config.host}:{config.port}: {reason}") from None
         with open_log(store, dialect=config.dialect) as log:
             stop = trio.Event()
             async with trio.open_nursery() as watcher:
                 watcher.start_soon(_stop_on_signal, signals, stop)
                 async with trio.open_nursery() as recording:
-                    port = await recording.start(run_tap, config, log, stop)
+                    port = await recording.start(
+                        partial(run_tap, listeners=listeners), config, log, stop
+                    )
                     scheme = {"ws": "wss" if config.tls_cert else "ws", "tcp": "tcp"}
                     announce(
                         f"p3log tap: listening on {scheme[config.transport]}://{config.host}:"

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import ssl
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ import trio_websocket
 
 from p3log.net.channel import ChannelClosed, TcpChannel, Transport
 from p3log.net.close_codes import GOING_AWAY, INTERNAL_ERROR, clip
+from p3log.net.failures import describe_connect_failure
 from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect
 from p3log.store.event import Stamp
 from p3log.store.lifecycle import (
@@ -94,9 +95,12 @@ async def run_tap(
     log: EventLog,
     stop: trio.Event,
     *,
+    listeners: Sequence[trio.abc.Listener[Any]] | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Record until `stop` is set; reports the listening port once bound."""
+    """Record until `stop` is set; reports the listening port once bound. `listeners`
+    are ones `open_listeners` opened already (`p3log tap` binds before it creates the
+    store, so a busy port creates nothing)."""
     async with trio.open_nursery() as services:
         writer = IndexWriter(log)
         await services.start(writer.run)
@@ -107,7 +111,7 @@ async def run_tap(
         tap = _Tap(config, Recording(log, writer, config.durability, group_sync))
         async with trio.open_nursery() as sessions:
             listener = trio.CancelScope()
-            port = await sessions.start(tap.listen, sessions, listener)
+            port = await sessions.start(tap.listen, sessions, listener, listeners)
             task_status.started(port)
             await stop.wait()
             listener.cancel()
@@ -115,6 +119,19 @@ async def run_tap(
                 await tap.all_sessions_ended()
             sessions.cancel_scope.cancel()
         services.cancel_scope.cancel()
+
+
+async def open_listeners(config: TapConfig) -> list[trio.abc.Listener[Any]]:
+    """The sockets POS connections arrive on (TLS for wss://); raises `OSError` (a busy
+    port, an address not of this host)."""
+    tls = _server_tls(config) if config.transport == "ws" else None
+    if tls is None:
+        return list(await trio.open_tcp_listeners(config.port, host=config.host))
+    return list(
+        await trio.open_ssl_over_tcp_listeners(
+            config.port, tls, host=config.host, https_compatible=True
+        )
+    )
 
 
 class _Tap:
@@ -132,24 +149,16 @@ class _Tap:
         self,
         sessions: trio.Nursery,
         scope: trio.CancelScope,
+        opened: Sequence[trio.abc.Listener[Any]] | None,
         *,
         task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         config = self._config
         with scope:
-            if config.transport == "ws":
-                tls = _server_tls(config)
-                listeners: list[trio.abc.Listener[Any]] = list(
-                    await trio.open_tcp_listeners(config.port, host=config.host)
-                    if tls is None
-                    else await trio.open_ssl_over_tcp_listeners(
-                        config.port, tls, host=config.host, https_compatible=True
-                    )
-                )
-                handler: Callable[[Any], Awaitable[None]] = self._on_websocket_stream
-            else:
-                listeners = list(await trio.open_tcp_listeners(config.port, host=config.host))
-                handler = self._on_tcp
+            listeners = list(opened) if opened is not None else await open_listeners(config)
+            handler: Callable[[Any], Awaitable[None]] = (
+                self._on_websocket_stream if config.transport == "ws" else self._on_tcp
+            )
             await sessions.start(
                 partial(trio.serve_listeners, handler, listeners, handler_nursery=sessions)
             )
@@ -226,7 +235,7 @@ class _Tap:
                 except (OSError, trio_websocket.HandshakeError) as exc:
                     if connected:
                         raise
-                    failure = _describe(exc)
+                    failure = describe_connect_failure(exc)
             if dialing.cancelled_caught:
                 failure = f"no WebSocket handshake within {config.connect_timeout:g} s"
             if failure is not None:
@@ -287,7 +296,7 @@ class _Tap:
             with trio.fail_after(config.connect_timeout):
                 upstream = await trio.open_tcp_stream(parts.hostname or "", parts.port or 0)
         except (OSError, trio.TooSlowError) as exc:
-            reason = f"upstream {config.upstream} unavailable: {_describe(exc)}"
+            reason = f"upstream {config.upstream} unavailable: {describe_connect_failure(exc)}"
             self._recording.note_unforwarded(session_id, "client", first)
             self._recording.note(session_id, UpstreamFailed(url=config.upstream, error=reason))
             return
@@ -346,11 +355,6 @@ def _address(remote: object) -> str:
         return f"{remote[0]}:{remote[1]}"
     address, port = getattr(remote, "address", None), getattr(remote, "port", None)
     return f"{address}:{port}" if address is not None else str(remote)
-
-
-def _describe(exc: BaseException) -> str:
-    cause = exc.__cause__  # trio-websocket wraps an OSError in a HandshakeError
-    return str(exc) or (_describe(cause) if cause is not None else type(exc).__name__)
 
 
 def _server_tls(config: TapConfig) -> ssl.SSLContext | None:
