@@ -25,7 +25,7 @@ from p3log.store.log import EventLog
 from p3log.store.transfer import import_jsonl
 
 SESSIONS = Path(__file__).parent.parent / "fixtures" / "sessions"
-# ../shared/ARCHITECTURE.md, "Contract"
+# docs/architecture.md, "Contract"
 CONTRACT = {
     "events": "seq, session_id, sender, kind, msg_type, tag, resource, status, recorded_at, "
     "mono_ns, payload, prev_hash, hash",

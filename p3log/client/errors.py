@@ -112,7 +112,7 @@ class RequestRefused(P3ClientError):
     """The client refused to send a request the protocol does not allow at this point.
 
     For example an abort while the latest update said `abortable: false` and no
-    action was open, or a signature with no signature action open (PROTOCOL.md §7).
+    action was open, or a signature with no signature action open (docs/protocol.md §7).
     Nothing was sent; the methods that refuse take `force=True` to send anyway.
     """
 

@@ -28,7 +28,7 @@ ANSWERED_KEPT = 4096
 
 @attrs.frozen
 class Violation:
-    """Something the server sent that fits no open request (PROTOCOL.md §7).
+    """Something the server sent that fits no open request (docs/protocol.md §7).
 
     `rule` is `malformed_message`, `no_tag`, `unknown_tag`, `message_after_response`
     or `unexpected_type` (the names of `p3log.protocol.rules`, which the projections'

@@ -52,7 +52,7 @@ __all__ = [
 SignMode = Literal["png", "on_receipt"]
 AmendKind = Literal["REFUND", "CAPTURE", "TIP_ADJUST"]
 
-#: Transaction statuses (PROTOCOL.md §4) and the runner's own outcomes.
+#: Transaction statuses (docs/protocol.md §4) and the runner's own outcomes.
 EXPECTABLE_OUTCOMES = (
     "APPROVED",
     "DECLINED",

@@ -47,7 +47,7 @@ Path = tuple[str, ...] | Callable[[Dialect], tuple[str, ...]]
 class Read:
     """Where a fact of `Observed` is read: in messages of `types`, at `path` below
     the message's body (or below the envelope, with `in_envelope`). Either may be
-    a function of the dialect, for what PROTOCOL.md leaves open."""
+    a function of the dialect, for what docs/protocol.md leaves open."""
 
     types: Types
     path: Path
@@ -202,7 +202,7 @@ FACT_NAMES: tuple[str, ...] = tuple(_READS)
 
 @functools.cache
 def facts_for(dialect: Dialect) -> tuple[Fact, ...]:
-    """The facts, with the dialect's names for what PROTOCOL.md leaves open."""
+    """The facts, with the dialect's names for what docs/protocol.md leaves open."""
     return tuple(
         Fact(
             name,

@@ -13,7 +13,7 @@ Rules this module keeps (after h11's `_state.py`):
   session: open requests become `missing_response` and the state is dropped, so
   the rows of a session depend only on its events since its last close (which is
   what lets `store.py` resume a fold part-way through).
-- What the state cannot take is a finding, named after the rule of PROTOCOL.md §7
+- What the state cannot take is a finding, named after the rule of docs/protocol.md §7
   it breaks; the message is still applied as far as it makes sense.
 
 Theory of operation. A client `*_REQUEST` opens its tag; the server's `*_RESPONSE`
@@ -62,7 +62,7 @@ from p3log.protocol.model import status_is_error
 from p3log.protocol.rules import FINDINGS, Rule
 from p3log.store.lifecycle import ConnectionClosed
 
-# Findings (PROTOCOL.md §7), by the name each row carries in `rule`.
+# Findings (docs/protocol.md §7), by the name each row carries in `rule`.
 RULES = FINDINGS
 
 INCOMPLETE = "INCOMPLETE"

@@ -2,7 +2,7 @@
 
 One NamedTuple class per table (the fold makes millions of rows, and a tuple is
 the cheapest immutable record Python has); its fields, in order, are the table's columns
-(the contract's columns of ../shared/ARCHITECTURE.md first, then the ones p3log
+(the contract's columns of docs/architecture.md first, then the ones p3log
 adds). The SQL and Arrow types are derived from the field annotations, so a row
 class is the only place a column is declared.
 

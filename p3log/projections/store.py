@@ -54,7 +54,7 @@ Progress = Callable[[int, int], None]
 class ProjectionStore:
     """Keeps one index's projection tables level with its events.
 
-    `dialect` None means the dialect the store was last projected with (PROTOCOL.md's
+    `dialect` None means the dialect the store was last projected with (docs/protocol.md's
     default for a new store); a different explicit dialect rebuilds the projections.
     """
 

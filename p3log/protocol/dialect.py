@@ -1,9 +1,9 @@
-"""Everything PROTOCOL.md marks [gap], in one object.
+"""Everything docs/protocol.md marks [gap], in one object.
 
 The public P3 documentation leaves the TCP framing, the abort message names, the
 action and signature body keys and the error fields open. p3log never hard-wires a
 guess: the tap, simulator, client, projections and replayer all read these values
-from a `Dialect`, whose defaults are PROTOCOL.md's default dialect and which can be
+from a `Dialect`, whose defaults are docs/protocol.md's default dialect and which can be
 loaded from a TOML file (see docs/dialect.md).
 """
 
@@ -74,7 +74,7 @@ class ErrorRules:
 
 @attrs.frozen
 class Dialect:
-    """One P3 dialect. `Dialect()` is PROTOCOL.md's default dialect."""
+    """One P3 dialect. `Dialect()` is docs/protocol.md's default dialect."""
 
     tcp: TcpRules = TcpRules()
     abort: AbortRules = AbortRules()
@@ -92,7 +92,7 @@ class Dialect:
 
 
 def load_dialect(path: Path | None) -> Dialect:
-    """The dialect in the file at `path`, or PROTOCOL.md's default dialect if None."""
+    """The dialect in the file at `path`, or docs/protocol.md's default dialect if None."""
     return DEFAULT_DIALECT if path is None else Dialect.from_toml(path)
 
 

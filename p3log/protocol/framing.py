@@ -1,6 +1,6 @@
 """Sans-IO codec for P3 over framed TCP: bytes in, frames out.
 
-The header layout is a [gap] in PROTOCOL.md, so the framing is picked by name from the
+The header layout is a [gap] in docs/protocol.md, so the framing is picked by name from the
 dialect, never hard-wired:
 
 - ``u32be`` / ``u32le`` / ``u16be`` / ``u16le``: an unsigned length N in 4 or 2 bytes, big or

@@ -1,6 +1,6 @@
 """The P3 message model: frozen attrs classes with snake_case attributes.
 
-One class per JSON object in PROTOCOL.md. The wire names (camelCase, and the
+One class per JSON object in docs/protocol.md. The wire names (camelCase, and the
 dialect's choices for the [gap] keys) live in `convert.py`, not here.
 
 Rules every class keeps, so that nothing that arrived is ever lost:
@@ -25,7 +25,7 @@ import attrs
 
 
 class MessageType(StrEnum):
-    """The message names PROTOCOL.md documents, spelled as on the wire.
+    """The message names docs/protocol.md documents, spelled as on the wire.
 
     The abort names are the default dialect's; a dialect may rename them
     (`Dialect.abort.request_type`/`.response_type`), so code that honours a dialect
@@ -95,7 +95,7 @@ class Device(WireObject):
     comlink: str | None = None
 
 
-# --- the transaction object (PROTOCOL.md section 5) -------------------------------
+# --- the transaction object (docs/protocol.md section 5) -------------------------------
 
 
 @attrs.frozen

@@ -1,4 +1,4 @@
-"""The protocol rules a peer can break (PROTOCOL.md §7), by the one name each goes by.
+"""The protocol rules a peer can break (docs/protocol.md §7), by the one name each goes by.
 
 The fold writes them into `protocol_findings.rule`; the client puts them into
 `Violation.rule`. `FINDINGS` are the ones the fold can find in a recording; the

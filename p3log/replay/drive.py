@@ -61,7 +61,7 @@ class DriveConfig:
     `secret` replaces the recorded login's redacted merchant secret (required when the
     session logs in). `volatile` None: `VolatilePaths.between_runs` for the dialect.
     `timeout`: seconds the server may be later than recorded. `dialect` None:
-    PROTOCOL.md's default.
+    docs/protocol.md's default.
     """
 
     store: Path

@@ -55,7 +55,7 @@ class ServeConfig:
     """What `p3log replay serve` was asked to do.
 
     `transport` None: the recorded session's (ws when it is not known). `volatile`
-    None: the default volatile paths for the dialect. `dialect` None: PROTOCOL.md's
+    None: the default volatile paths for the dialect. `dialect` None: docs/protocol.md's
     default for the link, and the store keeps the dialect it was projected with.
     """
 

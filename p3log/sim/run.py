@@ -14,7 +14,7 @@ from p3log.sim.server import serve_sim
 
 __all__ = ["DEFAULT_PORTS", "listen_url", "run_sim"]
 
-# PROTOCOL.md: ws://localhost:8080/ and framed TCP on 4245 in public client code.
+# docs/protocol.md: ws://localhost:8080/ and framed TCP on 4245 in public client code.
 DEFAULT_PORTS: dict[Transport, int] = {"ws": 8080, "tcp": 4245}
 
 

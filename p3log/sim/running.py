@@ -52,7 +52,7 @@ class ExecuteRun:
 
     @property
     def can_abort(self) -> bool:
-        """PROTOCOL.md: abortable while the latest update said so or an action waits."""
+        """docs/protocol.md: abortable while the latest update said so or an action waits."""
         return not self.abort_requested and (self.abortable or self.action_open)
 
     def request_abort(self) -> None:

@@ -1,4 +1,4 @@
-"""The client speaks whatever dialect it is given: every [gap] of PROTOCOL.md differs here."""
+"""The client speaks whatever dialect it is given: every [gap] of docs/protocol.md differs here."""
 
 from __future__ import annotations
 

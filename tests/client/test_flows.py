@@ -1,4 +1,4 @@
-"""Every flow of PROTOCOL.md section 6 through `P3Client`, against the real simulator.
+"""Every flow of docs/protocol.md section 6 through `P3Client`, against the real simulator.
 
 Each test runs over WebSocket and over framed TCP (the `transport` fixture).
 """

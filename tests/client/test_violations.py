@@ -1,4 +1,4 @@
-"""What the client does with messages that fit no request (PROTOCOL.md §7).
+"""What the client does with messages that fit no request (docs/protocol.md §7).
 
 The simulator never misbehaves like this, so the peer here is a scripted channel
 in memory: the test writes the server's bytes itself.

@@ -4,7 +4,7 @@ A `Recording` hands out the global `seq` and the clock; each `SessionBuilder` on
 appends the events of one POS connection, so sessions interleave in the order a
 test writes them. Every method appends one event (`login` also its response) and
 returns it, so a test can name the seq and time a row must point at. Messages have
-the wire shapes of PROTOCOL.md's default dialect and of fixtures/sessions/*.jsonl.
+the wire shapes of docs/protocol.md's default dialect and of fixtures/sessions/*.jsonl.
 
     rec = Recording()
     pos = rec.session("s1")

@@ -1,4 +1,4 @@
-"""The fold on plain data: each rule of PROTOCOL.md §7, and the rows of each flow of §6.
+"""The fold on plain data: each rule of docs/protocol.md §7, and the rows of each flow of §6.
 
 Every violation is a minimal session that breaks exactly that rule, and must give
 exactly its finding. Every valid flow that looks like a violation (an abort that
@@ -82,7 +82,7 @@ def test_execute_before_the_previous_execute_on_its_resource_ended_is_execute_wh
 
 
 def test_after_a_busy_execute_is_refused_a_signature_answers_the_execute_still_running() -> None:
-    # t1 never had its final response, so it still runs on the reader (PROTOCOL.md §3:
+    # t1 never had its final response, so it still runs on the reader (docs/protocol.md §3:
     # there is always a final EXECUTE_TRANSACTION_RESPONSE); the refusal of t2 ends t2.
     pos = SessionBuilder("s1")
     pos.login()
@@ -244,7 +244,7 @@ def test_a_tag_used_twice_by_the_client_is_tag_reused() -> None:
 
 
 def test_transaction_keys_stay_unique_whatever_the_tags_look_like() -> None:
-    # A tag is any string (PROTOCOL.md §2), so no tag may spell a reused tag's key.
+    # A tag is any string (docs/protocol.md §2), so no tag may spell a reused tag's key.
     pos = SessionBuilder("s1")
     requests = []
     for tag in ["t1", "t1#2", "t1"]:

@@ -1,4 +1,4 @@
-"""Dialect files: defaults are PROTOCOL.md's default dialect; mistakes are one clear line."""
+"""Dialect files: defaults are docs/protocol.md's default dialect; mistakes are one clear line."""
 
 from __future__ import annotations
 

@@ -60,7 +60,7 @@ RECEIPT = """{
   "lines": ["Merchant Receipt", "EUR 10.50"]
 }"""
 
-# One message of every type PROTOCOL.md documents, following its flows (section 6).
+# One message of every type docs/protocol.md documents, following its flows (section 6).
 EXAMPLES = {
     "LOGIN_MERCHANT_REQUEST": (
         LoginMerchantRequest,
