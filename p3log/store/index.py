@@ -56,26 +56,15 @@ SELECT seq, session_id, sender, kind, msg_type, tag, resource, status,
 """
 
 # The columns of `event_log` and their types, as DuckDB's DESCRIBE names them (so a
-# Parquet segment's columns can be compared with them); the NOT NULL ones.
-EVENT_COLUMNS: dict[str, str] = {
-    "seq": "BIGINT",
-    "session_id": "VARCHAR",
-    "sender": "VARCHAR",
-    "kind": "VARCHAR",
-    "msg_type": "VARCHAR",
-    "tag": "VARCHAR",
-    "resource": "VARCHAR",
-    "status": "VARCHAR",
-    "recorded_at": "TIMESTAMP WITH TIME ZONE",
-    "mono_ns": "BIGINT",
-    "payload": "VARCHAR",
-    "raw": "BLOB",
-    "parse_note": "VARCHAR",
-    "redaction_policy": "VARCHAR",
-    "redactions": "VARCHAR[]",
-    "prev_hash": "VARCHAR",
-    "hash": "VARCHAR",
+# Parquet segment's columns can be compared with them): the record's columns, but for
+# the time as a timestamp and the bytes as a blob.
+_AS_ROW: dict[str, tuple[str, str]] = {
+    "recorded_at_us": ("recorded_at", "TIMESTAMP WITH TIME ZONE"),
+    "raw_b64": ("raw", "BLOB"),
 }
+EVENT_COLUMNS: dict[str, str] = dict(
+    _AS_ROW.get(name, (name, kind)) for name, kind in RECORD_COLUMNS.items()
+)
 _OPTIONAL_COLUMNS = frozenset(
     {"msg_type", "tag", "resource", "status", "payload", "raw", "parse_note"}
 )
