@@ -189,7 +189,10 @@ def _load_hashes(con: duckdb.DuckDBPyConnection, layout: StoreLayout) -> ChainPr
     if layout.index_path.exists():
         try:
             con.execute(f"ATTACH {sql_string(str(layout.index_path))} AS idx (READ_ONLY)")
-            index = f"{ROWS_AS_RECORDS} FROM idx.event_log"
+            # An index whose writer was killed while creating it has no table yet: like a
+            # missing one it holds nothing, and the next open builds it.
+            if _has_event_log(con):
+                index = f"{ROWS_AS_RECORDS} FROM idx.event_log"
         except (duckdb.IOException, duckdb.ConnectionException) as exc:
             error = index_open_error(layout, exc)
             if not isinstance(error, StoreCorrupt):
@@ -207,6 +210,16 @@ def _load_hashes(con: duckdb.DuckDBPyConnection, layout: StoreLayout) -> ChainPr
 
 # A journal with no segment yet (a store created, then killed before its first event):
 # no rows, but every record column the hash check reads.
+def _has_event_log(con: duckdb.DuckDBPyConnection) -> bool:
+    return bool(
+        query_scalar(
+            con,
+            "SELECT count(*) FROM duckdb_tables() "
+            "WHERE database_name = 'idx' AND table_name = 'event_log'",
+        )
+    )
+
+
 _EMPTY = "SELECT {} WHERE false".format(
     ", ".join(f"NULL::{kind} AS {name}" for name, kind in RECORD_COLUMNS.items())
 )

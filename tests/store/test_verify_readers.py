@@ -236,3 +236,24 @@ def test_a_store_killed_before_its_first_event_verifies_as_empty(tmp_path: Path)
     )
     assert done.returncode == 0, done.stderr
     assert verify_store(store).count == 0
+
+
+def test_an_index_killed_before_its_table_was_made_verifies_and_is_rebuilt(store: Path) -> None:
+    """A reader killed while it made a fresh index leaves a DuckDB file with no table
+    (found by the kill test of `p3log sql`): verify checks the journal as if the index
+    were missing, and the next open builds it."""
+    (store / "index.duckdb").unlink()
+    connect(store / "index.duckdb").close()  # the file, as the killed open left it
+    done = subprocess.run(
+        [sys.executable, "-m", "p3log", "verify", "--store", str(store)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert verify_store(store).count == EVENTS
+    con = open_store(store)
+    try:
+        assert con.execute("SELECT count(*) FROM events").fetchall() == [(EVENTS,)]
+    finally:
+        con.close()
