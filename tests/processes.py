@@ -7,7 +7,8 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import attrs
 
@@ -62,3 +63,14 @@ def start_p3log_server(*argv: str, preexec_fn: Callable[[], None] | None = None)
         stderr = process.stderr.read() if process.stderr else ""
         raise AssertionError(f"p3log {argv[0]} did not start: {banner!r} {stderr}")
     return ServerProcess(process, found.group(1), int(found.group(2)), banner)
+
+
+def run_p3log(*args: str | Path, env: Mapping[str, str] = {}) -> subprocess.CompletedProcess[str]:
+    """A real `p3log` process run to its end (stdout a pipe); `env` adds to the environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "p3log", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **env},
+    )

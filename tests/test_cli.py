@@ -5,25 +5,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import subprocess
-import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 
 from p3log.store.index import connect
 from p3log.store.verify import Checkpoint
+from tests.processes import run_p3log
 
-
-def p3log(*args: str | Path, env: Mapping[str, str] = {}) -> subprocess.CompletedProcess[str]:
-    """A real `p3log` process; `env` adds to the environment."""
-    return subprocess.run(
-        [sys.executable, "-m", "p3log", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, **env},
-    )
+p3log = run_p3log
 
 
 def _one_line_error(result: subprocess.CompletedProcess[str], expected: str) -> None:

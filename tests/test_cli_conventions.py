@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,20 +34,13 @@ from p3log.projections.opening import open_store
 from p3log.render import OutputFormat, render_findings, render_rows
 from p3log.report import build_report
 from p3log.store.transfer import import_jsonl
+from tests.processes import run_p3log
 
 DEMO_TRANSACTIONS = 16
 TRANSACTION_KEY = TRANSACTION_COLUMNS.index("transaction_key")
 
 
-def p3log(*args: str | Path, env: Mapping[str, str] = {}) -> subprocess.CompletedProcess[str]:
-    """A real `p3log` process (stdout a pipe); `env` adds to the environment."""
-    return subprocess.run(
-        [sys.executable, "-m", "p3log", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, **env},
-    )
+p3log = run_p3log
 
 
 def one_line(result: subprocess.CompletedProcess[str], expected: str) -> str:

@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from tempfile import TemporaryDirectory
 
@@ -36,7 +35,7 @@ from p3log.store.records import encode_record
 from p3log.store.redact import Redactor
 from p3log.store.transfer import export_store
 from p3log.store.verify import make_checkpoint, verify_store
-from tests.processes import start_p3log_server
+from tests.processes import run_p3log, start_p3log_server
 
 ROOT = Path(__file__).parents[2]
 SECRET = "hunter2-merchant-secret"
@@ -57,13 +56,7 @@ def _record_secret(root: Path) -> None:
 
 
 def _p3log(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "p3log", *argv],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "COLUMNS": "300", **(env or {})},
-    )
+    return run_p3log(*argv, env={"COLUMNS": "300", **(env or {})})
 
 
 def _files(*roots: Path) -> dict[Path, bytes]:

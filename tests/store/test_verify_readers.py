@@ -27,6 +27,7 @@ from p3log.store.records import decode_event, decode_line
 from p3log.store.segments import EventSegments, sealed_segments
 from p3log.store.verify import verify_store
 from tests.conftest import message_bytes
+from tests.processes import run_p3log
 
 EVENTS = 35
 SEAL = 10  # three sealed segments (1-10, 11-20, 21-30) and a journal tail
@@ -228,12 +229,7 @@ def test_a_store_killed_before_its_first_event_verifies_as_empty(tmp_path: Path)
     store = tmp_path / "store"
     EventLog.open(store).close()
     (store / "index.duckdb").unlink()
-    done = subprocess.run(
-        [sys.executable, "-m", "p3log", "verify", "--store", str(store)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_p3log("verify", "--store", store)
     assert done.returncode == 0, done.stderr
     assert verify_store(store).count == 0
 
@@ -244,12 +240,7 @@ def test_an_index_killed_before_its_table_was_made_verifies_and_is_rebuilt(store
     were missing, and the next open builds it."""
     (store / "index.duckdb").unlink()
     connect(store / "index.duckdb").close()  # the file, as the killed open left it
-    done = subprocess.run(
-        [sys.executable, "-m", "p3log", "verify", "--store", str(store)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = run_p3log("verify", "--store", store)
     assert done.returncode == 0, done.stderr
     assert verify_store(store).count == EVENTS
     con = open_store(store)
