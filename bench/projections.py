@@ -80,7 +80,8 @@ from p3log.store.index import (
     create_schema,
     query_scalar,
 )
-from p3log.store.log import INDEX_BATCH_LINES, EventLog
+from p3log.store.indexer import INDEX_BATCH_LINES
+from p3log.store.log import EventLog
 
 SESSIONS = Path(__file__).resolve().parent.parent / "fixtures" / "sessions"
 # fixtures/record.py runs the simulator at 1/100 of real time.

@@ -31,10 +31,10 @@ from messages import message
 from redaction import print_rows, rows
 
 from p3log.store.index import connect, create_schema, insert_table, records_table
+from p3log.store.indexer import keep_up
 from p3log.store.journal import segment_paths
 from p3log.store.log import EventLog
 from p3log.store.verify import verify_store
-from p3log.store.writer import IndexWriter
 
 
 def peak_rss_mb() -> float:
@@ -42,15 +42,14 @@ def peak_rss_mb() -> float:
 
 
 async def _write(root: Path, count: int) -> None:
-    """Record as the tap does: journal on the calling task, DuckDB batches in the
-    index writer, and the writer's backpressure after every event."""
+    """Record as an in-process recorder does: journal on the calling task, the index
+    following the journal at its cadence on a worker thread."""
     with EventLog.open(root) as log:
-        writer = IndexWriter(log)
+        assert log.indexer is not None
         async with trio.open_nursery() as nursery:
-            await nursery.start(writer.run)
+            await nursery.start(keep_up, log.indexer)
             for n in range(count):
                 log.record_message(f"s{n % 50}", "server", message(n))
-                await writer.wait_for_room()
                 if n % 1000 == 0:
                     await trio.sleep(0)  # the tap yields at every read; let the writer run
             nursery.cancel_scope.cancel()

@@ -19,7 +19,8 @@ import pytest
 import p3log
 from p3log.projections.snapshots import ProjectionSnapshots
 from p3log.projections.store import ProjectionStore
-from p3log.store.log import EventLog, IndexFollower
+from p3log.store.indexer import IndexFollower
+from p3log.store.log import EventLog
 from p3log.store.records import decode_body, decode_line
 from p3log.store.segments import EventSegments, sealed_segments
 from tests.test_cli import p3log as run_p3log

@@ -142,7 +142,7 @@ def tap(
         )
     except ValueError as exc:
         raise OptionError(str(exc)) from None
-    run_tap_process(config, store, say)
+    run_tap_process(config, store, say, dialect)
 
 
 @app.command()

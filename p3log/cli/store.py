@@ -1,4 +1,4 @@
-"""The store's own commands: sql, verify, checkpoint, export, import, rebuild."""
+"""The store's own commands: sql, verify, checkpoint, export, import, rebuild, index."""
 
 from __future__ import annotations
 
@@ -30,9 +30,11 @@ from p3log.projections.opening import (
 from p3log.protocol.dialect import load_dialect
 from p3log.render import OutputFormat, render_rows
 from p3log.store.errors import StoreError
+from p3log.store.indexer import INDEX_INTERVAL
 from p3log.store.readonly import select_statement
 from p3log.store.transfer import ExportFormat, export_store, import_jsonl
 from p3log.store.verify import Checkpoint
+from p3log.tap.indexing import run_indexer
 from p3log.visible import visible
 from p3log.wording import counted
 
@@ -186,3 +188,27 @@ def rebuild(store: StoreOption, dialect: DialectOption = None) -> None:
         f"rebuilt projections from {counted(count, 'event')} in {elapsed:.2f} s: "
         f"{counted(transaction_count, 'transaction')}, {counted(finding_count, 'finding')}"
     )
+
+
+@app.command()
+@user_errors
+def index(
+    store: StoreOption,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            "--follow",
+            help="Keep the index level with the journal until SIGINT/SIGTERM (or, with "
+            "stdin a pipe, until it ends), then catch up and exit.",
+        ),
+    ] = False,
+    interval: Annotated[
+        float, typer.Option(metavar="SECONDS", help="With --follow: seconds between catch-ups.")
+    ] = INDEX_INTERVAL,
+    dialect: DialectOption = None,
+) -> None:
+    """Bring the index and the projections level with the journal (the tap runs this
+    with --follow beside itself; run it by hand after a kill)."""
+    chosen = load_dialect(dialect) if dialect is not None else None
+    count = run_indexer(store, follow=follow, interval=interval, dialect=chosen)
+    say(f"indexed {counted(count, 'event')} into {store}")

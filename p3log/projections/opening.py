@@ -8,6 +8,8 @@ tables are current whenever the events are.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -16,21 +18,37 @@ from p3log.projections.snapshots import ProjectionSnapshots, SnapshotLoader, sna
 from p3log.projections.store import Progress, ProjectionStore
 from p3log.protocol.dialect import Dialect
 from p3log.store import read, verify
-from p3log.store.log import EventLog, IndexFollower
+from p3log.store.indexer import IndexFollower, Indexer, open_index
+from p3log.store.layout import index_lock, open_layout
+from p3log.store.log import EventLog
 from p3log.store.readonly import lock_down
 from p3log.store.segments import EventSegments
 
 
+def index_followers(root: Path, dialect: Dialect | None = None) -> list[IndexFollower]:
+    """What follows the index wherever it is written: the projections, and sealed
+    segments and snapshots published for live readers. `dialect` None keeps the
+    dialect the store was projected with."""
+    return [ProjectionStore(dialect), EventSegments(root), ProjectionSnapshots(root)]
+
+
 def open_log(root: Path, *, create: bool = True, dialect: Dialect | None = None) -> EventLog:
-    """The store's single writer, with projections following what it records, and
-    sealed segments and snapshots published for readers while it does.
-    `dialect` None keeps the dialect the store was projected with."""
-    followers: list[IndexFollower] = [
-        ProjectionStore(dialect),
-        EventSegments(root),
-        ProjectionSnapshots(root),
-    ]
-    return EventLog.open(root, create=create, followers=followers)
+    """The store's single writer, indexing in this process, with `index_followers`."""
+    return EventLog.open(root, create=create, followers=index_followers(root, dialect))
+
+
+@contextmanager
+def open_indexer(root: Path, *, dialect: Dialect | None = None) -> Iterator[Indexer]:
+    """The index's writer without the journal's (`p3log index`, beside a tap): holds
+    index.lock, with `index_followers`. Raises StoreBusy while another process has
+    the index (its lock, or DuckDB's)."""
+    layout, _ = open_layout(root, create=False)
+    with index_lock(layout):
+        con = open_index(layout)
+        try:
+            yield Indexer(layout, con, index_followers(root, dialect))
+        finally:
+            con.close()
 
 
 def open_store(root: str | Path) -> duckdb.DuckDBPyConnection:

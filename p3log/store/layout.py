@@ -3,10 +3,15 @@
 A store is a directory:
 
     store.json          format version, store id, redaction policy, fingerprint key id
-    writer.lock         flock'd by the one process that records into the store
+    writer.lock         flock'd by the one process that appends to the journal
+    index.lock          flock'd by the one process that writes index.duckdb
     journal/            append-only JSONL segments: the primary record
     journal/torn/       torn tail records set aside by recovery
     index.duckdb        the query index, rebuilt from the journal when needed
+
+A process that records and indexes in one (an import, `pos --store`) holds both
+locks, writer.lock first; the tap holds writer.lock and its indexer process
+index.lock. Each lock file holds its holder's pid.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import attrs
@@ -45,6 +50,10 @@ class StoreLayout:
     @property
     def lock_path(self) -> Path:
         return self.root / "writer.lock"
+
+    @property
+    def index_lock_path(self) -> Path:
+        return self.root / "index.lock"
 
     @property
     def journal_dir(self) -> Path:
@@ -92,18 +101,26 @@ def write_meta(layout: StoreLayout, meta: StoreMeta) -> None:
         raise StoreError(f"cannot write {layout.meta_path}: {exc.strerror}") from exc
 
 
+def writer_lock(layout: StoreLayout) -> AbstractContextManager[None]:
+    """Hold the journal's single-writer lock; fail at once if another process has it."""
+    return _exclusive(layout.lock_path, f"store {layout.root} is being recorded")
+
+
+def index_lock(layout: StoreLayout) -> AbstractContextManager[None]:
+    """Hold the lock of the index's one writer; fail at once if another process has it."""
+    return _exclusive(layout.index_lock_path, f"the index of {layout.root} is being written")
+
+
 @contextmanager
-def writer_lock(layout: StoreLayout) -> Iterator[None]:
-    """Hold the store's single-writer lock; fail at once if another process has it."""
-    fd = os.open(layout.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+def _exclusive(path: Path, busy: str) -> Iterator[None]:
+    """An exclusive flock on `path`, with this process's pid written in it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
-            raise StoreBusy(
-                f"store {layout.root} is being recorded by another process (pid {holder})"
-            ) from None
+            raise StoreBusy(f"{busy} by another process (pid {holder})") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield

@@ -1,15 +1,18 @@
-"""The event log: the one writer of a store.
+"""The event log: the one writer of a store's journal.
 
-`EventLog.open` takes the store's writer lock and recovers: a torn journal tail is
-set aside, and journaled events the index lacks are ingested. Then:
+`EventLog.open` takes the store's writer lock and recovers the journal (a torn tail
+is set aside). By default it also takes the index lock, ingests journaled events the
+index lacks, and indexes what it records in this process (`indexer.py`); the tap
+opens it without (`index=False`) and leaves the index to its indexer process. Then:
 
 - `record_message` / `record_lifecycle` redact, assign the next seq, seal the event
   into the hash chain and append it to the journal before returning. This is the
   hot path and touches no database.
 - `append_all_or_nothing` journals a batch (an import) as one new segment that
   appears whole or not at all, then indexes it.
-- `take_pending` hands the events journaled since the last call to whoever moves
-  them into DuckDB (`flush` here, or `IndexWriter` in a trio program), in batches.
+- `flush` brings the index level with the journal (an in-process indexer follows
+  the journal as any other would; `indexer.keep_up` does it at a cadence in a trio
+  program).
 
 Single-threaded by design: one thread calls the record methods, so seq order is
 journal order is index order.
@@ -17,19 +20,16 @@ journal order is index order.
 
 from __future__ import annotations
 
-import logging
-import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol
 
 import attrs
 import duckdb
 
 from p3log.store.capture import Door
-from p3log.store.errors import StoreBusy, StoreCorrupt, StoreError
+from p3log.store.errors import StoreCorrupt, StoreError
 from p3log.store.event import WIRE_KINDS, Event, EventBody, Sender, Stamp, seal
 from p3log.store.governance import (
     GOVERNANCE_KIND,
@@ -37,35 +37,15 @@ from p3log.store.governance import (
     Governor,
     choose_key,
     configures,
+    recorded_in_journal,
 )
-from p3log.store.index import (
-    WRITER_CHECKPOINT_THRESHOLD,
-    WRITER_THREADS,
-    connect,
-    create_schema,
-    indexed_head,
-    ingest_journal,
-    insert_records,
-)
+from p3log.store.index import indexed_head, ingest_journal
+from p3log.store.indexer import IndexFollower, Indexer, first_line, open_index
 from p3log.store.journal import IncomingSegment, Journal, discard_incoming, open_journal
 from p3log.store.keys import key_for_new_store
-from p3log.store.layout import StoreLayout, StoreMeta, open_layout, writer_lock
+from p3log.store.layout import StoreLayout, StoreMeta, index_lock, open_layout, writer_lock
 from p3log.store.lifecycle import Lifecycle, to_json
 from p3log.store.records import encode_record
-
-logger = logging.getLogger("p3log")
-
-# Lines per index insert: large enough to amortise a DuckDB transaction, small
-# enough that parsing and inserting a batch stays within a few tens of MB.
-INDEX_BATCH_LINES = 4096
-
-
-class IndexFollower(Protocol):
-    """Tables derived from the index that keep up with it (the projections)."""
-
-    def follow(self, index: duckdb.DuckDBPyConnection) -> object:
-        """Bring the derived tables level with the events in `index`."""
-        ...
 
 
 class EventLog:
@@ -74,20 +54,17 @@ class EventLog:
         layout: StoreLayout,
         meta: StoreMeta,
         journal: Journal,
-        index: duckdb.DuckDBPyConnection,
+        indexer: Indexer | None,
         governor: Governor | None,
         resources: ExitStack,
-        followers: Sequence[IndexFollower] = (),
     ) -> None:
         self.layout = layout
         self.meta = meta
-        self.index = index
+        self.indexer = indexer  # None: another process indexes (the tap's indexer)
         self._journal = journal
         self._governor = governor
         self._door: Door | None = Door(governor.redactor) if governor else None
         self._resources = resources
-        self._pending: list[bytes] = []  # record lines journaled, not yet indexed
-        self._followers = list(followers)
 
     @classmethod
     def open(
@@ -97,9 +74,13 @@ class EventLog:
         create: bool = True,
         followers: Sequence[IndexFollower] = (),
         records: bool = True,
+        index: bool = True,
     ) -> EventLog:
-        """The store's writer. With `records` False it only brings the index level
-        (readers): it needs no fingerprint key and cannot record."""
+        """The store's writer: it holds writer.lock and appends to the journal. With
+        `index` it also holds index.lock, brings the index (and `followers`) level and
+        indexes in this process; without, it never opens DuckDB and an indexer
+        process follows the journal (the tap). With `records` False it only brings
+        the index level (readers): it needs no fingerprint key and cannot record."""
         layout, meta = _open_layout(root, create=create and records)
         # The key is checked before anything in the store is touched.
         chosen = choose_key(layout, meta) if records else None
@@ -109,22 +90,33 @@ class EventLog:
             discard_incoming(layout.journal_dir)
             journal = open_journal(layout.journal_dir)
             resources.callback(journal.close)
-            index = _connect_index(layout)
-            resources.callback(index.close)
-            index.execute(f"SET threads = {WRITER_THREADS}")
-            index.execute(f"SET checkpoint_threshold = '{WRITER_CHECKPOINT_THRESHOLD}'")
-            create_schema(index)
-            recover_index(index, layout, journal.head.seq)
-            governor = Governor.start(layout, meta, chosen, index) if chosen else None
+            indexer = None
+            if index:
+                resources.enter_context(index_lock(layout))
+                con = open_index(layout)
+                resources.callback(con.close)
+                recover_index(con, layout, journal.head.seq)
+                indexer = Indexer(layout, con, followers)
+            governor = None
+            if chosen is not None:
+                recorded = recorded_in_journal(layout.journal_dir, meta.store_id)
+                governor = Governor.start(layout, meta, chosen, recorded)
         except BaseException:
             resources.close()
             raise
         meta = governor.meta if governor else meta
-        log = cls(layout, meta, journal, index, governor, resources, followers)
+        log = cls(layout, meta, journal, indexer, governor, resources)
         if governor is not None and governor.urgent:
             log._append_configuration(Stamp.now(), log._seal)
-        log.follow_index()
+        log.flush()
         return log
+
+    @property
+    def index(self) -> duckdb.DuckDBPyConnection:
+        """The index's connection (this log indexes in its own process)."""
+        if self.indexer is None:
+            raise StoreError(f"{self.layout.root} was opened to record, not to index")
+        return self.indexer.index
 
     @property
     def key_file(self) -> Path | None:
@@ -183,7 +175,7 @@ class EventLog:
         """A batch whose events join the journal together when the block ends without
         an exception, and never partly: the one commit is a rename (journal.py,
         `IncomingSegment`). The index and its followers then catch up."""
-        self.flush()  # what is pending goes to the index first, so nothing goes twice
+        self.flush()  # the index is level first, so its head is the journal's
         segment = IncomingSegment(self.layout.journal_dir, self._journal.head)
         try:
             batch = Batch(segment, self._append)
@@ -195,8 +187,10 @@ class EventLog:
             segment.discard()
             return
         self._journal.adopt(segment)
-        recover_index(self.index, self.layout, self._journal.head.seq)
-        self.follow_index()
+        if self.indexer is not None:  # the segment in one read_json, then follow on
+            recover_index(self.index, self.layout, self._journal.head.seq)
+            self.indexer.resync()
+            self.indexer.follow_index()
 
     def refuse_own_configuration(self, bodies: Sequence[EventBody]) -> None:
         """Imported events may hold other stores' configurations, never this one's:
@@ -240,51 +234,16 @@ class EventLog:
         event = seal(body, seq + 1, prev_hash)
         line = encode_record(event)
         self._journal.append(line, event.seq, event.hash)
-        self._pending.append(line)
         return event
 
     def sync(self) -> None:
         """fsync the journal: what was appended now survives power loss too."""
         self._journal.sync()
 
-    @property
-    def pending_count(self) -> int:
-        return len(self._pending)
-
-    def take_pending(self) -> list[bytes]:
-        """Up to INDEX_BATCH_LINES record lines journaled but not yet handed to the
-        index, oldest first. Bounding the batch bounds the memory an insert needs."""
-        batch = self._pending[:INDEX_BATCH_LINES]
-        del self._pending[:INDEX_BATCH_LINES]
-        return batch
-
-    def index_batch(self, batch: Sequence[bytes]) -> None:
-        """Insert record lines into the index, then let its followers catch up."""
-        insert_records(self.index, batch)
-        self.follow_index()
-
-    def follow_index(self) -> None:
-        """Let each follower catch up with the index. A follower that fails is dropped
-        for the life of this log: derived tables must never stop a recording, and the
-        next open (or `p3log rebuild`) brings them level again."""
-        for follower in list(self._followers):
-            try:
-                follower.follow(self.index)
-            except Exception as exc:
-                self._followers.remove(follower)
-                logger.error(
-                    "projections stopped following the events (%s); they catch up when "
-                    "the store is next opened, or run p3log rebuild",
-                    _first_line(exc),
-                )
-
     def flush(self) -> int:
-        """Move every pending event into the index now; returns how many."""
-        moved = 0
-        while batch := self.take_pending():
-            self.index_batch(batch)
-            moved += len(batch)
-        return moved
+        """Bring the index (when this log indexes) and its followers level with the
+        journal now; returns how many events were inserted."""
+        return self.indexer.catch_up() if self.indexer is not None else 0
 
     def close(self) -> None:
         try:
@@ -350,39 +309,5 @@ def recover_index(index: duckdb.DuckDBPyConnection, layout: StoreLayout, journal
         return ingest_journal(index, layout.journal_dir, journal_head)
     except duckdb.Error as exc:
         raise StoreCorrupt(
-            f"cannot read the journal of {layout.root} ({_first_line(exc)}); run p3log verify"
+            f"cannot read the journal of {layout.root} ({first_line(exc)}); run p3log verify"
         ) from exc
-
-
-def _connect_index(layout: StoreLayout) -> duckdb.DuckDBPyConnection:
-    try:
-        return connect(layout.index_path)
-    except (duckdb.IOException, duckdb.ConnectionException) as exc:
-        raise index_open_error(layout, exc) from exc
-    except duckdb.Error as exc:
-        raise damaged_index(layout, exc) from exc
-
-
-def index_open_error(layout: StoreLayout, exc: duckdb.Error) -> StoreError:
-    """Why the index file could not be opened: another process holds it (DuckDB's
-    lock; it names the pid), or the file is damaged. Anything DuckDB does not call a
-    lock conflict is damage, never taken for a busy store."""
-    text = str(exc)
-    if isinstance(exc, duckdb.ConnectionException) or "Could not set lock" in text:
-        holder = re.search(r"\(PID \d+\)", text)
-        return StoreBusy(
-            f"the index of {layout.root} is open in another process "
-            f"{holder.group(0) if holder else ''}; close it and retry"
-        )
-    return damaged_index(layout, exc)
-
-
-def damaged_index(layout: StoreLayout, exc: BaseException) -> StoreCorrupt:
-    return StoreCorrupt(
-        f"the index {layout.index_path} is damaged ({_first_line(exc)}); delete it and the "
-        "next open rebuilds it from the journal (p3log verify checks the journal)"
-    )
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0]

@@ -1,11 +1,12 @@
 """The read path: a DuckDB connection over a store's views, for SQL and notebooks.
 
 DuckDB lets one process write a database file or many read it, never both. While
-no process records into the store, `open_store` takes the writer lock briefly to
-bring the index level with the journal (a recording killed with SIGKILL leaves it
-behind), then opens the index read-only. While a recorder holds the store, the
-index file is the recorder's, and `open_store` reads live instead (`live.py`):
-sealed Parquet segments plus the journal's tail, in an in-memory database.
+no process records into the store or indexes it, `open_store` takes both locks
+(writer.lock, index.lock) briefly to bring the index level with the journal (a
+recording or an indexer killed with SIGKILL leaves it behind), then opens the index
+read-only. While either lock is held (a tap recording, its indexer running), the
+index file is the indexer's, and `open_store` reads live instead (`live.py`): sealed
+Parquet segments plus the journal's tail, in an in-memory database.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import duckdb
 from p3log.store.errors import StoreBusy
 from p3log.store.index import connect
 from p3log.store.live import open_live
-from p3log.store.log import EventLog, IndexFollower, index_open_error
+from p3log.store.indexer import IndexFollower, index_open_error
+from p3log.store.log import EventLog
 
 
 def open_store(

@@ -24,7 +24,6 @@ from p3log.store.lifecycle import (
     RecordingGap,
 )
 from p3log.store.log import EventLog
-from p3log.store.writer import IndexWriter
 from p3log.tap.durability import Durability, GroupSync
 from p3log.tap.links import Link, WireMessage
 
@@ -58,7 +57,6 @@ class Recording:
     """What every relay shares: where events go and how safe they must be first."""
 
     log: EventLog
-    writer: IndexWriter
     durability: Durability
     group_sync: GroupSync | None = None
 
@@ -156,7 +154,6 @@ class Relay:
             if recording.group_sync is not None and seq is not None:
                 await recording.group_sync.wait_synced(seq)
             await self._forward(message, target, sender)
-        await recording.writer.wait_for_room()
 
     def _record(self, message: WireMessage, sender: Sender, stamp: Stamp) -> int | None:
         """Record a message; if the journal cannot be written, the payment still goes

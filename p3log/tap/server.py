@@ -3,13 +3,15 @@
 Structure (every task has an owner):
 
     run_tap
-    ├── services nursery: IndexWriter (DuckDB batches), GroupSync (fsync mode)
+    ├── services nursery: the indexer (a child process, `indexing.py`; or, for a log
+    │   that indexes in this process, `keep_up` on a worker thread), GroupSync (fsync)
     └── sessions nursery: one task per POS connection (a Relay)
         └── listener task (in its own cancel scope)
 
 Shutdown (`stop` is set, e.g. by SIGINT/SIGTERM): the listener stops accepting,
-open sessions get `grace` seconds to finish, the rest are closed (1001), and the
-index writer inserts what is still pending before `run_tap` returns.
+open sessions get `grace` seconds to finish, the rest are closed (1001); then the
+indexer is told to stop, catches up with the journal, and `run_tap` returns once it
+has.
 
 Stalled peers: a POS must start within `handshake_timeout` (complete its WebSocket
 handshake, or send its first framed-TCP frame) and costs no upstream connection
@@ -43,9 +45,10 @@ from p3log.store.lifecycle import (
     UpstreamConnected,
     UpstreamFailed,
 )
+from p3log.store.indexer import keep_up
 from p3log.store.log import EventLog
-from p3log.store.writer import IndexWriter
 from p3log.tap.durability import Durability, GroupSync
+from p3log.tap.indexing import IndexerProcess
 from p3log.tap.links import TcpLink, WebSocketLink
 from p3log.tap.relay import Arrival, Recording, Relay
 
@@ -96,19 +99,26 @@ async def run_tap(
     stop: trio.Event,
     *,
     listeners: Sequence[trio.abc.Listener[Any]] | None = None,
+    dialect_file: Path | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Record until `stop` is set; reports the listening port once bound. `listeners`
     are ones `open_listeners` opened already (`p3log tap` binds before it creates the
-    store, so a busy port creates nothing)."""
+    store, so a busy port creates nothing). A `log` opened without its index (the
+    tap's own) is indexed by a child `p3log index --follow` (given `dialect_file`,
+    the tap's `--dialect`); one with its index (the demo) is indexed here."""
     async with trio.open_nursery() as services:
-        writer = IndexWriter(log)
-        await services.start(writer.run)
+        indexer = None
+        if log.indexer is not None:
+            await services.start(keep_up, log.indexer)
+        else:
+            indexer = IndexerProcess(log.layout.root, dialect_file)
+            await services.start(indexer.run)
         group_sync = None
         if config.durability is Durability.fsync:
             group_sync = GroupSync(log)
             await services.start(group_sync.run)
-        tap = _Tap(config, Recording(log, writer, config.durability, group_sync))
+        tap = _Tap(config, Recording(log, config.durability, group_sync))
         async with trio.open_nursery() as sessions:
             listener = trio.CancelScope()
             port = await sessions.start(tap.listen, sessions, listener, listeners)
@@ -118,6 +128,8 @@ async def run_tap(
             with trio.move_on_after(config.grace):
                 await tap.all_sessions_ended()
             sessions.cancel_scope.cancel()
+        if indexer is not None:
+            await indexer.stop()
         services.cancel_scope.cancel()
 
 

@@ -1,0 +1,200 @@
+"""The tap's indexer: `p3log index --follow` as a child process, and that process.
+
+The tap only journals; DuckDB, the projections, sealed segments and snapshots run in
+an indexer process that follows the journal (`p3log.store.indexer`), so they share
+neither the tap's GIL nor its event loop, and the tap's memory does not depend on
+how far behind the index is.
+
+- `IndexerProcess` (in the tap): starts the child with its stdin a pipe, restarts it
+  if it dies (after 1 s, doubling up to 30 s, each time logged), and on shutdown
+  closes the pipe (the child catches up and exits) and waits for it. The child runs
+  in a session of its own, so a Ctrl-C in the terminal reaches the tap alone, which
+  stops in order; a tap killed with SIGKILL closes the pipe too, so its indexer
+  catches up and exits rather than running on.
+- `run_indexer` (the child, or `p3log index` by hand): holds index.lock, catches up,
+  and with `follow` keeps up at its cadence until SIGINT/SIGTERM or the end of a
+  stdin pipe, then drains. While DuckDB's own lock refuses the index (a notebook
+  holds it read-only), it says so once and tries again every second.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import stat
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import duckdb
+import trio
+
+from p3log.projections.opening import index_followers, open_indexer
+from p3log.protocol.dialect import Dialect
+from p3log.store.errors import StoreError
+from p3log.store.indexer import INDEX_INTERVAL, Indexer, IndexInUse, first_line, open_index
+from p3log.store.layout import StoreLayout, index_lock, open_layout
+from p3log.visible import VisibleFormatter
+
+logger = logging.getLogger("p3log")
+
+RESTART_FIRST = 1.0
+RESTART_MAX = 30.0
+# A child that ran this long before it died starts the backoff afresh.
+_HEALTHY_SECONDS = 60.0
+_BUSY_RETRY_SECONDS = 1.0
+
+
+class IndexerProcess:
+    """Supervises the tap's indexer child (see the module docstring)."""
+
+    def __init__(self, store: Path, dialect_file: Path | None = None) -> None:
+        self.argv = [sys.executable, "-m", "p3log", "index", "--store", str(store), "--follow"]
+        if dialect_file is not None:
+            self.argv += ["--dialect", str(dialect_file)]
+        self.pid: int | None = None  # the running child's
+        self._stopping = False
+        self._process: trio.Process | None = None
+        self._backoff = trio.CancelScope()
+        self._finished = trio.Event()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        delay = RESTART_FIRST
+        try:
+            while not self._stopping:
+                started = trio.current_time()
+                self._process = await trio.lowlevel.open_process(
+                    self.argv,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+                self.pid = self._process.pid
+                code = await self._process.wait()
+                if self._stopping:
+                    break
+                if trio.current_time() - started > _HEALTHY_SECONDS:
+                    delay = RESTART_FIRST
+                logger.error(
+                    "the indexer (pid %d) %s; restarting it in %g s",
+                    self._process.pid,
+                    _ended(code),
+                    delay,
+                )
+                with self._backoff:
+                    await trio.sleep(delay)
+                self._backoff = trio.CancelScope()
+                delay = min(2 * delay, RESTART_MAX)
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._close_pipe()
+            self._finished.set()
+
+    async def stop(self) -> None:
+        """Tell the indexer to stop (the end of its stdin): it catches up with the
+        journal and exits; returns once it has."""
+        self._stopping = True
+        self._backoff.cancel()
+        await self._close_pipe()
+        await self._finished.wait()
+
+    async def _close_pipe(self) -> None:
+        process = self._process
+        if process is not None and process.stdin is not None:
+            await process.stdin.aclose()
+
+
+def _ended(code: int) -> str:
+    if code < 0:
+        return f"was killed by {signal.Signals(-code).name}"
+    return f"exited with code {code}"
+
+
+# --- the indexer process ---------------------------------------------------------
+
+
+def run_indexer(
+    root: Path, *, follow: bool, interval: float = INDEX_INTERVAL, dialect: Dialect | None = None
+) -> int:
+    """`p3log index`: catch the index up with the journal (and with `follow`, keep it
+    up until stopped); returns how many events were indexed. Raises StoreError (one
+    line) for a store it cannot index."""
+    if not 0 < interval < float("inf"):
+        raise StoreError(f"--interval must be a number of seconds above 0, got {interval}")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(VisibleFormatter("p3log index: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    try:
+        if not follow:
+            with open_indexer(root, dialect=dialect) as indexer:
+                return indexer.catch_up()
+        return trio.run(_follow, root, interval, dialect)
+    except (duckdb.Error, OSError) as exc:
+        raise StoreError(f"cannot index {root}: {first_line(exc)}") from exc
+
+
+async def _follow(root: Path, interval: float, dialect: Dialect | None) -> int:
+    layout, _ = open_layout(root, create=False)
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals, index_lock(layout):
+        stop = trio.Event()
+        async with trio.open_nursery() as watchers:
+            watchers.start_soon(_stop_on_signal, signals, stop)
+            if stat.S_ISFIFO(os.fstat(0).st_mode):
+                watchers.start_soon(_stop_at_end_of_stdin, stop)
+            con = await _open_when_free(layout, stop)
+            moved = 0
+            if con is not None:
+                try:
+                    indexer = await trio.to_thread.run_sync(
+                        lambda: Indexer(layout, con, index_followers(root, dialect))
+                    )
+                    moved = await _keep_up_until(indexer, interval, stop)
+                finally:
+                    con.close()
+            watchers.cancel_scope.cancel()
+    return moved
+
+
+async def _open_when_free(
+    layout: StoreLayout, stop: trio.Event
+) -> duckdb.DuckDBPyConnection | None:
+    """The index, once DuckDB lets this process write it (None: stopped first)."""
+    said = False
+    while not stop.is_set():
+        try:
+            return open_index(layout)
+        except IndexInUse as busy:
+            if not said:
+                logger.warning("%s: indexing once it is closed", busy.what)
+                said = True
+        with trio.move_on_after(_BUSY_RETRY_SECONDS):
+            await stop.wait()
+    return None
+
+
+async def _keep_up_until(indexer: Indexer, interval: float, stop: trio.Event) -> int:
+    """Catch up at each wake-up with what was journaled then, sleep `interval`; once
+    stopped, catch up one last time (the drain)."""
+    moved = 0
+    while not stop.is_set():
+        moved += await trio.to_thread.run_sync(indexer.catch_up)
+        with trio.move_on_after(interval):
+            await stop.wait()
+    return moved + await trio.to_thread.run_sync(indexer.catch_up)
+
+
+async def _stop_on_signal(signals: AsyncIterator[int], stop: trio.Event) -> None:
+    async for _ in signals:
+        stop.set()
+
+
+async def _stop_at_end_of_stdin(stop: trio.Event) -> None:
+    """Stop when the pipe on stdin ends: the tap closed it, or died."""
+    stream = trio.lowlevel.FdStream(os.dup(0))
+    async with stream:
+        while await stream.receive_some(4096):
+            pass
+    stop.set()
