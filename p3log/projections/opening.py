@@ -18,7 +18,7 @@ from p3log.projections.snapshots import ProjectionSnapshots, SnapshotLoader, sna
 from p3log.projections.store import Progress, ProjectionStore
 from p3log.protocol.dialect import Dialect
 from p3log.store import read, verify
-from p3log.store.indexer import IndexFollower, Indexer, open_index
+from p3log.store.indexer import Indexer, IndexFollower, open_index
 from p3log.store.layout import index_lock, open_layout
 from p3log.store.log import EventLog
 from p3log.store.readonly import lock_down

@@ -40,7 +40,7 @@ from p3log.store.governance import (
     recorded_in_journal,
 )
 from p3log.store.index import indexed_head, ingest_journal
-from p3log.store.indexer import IndexFollower, Indexer, first_line, open_index
+from p3log.store.indexer import Indexer, IndexFollower, first_line, open_index
 from p3log.store.journal import IncomingSegment, Journal, discard_incoming, open_journal
 from p3log.store.keys import key_for_new_store
 from p3log.store.layout import StoreLayout, StoreMeta, index_lock, open_layout, writer_lock

@@ -18,8 +18,8 @@ import duckdb
 
 from p3log.store.errors import StoreBusy
 from p3log.store.index import connect
-from p3log.store.live import open_live
 from p3log.store.indexer import IndexFollower, index_open_error
+from p3log.store.live import open_live
 from p3log.store.log import EventLog
 
 

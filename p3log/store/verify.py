@@ -38,9 +38,9 @@ from p3log.store.errors import StoreBusy, StoreCorrupt, StoreError
 from p3log.store.event import GENESIS_HASH
 from p3log.store.governance import Governance, governance_problems
 from p3log.store.index import connect, journal_relation_sql, query_one, query_scalar, sql_string
+from p3log.store.indexer import damaged_index, index_open_error
 from p3log.store.journal import segment_first_seq, segment_paths, stray_paths
 from p3log.store.layout import StoreLayout, StoreMeta, open_layout
-from p3log.store.indexer import damaged_index, index_open_error
 from p3log.store.records import RECORD_COLUMNS, RecordError, decode_canonical
 from p3log.store.segments import Segment, all_segments
 

@@ -161,18 +161,21 @@ async def _follow(root: Path, interval: float, dialect: Dialect | None) -> int:
 async def _open_when_free(
     layout: StoreLayout, stop: trio.Event
 ) -> duckdb.DuckDBPyConnection | None:
-    """The index, once DuckDB lets this process write it (None: stopped first)."""
+    """The index, once DuckDB lets this process write it; tried once more when
+    stopped (None: still refused then, and the next open catches up)."""
     said = False
-    while not stop.is_set():
+    while True:
         try:
             return open_index(layout)
         except IndexInUse as busy:
+            if stop.is_set():
+                logger.warning("%s: it catches up when the store is next opened", busy.what)
+                return None
             if not said:
                 logger.warning("%s: indexing once it is closed", busy.what)
                 said = True
         with trio.move_on_after(_BUSY_RETRY_SECONDS):
             await stop.wait()
-    return None
 
 
 async def _keep_up_until(indexer: Indexer, interval: float, stop: trio.Event) -> int:

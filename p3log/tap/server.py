@@ -39,13 +39,13 @@ from p3log.net.close_codes import GOING_AWAY, INTERNAL_ERROR, clip
 from p3log.net.failures import describe_connect_failure
 from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect
 from p3log.store.event import Stamp
+from p3log.store.indexer import keep_up
 from p3log.store.lifecycle import (
     ConnectionOpened,
     HandshakeTimeout,
     UpstreamConnected,
     UpstreamFailed,
 )
-from p3log.store.indexer import keep_up
 from p3log.store.log import EventLog
 from p3log.tap.durability import Durability, GroupSync
 from p3log.tap.indexing import IndexerProcess

@@ -15,9 +15,8 @@ from p3log.projections.rows import TABLES
 from p3log.projections.snapshots import ProjectionSnapshots
 from p3log.projections.store import ProjectionStore
 from p3log.store.errors import StoreCorrupt
-from p3log.store.index import sql_string
+from p3log.store.index import indexed_head, sql_string
 from p3log.store.layout import StoreLayout, writer_lock
-from p3log.store.index import indexed_head
 from p3log.store.log import EventLog
 from p3log.store.records import decode_body, decode_line
 from p3log.store.segments import EventSegments, sealed_segments

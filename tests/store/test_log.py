@@ -12,9 +12,8 @@ import pytest
 
 from p3log.store.errors import StoreBusy, StoreCorrupt
 from p3log.store.event import GENESIS_HASH, Stamp
-from p3log.store.index import connect
+from p3log.store.index import connect, indexed_head
 from p3log.store.journal import segment_paths
-from p3log.store.index import indexed_head
 from p3log.store.log import EventLog
 from p3log.store.read import open_store
 from p3log.store.verify import verify_store

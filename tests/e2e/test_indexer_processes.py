@@ -1,0 +1,195 @@
+"""The tap journals, its indexer process indexes: kills of either or both, a reader
+holding the index, and an indexer that falls behind. Real processes throughout: the
+tap (`p3log tap`), the indexer child it starts (`p3log index --follow`), WebSocket
+clients and an echo upstream on 127.0.0.1, DuckDB files on disk."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+import trio
+import trio_websocket
+
+from p3log.store.verify import verify_store
+from tests.conftest import fill_store
+from tests.processes import ServerProcess, run_p3log
+from tests.tap.conftest import start_tap, websocket_upstream
+
+pytestmark = pytest.mark.slow
+
+SESSIONS = 20
+_PAD = "x" * 1000  # ~1 KB messages, as a POS sends
+
+
+def _indexer_pid(tap: ServerProcess) -> int | None:
+    """The tap's indexer child, if one runs."""
+    children = [
+        int(child)
+        for task in Path(f"/proc/{tap.process.pid}/task").iterdir()  # any thread's child
+        for child in (task / "children").read_text().split()
+    ]
+    return children[0] if children else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+def _rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+async def _until(condition: object, seconds: float = 60) -> None:
+    """Wait until `condition()` holds (polled; generous, never a timing assertion)."""
+    with trio.fail_after(seconds):
+        while not condition():  # type: ignore[operator]
+            await trio.sleep(0.05)
+
+
+async def _talk(url: str, client: int, answered: set[str], count: int | None = None) -> None:
+    """Ping through the tap (until it goes, or `count` times); notes each tag answered."""
+    try:
+        async with trio_websocket.open_websocket_url(url) as ws:
+            for n in range(count) if count is not None else itertools.count():
+                tag = f"{client}-{n}"
+                await ws.send_message(f'{{"type":"PING_REQUEST","tag":"{tag}","pad":"{_PAD}"}}')
+                await ws.get_message()
+                answered.add(tag)
+    except (trio_websocket.ConnectionClosed, trio_websocket.HandshakeError, OSError):
+        if count is not None:
+            raise
+
+
+def _index_holds_every_event(store: Path, answered: set[str]) -> None:
+    """Every answered message (both ways) is in the index, no seq twice, verify passes
+    and the index is level with the journal."""
+    report = verify_store(store)
+    assert report.ok, report.problem
+    assert report.indexed == report.count
+    with duckdb.connect(str(store / "index.duckdb"), read_only=True) as con:
+        count, distinct, last = con.execute(
+            "SELECT count(*), count(DISTINCT seq), max(seq) FROM event_log"
+        ).fetchall()[0]
+        assert count == distinct == last == report.count
+        rows = con.execute(
+            "SELECT tag, sender FROM event_log WHERE kind = 'message' AND msg_type = 'PING_REQUEST'"
+        ).fetchall()
+    recorded = {tag for tag, sender in rows if sender == "client"}
+    assert answered <= recorded, sorted(answered - recorded)[:5]
+
+
+@pytest.mark.parametrize(
+    "kills", [("tap",), ("indexer",), ("tap", "indexer"), ("indexer", "tap")], ids="-".join
+)
+async def test_killing_the_tap_or_its_indexer_loses_and_repeats_nothing(
+    tmp_path: Path, kills: tuple[str, ...]
+) -> None:
+    store = tmp_path / "store"
+    answered: set[str] = set()
+    async with websocket_upstream() as port:
+        tap = start_tap(store, f"ws://127.0.0.1:{port}/")
+        indexer = _indexer_pid(tap)
+        assert indexer is not None
+        pids = {"tap": tap.process.pid, "indexer": indexer}
+        async with trio.open_nursery() as clients:
+            for client in range(SESSIONS):
+                clients.start_soon(_talk, tap.ws_url, client, answered)
+            await _until(lambda: len(answered) > 20 * SESSIONS)
+            for who in kills:
+                os.kill(pids[who], signal.SIGKILL)
+                await trio.sleep(0.3)
+            if "tap" not in kills:
+                # The tap restarts its indexer, and the sessions carry on meanwhile.
+                await _until(lambda: _indexer_pid(tap) not in (None, indexer))
+                relayed = len(answered)
+                await _until(lambda: len(answered) > relayed + 100)
+                clients.cancel_scope.cancel()
+        if "tap" in kills:
+            tap.process.wait()
+            # An indexer left running sees its stdin end: it catches up and exits.
+            await _until(lambda: not _alive(indexer))
+        else:
+            code = tap.stop()
+            stderr = tap.process.stderr.read() if tap.process.stderr else ""
+            assert code == 0, stderr
+            assert "was killed by SIGKILL; restarting it in 1 s" in stderr, stderr
+    caught_up = run_p3log("index", "--store", store)
+    assert caught_up.returncode == 0, caught_up.stderr
+    _index_holds_every_event(store, answered)
+
+
+_READER = """
+import sys, p3log
+con = p3log.open_store(sys.argv[1])  # the idle store: index.duckdb read-only
+print(con.execute("SELECT count(*) FROM events").fetchall()[0][0], flush=True)
+sys.stdin.read()  # hold it until told
+"""
+
+
+async def test_a_reader_holding_the_index_does_not_stop_the_tap(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    fill_store(store, 10)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", _READER, str(store)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert reader.stdout is not None and reader.stdin is not None
+    assert reader.stdout.readline() == "10\n"
+    answered: set[str] = set()
+    async with websocket_upstream() as port:
+        tap = start_tap(store, f"ws://127.0.0.1:{port}/")  # it starts: the journal is free
+        await _talk(tap.ws_url, 0, answered, count=50)  # and relays
+        assert tap.process.stderr is not None
+        with trio.fail_after(60):  # its indexer names the reader, and waits for it
+            said = await trio.to_thread.run_sync(tap.process.stderr.readline)
+        assert f"open in another process (PID {reader.pid}): indexing once it is closed" in said
+        await _talk(tap.ws_url, 1, answered, count=50)
+        reader.stdin.close()
+        assert reader.wait(timeout=30) == 0
+        await _talk(tap.ws_url, 2, answered, count=50)
+        assert tap.stop() == 0
+    assert "another process" not in tap.process.stderr.read()  # said once
+    _index_holds_every_event(store, answered)
+
+
+async def test_a_paused_indexer_costs_the_tap_no_memory_and_no_messages(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    answered: set[str] = set()
+    async with websocket_upstream() as port:
+        tap = start_tap(store, f"ws://127.0.0.1:{port}/")
+        indexer = _indexer_pid(tap)
+        assert indexer is not None
+        async with trio.open_nursery() as clients:  # warm up: buffers, caches, sessions
+            for client in range(4):
+                clients.start_soon(_talk, tap.ws_url, client, answered, 300)
+        os.kill(indexer, signal.SIGSTOP)
+        try:
+            before = _rss_kb(tap.process.pid)
+            async with trio.open_nursery() as clients:
+                for client in range(4, 8):
+                    clients.start_soon(_talk, tap.ws_url, client, answered, 2_000)
+            after = _rss_kb(tap.process.pid)
+        finally:
+            os.kill(indexer, signal.SIGCONT)
+        assert len(answered) == 4 * 300 + 4 * 2_000  # every message went through
+        # 16,000 events (~20 MB of record lines) were journaled while nothing indexed
+        # them: none of it waits in the tap's memory.
+        assert after - before < 12_000, (before, after)
+        assert tap.stop() == 0  # the indexer, resumed, drains before the tap exits
+    _index_holds_every_event(store, answered)
