@@ -74,7 +74,7 @@ def rebuild_projections(
     root: Path, *, dialect: Dialect | None = None, progress: Progress | None = None
 ) -> int:
     """Fold every event of the store at `root` again into empty projection tables;
-    returns how many events were folded. Takes the writer lock, like a recorder."""
+    returns how many events were folded. Takes both locks, like a recorder that indexes."""
     with EventLog.open(root, create=False, records=False) as log:
         # A rebuild is the only work on the store: let DuckDB read the facts on
         # every core (a recorder's index runs on one, to leave the others to it).

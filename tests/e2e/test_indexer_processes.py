@@ -19,31 +19,13 @@ import trio_websocket
 
 from p3log.store.verify import verify_store
 from tests.conftest import fill_store
-from tests.processes import ServerProcess, run_p3log
-from tests.tap.conftest import start_tap, websocket_upstream
+from tests.processes import run_p3log
+from tests.tap.conftest import alive, indexer_pid, start_tap, websocket_upstream
 
 pytestmark = pytest.mark.slow
 
 SESSIONS = 20
 _PAD = "x" * 1000  # ~1 KB messages, as a POS sends
-
-
-def _indexer_pid(tap: ServerProcess) -> int | None:
-    """The tap's indexer child, if one runs."""
-    children = [
-        int(child)
-        for task in Path(f"/proc/{tap.process.pid}/task").iterdir()  # any thread's child
-        for child in (task / "children").read_text().split()
-    ]
-    return children[0] if children else None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except FileNotFoundError:
-        return False
-    return "\nState:\tZ" not in status
 
 
 def _rss_kb(pid: int) -> int:
@@ -102,7 +84,7 @@ async def test_killing_the_tap_or_its_indexer_loses_and_repeats_nothing(
     answered: set[str] = set()
     async with websocket_upstream() as port:
         tap = start_tap(store, f"ws://127.0.0.1:{port}/")
-        indexer = _indexer_pid(tap)
+        indexer = indexer_pid(tap)
         assert indexer is not None
         pids = {"tap": tap.process.pid, "indexer": indexer}
         async with trio.open_nursery() as clients:
@@ -114,14 +96,14 @@ async def test_killing_the_tap_or_its_indexer_loses_and_repeats_nothing(
                 await trio.sleep(0.3)
             if "tap" not in kills:
                 # The tap restarts its indexer, and the sessions carry on meanwhile.
-                await _until(lambda: _indexer_pid(tap) not in (None, indexer))
+                await _until(lambda: indexer_pid(tap) not in (None, indexer))
                 relayed = len(answered)
                 await _until(lambda: len(answered) > relayed + 100)
                 clients.cancel_scope.cancel()
         if "tap" in kills:
             tap.process.wait()
             # An indexer left running sees its stdin end: it catches up and exits.
-            await _until(lambda: not _alive(indexer))
+            await _until(lambda: not alive(indexer))
         else:
             code = tap.stop()
             stderr = tap.process.stderr.read() if tap.process.stderr else ""
@@ -173,7 +155,7 @@ async def test_a_paused_indexer_costs_the_tap_no_memory_and_no_messages(tmp_path
     answered: set[str] = set()
     async with websocket_upstream() as port:
         tap = start_tap(store, f"ws://127.0.0.1:{port}/")
-        indexer = _indexer_pid(tap)
+        indexer = indexer_pid(tap)
         assert indexer is not None
         async with trio.open_nursery() as clients:  # warm up: buffers, caches, sessions
             for client in range(4):

@@ -30,7 +30,7 @@ from p3log.store.transfer import export_store, import_jsonl
 from p3log.store.verify import verify_store
 from tests.conftest import fill_store
 from tests.processes import ServerProcess, start_p3log_server
-from tests.tap.conftest import start_tap, websocket_upstream
+from tests.tap.conftest import kill_tap, start_tap, websocket_upstream
 
 pytestmark = pytest.mark.slow
 
@@ -257,8 +257,7 @@ async def test_a_killed_tap_with_traffic_leaves_the_store_usable(tmp_path: Path)
                     for _ in range(3):
                         clients.start_soon(_talk, tap.ws_url)
                     await trio.sleep(random.Random(seed * 10 + life).uniform(0.2, 1.5))
-                    tap.process.send_signal(signal.SIGKILL)
-                    tap.process.wait()
+                    kill_tap(tap)
                     clients.cancel_scope.cancel()
                 assert tap.process.returncode == -signal.SIGKILL
                 assert _usable(store) > 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import resource
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
@@ -39,6 +40,37 @@ def start_tap(
         *options,
         preexec_fn=limit_file_size,
     )
+
+
+def indexer_pid(tap: ServerProcess) -> int | None:
+    """The tap's indexer child (`p3log index --follow`), if one runs."""
+    children = [
+        int(child)
+        for task in Path(f"/proc/{tap.process.pid}/task").iterdir()  # any thread's child
+        for child in (task / "children").read_text().split()
+    ]
+    return children[0] if children else None
+
+
+def alive(pid: int) -> bool:
+    """Whether process `pid` runs (a zombie does not)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+def kill_tap(tap: ServerProcess, timeout: float = 60) -> None:
+    """SIGKILL the tap, then wait for its indexer, which sees its stdin end, catches
+    up with the journal and exits (until then the store is busy, as while recording)."""
+    indexer = indexer_pid(tap)
+    tap.process.kill()
+    tap.process.wait()
+    deadline = time.monotonic() + timeout
+    while indexer is not None and alive(indexer):
+        assert time.monotonic() < deadline, f"the tap's indexer (pid {indexer}) ran on"
+        time.sleep(0.05)
 
 
 async def close_reason(
