@@ -13,8 +13,9 @@ how far behind the index is.
   catches up and exits rather than running on.
 - `run_indexer` (the child, or `p3log index` by hand): holds index.lock, catches up,
   and with `follow` keeps up at its cadence until SIGINT/SIGTERM or the end of a
-  stdin pipe, then drains. While DuckDB's own lock refuses the index (a notebook
-  holds it read-only), it says so once and tries again every second.
+  stdin pipe, then drains. While another process has the index (DuckDB's own lock:
+  a notebook holds it read-only; or index.lock: a killed tap's indexer still catching
+  up), it says so once and tries again every second.
 """
 
 from __future__ import annotations
@@ -25,17 +26,19 @@ import signal
 import stat
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 import trio
 
 from p3log.projections.opening import index_followers, open_indexer
 from p3log.protocol.dialect import Dialect
-from p3log.store.errors import StoreError
+from p3log.store.errors import StoreBusy, StoreError
 from p3log.store.indexer import INDEX_INTERVAL, Indexer, IndexInUse, first_line, open_index
-from p3log.store.layout import StoreLayout, index_lock, open_layout
+from p3log.store.layout import index_lock, open_layout
 from p3log.visible import VisibleFormatter
 
 logger = logging.getLogger("p3log")
@@ -54,14 +57,12 @@ class IndexerProcess:
         self.argv = [sys.executable, "-m", "p3log", "index", "--store", str(store), "--follow"]
         if dialect_file is not None:
             self.argv += ["--dialect", str(dialect_file)]
-        self.pid: int | None = None  # the running child's
         self._stopping = False
         self._process: trio.Process | None = None
         self._backoff = trio.CancelScope()
         self._finished = trio.Event()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
         delay = RESTART_FIRST
         try:
             while not self._stopping:
@@ -72,7 +73,8 @@ class IndexerProcess:
                     stdout=subprocess.DEVNULL,
                     start_new_session=True,
                 )
-                self.pid = self._process.pid
+                task_status.started()  # once the first runs (later calls do nothing)
+                task_status = trio.TASK_STATUS_IGNORED
                 code = await self._process.wait()
                 if self._stopping:
                     break
@@ -138,41 +140,49 @@ def run_indexer(
 
 async def _follow(root: Path, interval: float, dialect: Dialect | None) -> int:
     layout, _ = open_layout(root, create=False)
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals, index_lock(layout):
+    moved = 0
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals, ExitStack() as held:
         stop = trio.Event()
         async with trio.open_nursery() as watchers:
             watchers.start_soon(_stop_on_signal, signals, stop)
             if stat.S_ISFIFO(os.fstat(0).st_mode):
                 watchers.start_soon(_stop_at_end_of_stdin, stop)
-            con = await _open_when_free(layout, stop)
-            moved = 0
+            # An indexer still catching up (a killed tap's) holds index.lock for a while;
+            # a notebook holds DuckDB's lock: either way, wait for it, saying so once.
+            locked = await _when_free(lambda: _hold(held, index_lock(layout)), stop)
+            con = await _when_free(lambda: open_index(layout), stop) if locked else None
             if con is not None:
-                try:
-                    indexer = await trio.to_thread.run_sync(
-                        lambda: Indexer(layout, con, index_followers(root, dialect))
-                    )
-                    moved = await _keep_up_until(indexer, interval, stop)
-                finally:
-                    con.close()
+                held.callback(con.close)
+                indexer = await trio.to_thread.run_sync(
+                    lambda: Indexer(layout, con, index_followers(root, dialect))
+                )
+                moved = await _keep_up_until(indexer, interval, stop)
             watchers.cancel_scope.cancel()
     return moved
 
 
-async def _open_when_free(
-    layout: StoreLayout, stop: trio.Event
-) -> duckdb.DuckDBPyConnection | None:
-    """The index, once DuckDB lets this process write it; tried once more when
-    stopped (None: still refused then, and the next open catches up)."""
+T = TypeVar("T")
+
+
+def _hold(held: ExitStack, lock: AbstractContextManager[None]) -> bool:
+    held.enter_context(lock)
+    return True
+
+
+async def _when_free(attempt: Callable[[], T], stop: trio.Event) -> T | None:
+    """`attempt()`, again every second while another process has what it takes; tried
+    once more when stopped (None: still taken then, and the next indexer catches up)."""
     said = False
     while True:
         try:
-            return open_index(layout)
-        except IndexInUse as busy:
+            return attempt()
+        except StoreBusy as busy:
+            what = busy.what if isinstance(busy, IndexInUse) else str(busy)
             if stop.is_set():
-                logger.warning("%s: it catches up when the store is next opened", busy.what)
+                logger.warning("%s: the index catches up when the store is next opened", what)
                 return None
             if not said:
-                logger.warning("%s: indexing once it is closed", busy.what)
+                logger.warning("%s: indexing when it is free", what)
                 said = True
         with trio.move_on_after(_BUSY_RETRY_SECONDS):
             await stop.wait()

@@ -19,7 +19,7 @@ import trio_websocket
 
 from p3log.store.verify import verify_store
 from tests.conftest import fill_store
-from tests.processes import run_p3log
+from tests.processes import ServerProcess, run_p3log
 from tests.tap.conftest import alive, indexer_pid, start_tap, websocket_upstream
 
 pytestmark = pytest.mark.slow
@@ -56,6 +56,14 @@ async def _talk(url: str, client: int, answered: set[str], count: int | None = N
             raise
 
 
+def _tap_and_indexer(store: Path, upstream_port: int) -> tuple[ServerProcess, int]:
+    """A tap relaying to the echo upstream, and the pid of its indexer child."""
+    tap = start_tap(store, f"ws://127.0.0.1:{upstream_port}/")
+    indexer = indexer_pid(tap)
+    assert indexer is not None
+    return tap, indexer
+
+
 def _index_holds_every_event(store: Path, answered: set[str]) -> None:
     """Every answered message (both ways) is in the index, no seq twice, verify passes
     and the index is level with the journal."""
@@ -83,9 +91,7 @@ async def test_killing_the_tap_or_its_indexer_loses_and_repeats_nothing(
     store = tmp_path / "store"
     answered: set[str] = set()
     async with websocket_upstream() as port:
-        tap = start_tap(store, f"ws://127.0.0.1:{port}/")
-        indexer = indexer_pid(tap)
-        assert indexer is not None
+        tap, indexer = _tap_and_indexer(store, port)
         pids = {"tap": tap.process.pid, "indexer": indexer}
         async with trio.open_nursery() as clients:
             for client in range(SESSIONS):
@@ -140,7 +146,7 @@ async def test_a_reader_holding_the_index_does_not_stop_the_tap(tmp_path: Path) 
         assert tap.process.stderr is not None
         with trio.fail_after(60):  # its indexer names the reader, and waits for it
             said = await trio.to_thread.run_sync(tap.process.stderr.readline)
-        assert f"open in another process (PID {reader.pid}): indexing once it is closed" in said
+        assert f"open in another process (PID {reader.pid}): indexing when it is free" in said
         await _talk(tap.ws_url, 1, answered, count=50)
         reader.stdin.close()
         assert reader.wait(timeout=30) == 0
@@ -154,9 +160,7 @@ async def test_a_paused_indexer_costs_the_tap_no_memory_and_no_messages(tmp_path
     store = tmp_path / "store"
     answered: set[str] = set()
     async with websocket_upstream() as port:
-        tap = start_tap(store, f"ws://127.0.0.1:{port}/")
-        indexer = indexer_pid(tap)
-        assert indexer is not None
+        tap, indexer = _tap_and_indexer(store, port)
         async with trio.open_nursery() as clients:  # warm up: buffers, caches, sessions
             for client in range(4):
                 clients.start_soon(_talk, tap.ws_url, client, answered, 300)
