@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import resource
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
@@ -12,6 +13,7 @@ import attrs
 import trio
 import trio_websocket
 
+from p3log.store.read import open_store
 from tests.processes import ServerProcess, start_p3log_server
 
 
@@ -39,6 +41,17 @@ def start_tap(
         *options,
         preexec_fn=limit_file_size,
     )
+
+
+def recorded_payloads(store: Path) -> Counter[tuple[str, str]]:
+    """How often each (sender, payload) was recorded as a message; opening the store
+    recovers the journal past the index first (as after a kill)."""
+    con = open_store(store)
+    try:
+        rows = con.execute("SELECT sender, payload FROM events WHERE kind = 'message'").fetchall()
+    finally:
+        con.close()
+    return Counter((sender, payload) for sender, payload in rows)
 
 
 async def close_reason(
