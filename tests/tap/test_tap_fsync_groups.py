@@ -394,7 +394,7 @@ async def test_each_message_recorded_but_not_forwarded_when_the_upstream_goes_ge
     and then could not forward has a `forward_failed`, before the connection's close.
     (Links in memory: a real upstream that goes away races its own close.)"""
     store = tmp_path / "store"
-    sent = [WireMessage(_ping(n).encode()) for n in range(20)]
+    sent = [WireMessage(_ping(n).encode()) for n in range(BACKLOG_MESSAGES)]
     pos, upstream = _Feed(sent), _GoneAfter(5)
     watched = WatchedSync()
     with EventLog.open(store) as log:
@@ -403,7 +403,7 @@ async def test_each_message_recorded_but_not_forwarded_when_the_upstream_goes_ge
         recording = Recording(log, IndexWriter(log), Durability.fsync, group_sync)
         async with trio.open_nursery() as nursery:
             await nursery.start(group_sync.run)
-            watched.hold()  # the first fsync waits until the tap has read all 20
+            watched.hold()  # the first fsync waits until the tap has read them all
             try:
                 nursery.start_soon(Relay(recording, "s1", pos, upstream).run)
                 with trio.fail_after(30):
@@ -425,7 +425,10 @@ async def test_each_message_recorded_but_not_forwarded_when_the_upstream_goes_ge
     finally:
         con.close()
     kinds = [kind for kind, _, _ in rows]
-    assert kinds == ["message"] * 20 + ["forward_failed"] * 15 + ["connection_closed"]
+    unforwarded = len(sent) - 5
+    assert kinds == ["message"] * len(sent) + ["forward_failed"] * unforwarded + [
+        "connection_closed"
+    ]
     assert {payload for kind, _, payload in rows if kind == "forward_failed"} == {
         json.dumps({"from": "client", "code": 1006, "reason": ""}, separators=(",", ":"))
     }
