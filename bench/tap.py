@@ -10,6 +10,11 @@ and the maximum throughput of several connections sending back to back. Then the
 tap's RSS after 10k and after N messages (default 1M; --rss-messages).
 
     python bench/tap.py [--rate 1000] [--seconds 5] [--rss-messages 1000000]
+                        [--modes journal,fsync,async] [--window 1] [--old CHECKOUT]
+
+--old runs each tap mode a second time from another checkout of p3log (e.g. `git
+worktree add /tmp/p3log-old <commit>`), in the same run, for old/new side by side.
+--window is how many messages each throughput connection keeps in flight.
 
 Figures, not assertions: nothing here is a test.
 """
@@ -37,11 +42,13 @@ HERE = Path(__file__).resolve().parent
 
 
 @contextmanager
-def process(*argv: str, ready: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
-    """Start a helper process and read its port from the first line matching `ready`."""
-    proc = subprocess.Popen(
-        argv, stdout=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "300"}
-    )
+def process(
+    *argv: str, ready: str, code: str | None = None
+) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """Start a helper process and read its port from the first line matching `ready`;
+    `code` is a p3log checkout to run instead of the installed one."""
+    env = {**os.environ, "COLUMNS": "300", **({"PYTHONPATH": code} if code else {})}
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=env)
     assert proc.stdout is not None
     line = proc.stdout.readline()
     found = re.search(ready, line)
@@ -87,19 +94,23 @@ async def fixed_rate(url: str, rate: int, seconds: float) -> list[float]:
     return rtts
 
 
-async def max_throughput(url: str, connections: int, seconds: float) -> float:
+async def max_throughput(url: str, connections: int, seconds: float, window: int) -> float:
     done = 0
     deadline = trio.current_time() + seconds
 
     async def one(c: int) -> None:
         nonlocal done
         async with trio_websocket.open_websocket_url(url) as ws:
-            n = 0
+            sent = received = 0
             while trio.current_time() < deadline:
-                await ws.send_message(message(n, f"c{c}-{n}").decode())
+                await ws.send_message(message(sent, f"c{c}-{sent}").decode())
+                sent += 1
+                if sent - received >= window:  # `window` messages in flight
+                    await ws.get_message()
+                    received += 1
+                    done += 1
+            for _ in range(sent - received):
                 await ws.get_message()
-                n += 1
-                done += 1
 
     async with trio.open_nursery() as nursery:
         for c in range(connections):
@@ -136,7 +147,7 @@ def measure(url: str, args: argparse.Namespace) -> tuple[list[float], float]:
     """Warm up (imports, first DuckDB insert, JIT-less caches), then measure."""
     trio.run(fixed_rate, url, args.rate, 1.0)
     rtts = trio.run(fixed_rate, url, args.rate, args.seconds)
-    rate = trio.run(max_throughput, url, args.connections, args.seconds)
+    rate = trio.run(max_throughput, url, args.connections, args.seconds, args.window)
     return rtts, rate
 
 
@@ -153,7 +164,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--rss-messages", type=int, default=1_000_000)
+    parser.add_argument("--modes", default="journal,fsync,async")
+    parser.add_argument("--window", type=int, default=1)
+    parser.add_argument("--old", metavar="CHECKOUT", help="also run each tap mode from here")
     args = parser.parse_args()
+    load_before = os.getloadavg()
     python = sys.executable
     port_line = r"listening on \w+://[^/]+:(\d+)/"
 
@@ -163,18 +178,20 @@ def main() -> None:
         process(python, str(HERE / "echo_server.py"), ready=port_line) as (_, echo_port),
     ):
         upstream = f"ws://127.0.0.1:{echo_port}/"
-        paths: list[tuple[str, list[str] | None]] = [
-            ("direct", None),
-            ("bare relay", [python, str(HERE / "bare_relay.py"), upstream]),
+        checkouts = [("", None)] + ([("old ", args.old)] if args.old else [])
+        paths: list[tuple[str, list[str] | None, str | None]] = [
+            ("direct", None, None),
+            ("bare relay", [python, str(HERE / "bare_relay.py"), upstream], None),
         ] + [
-            (f"tap/{mode}", tap_argv(upstream, f"{tmp}/{mode}", mode))
-            for mode in ("journal", "fsync", "async")
+            (f"{old}tap/{mode}", tap_argv(upstream, f"{tmp}/{old}{mode}", mode), code)
+            for mode in args.modes.split(",")
+            for old, code in checkouts
         ]
-        for label, argv in paths:
+        for label, argv, code in paths:
             if argv is None:
                 rtts, rate = measure(upstream, args)
             else:
-                with process(*argv, ready=port_line) as (_, port):
+                with process(*argv, ready=port_line, code=code) as (_, port):
                     rtts, rate = measure(f"ws://127.0.0.1:{port}/", args)
             rows.append(
                 (
@@ -203,16 +220,18 @@ def main() -> None:
     bare = rows[1]
     print(
         f"\n~{len(message(0))} byte messages; fixed rate {args.rate} msg/s for {args.seconds:g} s; "
-        f"throughput with {args.connections} connections"
+        f"throughput with {args.connections} connections, {args.window} in flight each; "
+        f"load average {' '.join(f'{x:.2f}' for x in load_before)} before, "
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} after"
     )
     print(
-        f"{'path':<14}{'p50 ms':>9}{'p99 ms':>9}{'p99.9 ms':>10}{'msg/s':>10}"
+        f"{'path':<16}{'p50 ms':>9}{'p99 ms':>9}{'p99.9 ms':>10}{'msg/s':>10}"
         f"{'overhead p50 vs bare':>22}{'p99 - bare':>12}{'msg/s vs bare':>15}"
     )
     for label, p50, p99, p999, rate in rows:
         overhead = (p50 - direct[1]) / max(bare[1] - direct[1], 1e-9)
         print(
-            f"{label:<14}{p50:>9.3f}{p99:>9.3f}{p999:>10.3f}{rate:>10,.0f}"
+            f"{label:<16}{p50:>9.3f}{p99:>9.3f}{p999:>10.3f}{rate:>10,.0f}"
             f"{overhead:>21.2f}x{p99 - bare[2]:>11.3f}{rate / bare[4]:>14.0%}"
         )
     if rss is not None:

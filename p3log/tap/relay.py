@@ -1,8 +1,11 @@
 """One tapped connection: two pumps, POS -> server and server -> POS.
 
 Each pump reads a message, stamps it, records it and forwards it, in the order the
-durability mode asks for. When either side closes, the close (who, code, reason) is
-recorded once and carried to the other side; the relay then ends.
+durability mode asks for: in journal and async mode one message at a time; in fsync
+mode in groups (a reader records each message as it arrives while the forwarder
+waits for one fsync covering everything read so far, then forwards it all in order).
+When either side closes, the close (who, code, reason) is recorded once and carried
+to the other side, after every message read before it; the relay then ends.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from p3log.store.lifecycle import (
     RecordingGap,
 )
 from p3log.store.log import EventLog
+from p3log.tap.backlog import Backlog
 from p3log.tap.durability import Durability, GroupSync
 from p3log.tap.links import Link, WireMessage
 
@@ -50,6 +54,14 @@ class _TargetGone(Exception):
 
     def __init__(self, closed: ChannelClosed) -> None:
         self.closed = closed
+
+
+@attrs.frozen
+class _Recorded:
+    """A message read in fsync mode and recorded, waiting to be forwarded."""
+
+    message: WireMessage
+    seq: int | None  # None: the journal could not be written (the gap counts it)
 
 
 @attrs.frozen
@@ -131,16 +143,25 @@ class Relay:
         first: Arrival | None = None,
     ) -> None:
         try:
-            if first is not None:
-                await self._pass_on(first.message, sender, target, first.stamp)
-            while True:
-                message = await source.receive()
-                await self._pass_on(message, sender, target, Stamp.now())
+            if self._recording.group_sync is None:
+                await self._relay_each(source, target, sender, first)
+            else:
+                await self._relay_in_groups(source, target, sender, first)
         except ChannelClosed as closed:
             await self._end(sender, closed.code, closed.reason)
         except _TargetGone as gone:
             await self._end(_OTHER[sender], gone.closed.code, gone.closed.reason)
         nursery.cancel_scope.cancel()
+
+    async def _relay_each(
+        self, source: Link, target: Link, sender: Sender, first: Arrival | None
+    ) -> None:
+        """journal and async modes: read, record and forward one message at a time."""
+        if first is not None:
+            await self._pass_on(first.message, sender, target, first.stamp)
+        while True:
+            message = await source.receive()
+            await self._pass_on(message, sender, target, Stamp.now())
 
     async def _pass_on(
         self, message: WireMessage, sender: Sender, target: Link, stamp: Stamp
@@ -150,10 +171,81 @@ class Relay:
             await self._forward(message, target, sender)
             self._record(message, sender, stamp)
         else:
-            seq = self._record(message, sender, stamp)
-            if recording.group_sync is not None and seq is not None:
-                await recording.group_sync.wait_synced(seq)
+            self._record(message, sender, stamp)
             await self._forward(message, target, sender)
+
+    async def _relay_in_groups(
+        self, source: Link, target: Link, sender: Sender, first: Arrival | None
+    ) -> None:
+        """fsync mode: while the forwarder waits for an fsync, the reader goes on reading
+        and recording, so the next fsync covers everything read meanwhile. Raises what
+        ends the direction (`ChannelClosed`, `_TargetGone`) once the reader has stopped."""
+        backlog: Backlog[_Recorded | ChannelClosed] = Backlog()
+        ending: ChannelClosed | _TargetGone | None = None
+        async with trio.open_nursery() as reading:
+            reading.start_soon(self._read_ahead, source, sender, first, backlog)
+            try:
+                while True:
+                    await self._forward_group(await backlog.take_all(), target, sender)
+            except (ChannelClosed, _TargetGone) as exc:
+                ending = exc
+            reading.cancel_scope.cancel()
+        assert ending is not None
+        if isinstance(ending, _TargetGone):  # read and recorded after the failed one
+            self._note_forward_failed(backlog.take_now(), sender, ending.closed)
+        raise ending
+
+    async def _read_ahead(
+        self,
+        source: Link,
+        sender: Sender,
+        first: Arrival | None,
+        backlog: Backlog[_Recorded | ChannelClosed],
+    ) -> None:
+        """Record each message as it arrives and queue it; the close comes last."""
+        arrival = first
+        try:
+            while True:
+                await backlog.wait_for_room()
+                if arrival is None:
+                    arrival = Arrival(await source.receive(), Stamp.now())
+                # No checkpoint from here to the queue: a message read is recorded and
+                # queued, or (cancelled while waiting above) not read at all.
+                seq = self._record(arrival.message, sender, arrival.stamp)
+                backlog.put(_Recorded(arrival.message, seq), len(arrival.message.data))
+                arrival = None
+        except ChannelClosed as closed:
+            backlog.put(closed, 0)
+
+    async def _forward_group(
+        self, group: list[_Recorded | ChannelClosed], target: Link, sender: Sender
+    ) -> None:
+        """Wait for one fsync covering the group, then forward it in order; a close in
+        it (always last) is raised once the messages before it are forwarded."""
+        group_sync = self._recording.group_sync
+        assert group_sync is not None
+        seqs = [item.seq for item in group if isinstance(item, _Recorded) and item.seq is not None]
+        if seqs:
+            await group_sync.wait_synced(max(seqs))
+        for n, item in enumerate(group):
+            if isinstance(item, ChannelClosed):
+                raise item
+            try:
+                await self._forward(item.message, target, sender)
+            except _TargetGone as gone:
+                self._note_forward_failed(group[n + 1 :], sender, gone.closed)
+                raise
+
+    def _note_forward_failed(
+        self, items: list[_Recorded | ChannelClosed], sender: Sender, closed: ChannelClosed
+    ) -> None:
+        """One `forward_failed` for each message recorded that will not be forwarded."""
+        for item in items:
+            if isinstance(item, _Recorded):
+                self._recording.note(
+                    self._session_id,
+                    ForwardFailed(sender=sender, code=closed.code, reason=closed.reason),
+                )
 
     def _record(self, message: WireMessage, sender: Sender, stamp: Stamp) -> int | None:
         """Record a message; if the journal cannot be written, the payment still goes

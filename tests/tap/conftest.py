@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import resource
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
@@ -13,6 +14,7 @@ import attrs
 import trio
 import trio_websocket
 
+from p3log.store.read import open_store
 from tests.processes import ServerProcess, start_p3log_server
 
 
@@ -71,6 +73,17 @@ def kill_tap(tap: ServerProcess, timeout: float = 60) -> None:
     while indexer is not None and alive(indexer):
         assert time.monotonic() < deadline, f"the tap's indexer (pid {indexer}) ran on"
         time.sleep(0.05)
+
+
+def recorded_payloads(store: Path) -> Counter[tuple[str, str]]:
+    """How often each (sender, payload) was recorded as a message; opening the store
+    recovers the journal past the index first (as after a kill)."""
+    con = open_store(store)
+    try:
+        rows = con.execute("SELECT sender, payload FROM events WHERE kind = 'message'").fetchall()
+    finally:
+        con.close()
+    return Counter((sender, payload) for sender, payload in rows)
 
 
 async def close_reason(

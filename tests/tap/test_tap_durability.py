@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -13,18 +12,15 @@ import trio_websocket
 
 from p3log.store.read import open_store
 from p3log.store.verify import verify_store
-from tests.tap.conftest import close_reason, kill_tap, start_tap, websocket_upstream
+from tests.tap.conftest import (
+    close_reason,
+    kill_tap,
+    recorded_payloads,
+    start_tap,
+    websocket_upstream,
+)
 
 SESSIONS = 20
-
-
-def _recorded_payloads(store: Path) -> Counter[tuple[str, str]]:
-    con = open_store(store)
-    try:
-        rows = con.execute("SELECT sender, payload FROM events WHERE kind = 'message'").fetchall()
-    finally:
-        con.close()
-    return Counter((sender, payload) for sender, payload in rows)
 
 
 @pytest.mark.parametrize("durability", ["journal", "fsync"])
@@ -66,7 +62,7 @@ async def test_sigkill_during_20_sessions_loses_no_message_a_peer_received(
             kill_tap(tap)  # SIGKILL: no flush, no goodbye (its indexer then catches up)
         assert tap.process.returncode == -signal.SIGKILL
 
-    recorded = _recorded_payloads(store)  # opening the store recovers the journal
+    recorded = recorded_payloads(store)  # opening the store recovers the journal
     assert all(count == 1 for count in recorded.values()), "a message was recorded twice"
     for text in upstream_saw:
         assert recorded[("client", text)] == 1, f"forwarded but not recorded: {text}"
