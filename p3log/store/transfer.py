@@ -60,15 +60,21 @@ def import_jsonl(root: Path, source: Path) -> int:
     All or nothing: the events are journaled as one new segment that appears whole
     (`EventLog.append_all_or_nothing`), so a bad line, an export cut short, a file
     whose events the store already holds, or a kill at any moment leaves the store
-    as it was.
+    as it was. So does a full disk: the write that fails is one plain error.
     """
     for _ in _read_bodies(source):  # a bad file is refused before the store is opened
         pass
-    with EventLog.open(root) as log, log.append_all_or_nothing() as batch:
-        for body in _read_bodies(source):
-            batch.append(log.imported_body(body))
-        batch.segment.flush()
-        _refuse_events_already_stored(log, batch.segment.dir, source, batch.count)
+    with EventLog.open(root) as log:
+        try:
+            with log.append_all_or_nothing() as batch:
+                for body in _read_bodies(source):
+                    batch.append(log.imported_body(body))
+                batch.segment.flush()
+                _refuse_events_already_stored(log, batch.segment.dir, source, batch.count)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot write the journal of {root}: {exc.strerror or exc}; nothing was imported"
+            ) from exc
         return batch.count
 
 
