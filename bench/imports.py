@@ -5,7 +5,7 @@ into a new store with the p3log found on `python_path`, in a subprocess, and ret
 its figures, so that the old code (a checkout of another commit) and the new one are
 measured side by side in one run:
 
-    python bench/imports.py [--events N] [--old /tmp/bulk-old]
+    python bench/imports.py [--events N] [--old /tmp/bulk-old]   (a git worktree of the old commit)
 
 The file is what a tap records: sessions of 100 events (connection_opened, a login
 whose merchant secret the door fingerprints and then replaces wherever it reappears
@@ -127,20 +127,28 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+NEW = str(Path(__file__).resolve().parent.parent)
+
+
+def print_comparison(events: int, old: str | None) -> None:
+    """Old and new imports, interleaved twice, each with the load average around it."""
+    print(f"p3log import, {events:,} events of ~1 KB; load average {os.getloadavg()}")
+    runs = [("new", NEW)] if old is None else [("old", old), ("new", NEW)]
+    print(f"{'':<6}{'events/s':>10}{'seconds':>9}{'CPU µs/event':>14}{'load before/after':>20}")
+    for name, path in runs * 2:
+        f = measure(path, events)
+        print(
+            f"{name:<6}{f['events_per_s']:>10,.0f}{f['wall_s']:>9.1f}"
+            f"{f['cpu_us_per_event']:>14.1f}{f['load_before']:>13.2f} / {f['load_after']:.2f}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--old", default="/tmp/bulk-old", help="a checkout of the old code")
+    parser.add_argument("--old", default=None, help="a checkout of the old code (its root)")
     args = parser.parse_args()
-    new = str(Path(__file__).resolve().parent.parent)
-    print(f"p3log import, {args.events:,} events of ~1 KB; load average {os.getloadavg()}")
-    for name, path in (("old", args.old), ("new", new), ("old", args.old), ("new", new)):
-        f = measure(path, args.events)
-        print(
-            f"  {name}: {f['events_per_s']:>9,.0f} events/s  {f['wall_s']:6.1f} s  "
-            f"CPU {f['cpu_us_per_event']:5.1f} µs/event  "
-            f"load {f['load_before']:.2f} -> {f['load_after']:.2f}"
-        )
+    print_comparison(args.events, args.old)
 
 
 if __name__ == "__main__":

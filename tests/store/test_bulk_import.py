@@ -84,7 +84,10 @@ def login(secret: str) -> bytes:
     return orjson.dumps({"type": "LOGIN_MERCHANT_REQUEST", "tag": "1", "merchantSecret": secret})
 
 
-def test_the_bulk_path_journals_the_bytes_the_per_event_path_does(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [0, 1, 3])
+def test_the_bulk_path_journals_the_bytes_the_per_event_path_does(
+    tmp_path: Path, workers: int
+) -> None:
     # Large enough for several write(2)s of the incoming segment, with sessions that
     # log in (a fingerprint, so the store's configuration is recorded first), reuse
     # the secret later and end.
@@ -107,7 +110,7 @@ def test_the_bulk_path_journals_the_bytes_the_per_event_path_does(tmp_path: Path
     assert source.stat().st_size > 2 * IncomingSegment.WRITE_BYTES
 
     bulk, each = twin_stores(tmp_path)
-    assert import_jsonl(bulk, source) == record_each(each, source) == 9000
+    assert import_jsonl(bulk, source, workers=workers) == record_each(each, source) == 9000
     assert journal_bytes(bulk) == journal_bytes(each)
     assert secret.encode() not in journal_bytes(bulk)
     assert verify_store(bulk).ok
@@ -149,16 +152,18 @@ def hostile_files(draw: st.DrawFn) -> tuple[bytes, list[str], list[str]]:
 @settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(hostile_files())
+@given(hostile_files(), st.sampled_from([0, 2]))
 def test_hostile_events_journal_alike_both_ways_and_no_secret_is_at_rest(
-    tmp_path_factory: pytest.TempPathFactory, file: tuple[bytes, list[str], list[str]]
+    tmp_path_factory: pytest.TempPathFactory,
+    file: tuple[bytes, list[str], list[str]],
+    workers: int,
 ) -> None:
     content, secrets, pans = file
     tmp_path = tmp_path_factory.mktemp("hostile")
     source = tmp_path / "in.jsonl"
     source.write_bytes(content)
     bulk, each = twin_stores(tmp_path)
-    assert import_jsonl(bulk, source) == record_each(each, source)
+    assert import_jsonl(bulk, source, workers=workers) == record_each(each, source)
     journal = journal_bytes(bulk)
     assert journal == journal_bytes(each)
     for record in journal.splitlines(keepends=True):
