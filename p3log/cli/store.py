@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import time
 from pathlib import Path
 from typing import Annotated
@@ -96,9 +95,6 @@ def import_(
 ) -> None:
     """Append the events of a JSONL file to a store (created if missing): all of them or,
     if the file is damaged, cut short or already imported, none."""
-    # A write past a file-size limit fails with EFBIG, one plain line as a full disk
-    # is, instead of SIGXFSZ killing the process.
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     count = import_jsonl(store, source)
     say(f"imported {counted(count, 'event')} into {store}")
 

@@ -155,6 +155,15 @@ def _work(
         receive.close()
         if other is not send:
             other.close()
+    try:
+        _render(log, source, owners, number, send)
+    except BrokenPipeError:
+        pass  # the writer is gone (killed): nothing of this import is in the store
+    finally:
+        send.close()
+
+
+def _render(log: EventLog, source: Path, owners: bytes, number: int, send: Connection) -> None:
     out: list[Rendered | str] = []
     try:
         with source.open("rb") as lines:
@@ -164,7 +173,8 @@ def _work(
                     if len(out) == _PIPE_BATCH:
                         send.send(out)
                         out = []
+    except BrokenPipeError:
+        raise
     except Exception as exc:  # said where it happened; the writer raises it there
         out.append(str(exc) or type(exc).__name__)
     send.send(out)
-    send.close()

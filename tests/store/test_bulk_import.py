@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from p3log.store.errors import ImportFileError
+from p3log.store.errors import ImportFileError, StoreError
 from p3log.store.journal import IncomingSegment, segment_paths
 from p3log.store.log import EventLog
 from p3log.store.records import decode_body, decode_canonical, decode_event, decode_line
@@ -207,4 +207,29 @@ def test_a_full_disk_mid_import_is_one_plain_error_and_changes_nothing(tmp_path:
     errors = done.stderr.strip().splitlines()
     assert len(errors) == 1, done.stderr
     assert "cannot write the journal" in errors[0] and "nothing was imported" in errors[0]
+    assert store_files(root) == before
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_an_event_refused_in_a_worker_stops_the_import_and_changes_nothing(
+    tmp_path: Path, workers: int
+) -> None:
+    """This store's own configuration, in a session a worker redacts: refused as in one
+    process, at that event, with the same one line."""
+    root = tmp_path / "store"
+    with EventLog.open(root) as log:
+        log.record_message("login", "client", login("a-secret"))  # configuration first
+    own = next(
+        record
+        for record in journal_bytes(root).splitlines(keepends=True)
+        if b'"redaction_configured"' in record
+    )
+    moved = orjson.loads(own) | {"session_id": "elsewhere"}
+    lines = [wire_line(f"s{n % 3}", "client", n, b'{"type":"X"}') for n in range(200)]
+    lines.insert(100, orjson.dumps(moved, option=orjson.OPT_APPEND_NEWLINE))
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(b"".join(lines))
+    before = store_files(root)
+    with pytest.raises(StoreError, match="the file holds this store's own redaction config"):
+        import_jsonl(root, source, workers=workers)
     assert store_files(root) == before
