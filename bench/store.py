@@ -6,10 +6,12 @@ Prints, side by side from one run:
   - the ceiling: one bare Arrow insert of the same rows into DuckDB, and the ratio;
   - `verify` over the whole store;
   - peak RSS of each phase (each phase runs in its own process);
+  - `p3log import` of N ~1 KB events: events/s and CPU µs per event, the old code
+    (`--old`, a checkout of an older commit) and this one side by side (bench/imports.py);
   - redaction: CPU µs per message and MB/s, realistic and worst-case (1 MiB) inputs, the
     redactor alone and the whole door (bench/redaction.py).
 
-    python bench/store.py [--events N] [--dir DIR]
+    python bench/store.py [--events N] [--dir DIR] [--old CHECKOUT]
     python bench/store.py --redaction-only [--baseline OLD_REDACT_PY]
 
 Figures, not assertions: nothing here is a test.
@@ -27,6 +29,7 @@ import time
 from pathlib import Path
 
 import trio
+from imports import print_comparison
 from messages import message
 from redaction import print_rows, rows
 
@@ -104,6 +107,9 @@ def main() -> None:
     parser.add_argument(
         "--baseline", type=Path, default=None, help="an older redact.py to time beside it"
     )
+    parser.add_argument(
+        "--old", default=None, help="a checkout of older code, to import beside this one"
+    )
     args = parser.parse_args()
 
     if args.redaction_only:
@@ -149,6 +155,8 @@ def main() -> None:
         print(f"{label:<42}{seconds:>9.2f}{rate:>12,.0f}{rss:>13.0f}")
     print(f"write path / ceiling: {write['events_per_s'] / ceiling['events_per_s']:.2f}")
     print(f"on disk: journal {journal_mb:,.0f} MB, index {index_mb:,.0f} MB")
+    print()
+    print_comparison(args.events, args.old)
     print()
     print_rows(rows(args.baseline))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -65,12 +66,22 @@ def start_p3log_server(*argv: str, preexec_fn: Callable[[], None] | None = None)
     return ServerProcess(process, found.group(1), int(found.group(2)), banner)
 
 
-def run_p3log(*args: str | Path, env: Mapping[str, str] = {}) -> subprocess.CompletedProcess[str]:
-    """A real `p3log` process run to its end (stdout a pipe); `env` adds to the environment."""
+def run_p3log(
+    *args: str | Path, env: Mapping[str, str] = {}, file_size_limit: int | None = None
+) -> subprocess.CompletedProcess[str]:
+    """A real `p3log` process run to its end (stdout a pipe); `env` adds to the environment.
+    With `file_size_limit` (RLIMIT_FSIZE), every write past that size fails with EFBIG,
+    as a full disk fails it with ENOSPC."""
+
+    def limit_file_size() -> None:
+        if file_size_limit is not None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+
     return subprocess.run(
         [sys.executable, "-m", "p3log", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=120,
         env={**os.environ, **env},
+        preexec_fn=limit_file_size,
     )

@@ -89,8 +89,17 @@ class Event:
 
 def seal(body: EventBody, seq: int, prev_hash: str) -> Event:
     """Give `body` its place after `prev_hash` in the chain."""
-    digest = hashlib.sha256(prev_hash.encode("ascii") + canonical_bytes(seq, body))
-    return Event(seq=seq, body=body, prev_hash=prev_hash, hash=digest.hexdigest())
+    return Event(
+        seq=seq, body=body, prev_hash=prev_hash, hash=link(prev_hash, seq, body_canonical(body))
+    )
+
+
+def link(prev_hash: str, seq: int, canonical_body: bytes) -> str:
+    """The hash of the event at `seq` after `prev_hash` whose body's canonical form is
+    `canonical_body` (`body_canonical`): the chain's one sequential step."""
+    return hashlib.sha256(
+        prev_hash.encode("ascii") + _canonical_text(str(seq)) + canonical_body
+    ).hexdigest()
 
 
 # The hashed fields, in order. Each name is a column of the normalized relation
@@ -114,10 +123,9 @@ CANONICAL_FIELDS: tuple[str, ...] = (
 )
 
 
-def canonical_texts(seq: int, body: EventBody) -> tuple[str | None, ...]:
-    """The values of CANONICAL_FIELDS as text (None stays None)."""
+def _body_texts(body: EventBody) -> tuple[str | None, ...]:
+    """The values of CANONICAL_FIELDS after `seq`, as text (None stays None)."""
     return (
-        str(seq),
         body.session_id,
         body.sender,
         body.kind,
@@ -137,10 +145,21 @@ def canonical_texts(seq: int, body: EventBody) -> tuple[str | None, ...]:
 
 def canonical_bytes(seq: int, body: EventBody) -> bytes:
     """Each field as `<utf-8 length>:<text>;`, or `-;` for None: unambiguous, and
-    computable by DuckDB's `strlen` and `||` without leaving SQL."""
-    return b"".join(
-        [
-            b"-;" if text is None else b"%d:%b;" % (len(encoded := text.encode()), encoded)
-            for text in canonical_texts(seq, body)
-        ]
-    )
+    computable by DuckDB's `strlen` and `||` without leaving SQL (chain.py)."""
+    return _canonical_text(str(seq)) + body_canonical(body)
+
+
+def body_canonical(body: EventBody) -> bytes:
+    """`canonical_bytes` without its first field, the seq: what a body contributes to
+    its hash wherever in the chain it is sealed (a bulk import computes it before the
+    seq is known)."""
+    return b"".join(map(_canonical_text, _body_texts(body)))
+
+
+def _canonical_text(text: str | None) -> bytes:
+    if text is None:
+        return b"-;"
+    if text.isascii():  # O(1) in CPython: one encode, no second pass for the length
+        return f"{len(text)}:{text};".encode("ascii")
+    encoded = text.encode()
+    return b"%d:%b;" % (len(encoded), encoded)

@@ -30,7 +30,16 @@ import duckdb
 
 from p3log.store.capture import Door
 from p3log.store.errors import StoreCorrupt, StoreError
-from p3log.store.event import WIRE_KINDS, Event, EventBody, Sender, Stamp, seal
+from p3log.store.event import (
+    WIRE_KINDS,
+    Event,
+    EventBody,
+    Sender,
+    Stamp,
+    body_canonical,
+    link,
+    seal,
+)
 from p3log.store.governance import (
     GOVERNANCE_KIND,
     GOVERNANCE_SESSION,
@@ -45,7 +54,7 @@ from p3log.store.journal import IncomingSegment, Journal, discard_incoming, open
 from p3log.store.keys import key_for_new_store
 from p3log.store.layout import StoreLayout, StoreMeta, index_lock, open_layout, writer_lock
 from p3log.store.lifecycle import Lifecycle, to_json
-from p3log.store.records import encode_record
+from p3log.store.records import body_fields, encode_record, record_line
 
 
 class EventLog:
@@ -167,8 +176,20 @@ class EventLog:
             details = (earlier.payload or "{}").encode()
             body = door.lifecycle_body(earlier.session_id, earlier.kind, details, earlier.stamp)
         self.refuse_own_configuration([earlier])
+        if set(earlier.redactions) <= set(body.redactions):  # the common case: no copy
+            return body
         redactions = tuple(sorted({*body.redactions, *earlier.redactions}))
         return attrs.evolve(body, redactions=redactions)
+
+    def render_imported(self, earlier: EventBody) -> Rendered:
+        """`imported_body`, rendered for `Batch.append_rendered` (in another process:
+        `bulk.py`), with whether its redaction used the fingerprint key."""
+        body = self.imported_body(earlier)
+        used = False
+        if self._governor is not None:
+            used, self._governor.redactor.used_key = self._governor.redactor.used_key, False
+        stamp = body.stamp
+        return body_fields(body), body_canonical(body), stamp.recorded_at_us, stamp.mono_ns, used
 
     @contextmanager
     def append_all_or_nothing(self) -> Iterator[Batch]:
@@ -178,7 +199,7 @@ class EventLog:
         self.flush()  # the index is level first, so its head is the journal's
         segment = IncomingSegment(self.layout.journal_dir, self._journal.head)
         try:
-            batch = Batch(segment, self._append)
+            batch = Batch(segment, self._append, self._configure_if_due)
             yield batch
         except BaseException:
             segment.discard()
@@ -212,9 +233,17 @@ class EventLog:
         journal's, or an all-or-nothing batch's); first, if its redaction made the
         writer's first fingerprint, the configuration it records with (`governance.py`)."""
         seal = seal or self._seal
-        if self._governor is not None and self._governor.due():
-            self._append_configuration(body.stamp, seal)
+        self._configure_if_due(body.stamp, seal)
         return seal(body)
+
+    def _configure_if_due(self, stamp: Stamp, seal: _Seal, used_key: bool = False) -> None:
+        """Append the configuration if it is due before the event just redacted (whose
+        redaction, if it ran in another process, `used_key` or not)."""
+        if self._governor is None:
+            return
+        self._governor.redactor.used_key |= used_key
+        if self._governor.due():
+            self._append_configuration(stamp, seal)
 
     def _append_configuration(self, stamp: Stamp, seal: _Seal) -> None:
         assert self._governor is not None
@@ -274,10 +303,11 @@ def _open_layout(root: Path, *, create: bool) -> tuple[StoreLayout, StoreMeta]:
 class Batch:
     """Events sealed into the chain after the journal's head, in an incoming segment."""
 
-    def __init__(self, segment: IncomingSegment, append: _Append) -> None:
+    def __init__(self, segment: IncomingSegment, append: _Append, configure: _Configure) -> None:
         self.segment = segment
         self.count = 0  # events appended (not the configuration the log may add first)
         self._append = append
+        self._configure = configure
 
     def append(self, body: EventBody) -> Event:
         """Chain a body that `capture` made (and so redacted) into the batch, by the log's
@@ -285,6 +315,17 @@ class Batch:
         event = self._append(body, self._seal)
         self.count += 1
         return event
+
+    def append_rendered(self, rendered: Rendered) -> None:
+        """`append` for a body redacted and rendered elsewhere (`render_imported`): only
+        the chain link (seq, prev_hash, SHA-256) is left to do, in order."""
+        fields, canonical, recorded_at_us, mono_ns, used_key = rendered
+        self._configure(Stamp(recorded_at_us, mono_ns), self._seal, used_key)
+        head = self.segment.head
+        seq = head.seq + 1
+        hash = link(head.hash, seq, canonical)
+        self.segment.append(record_line(seq, fields, head.hash, hash), seq, hash)
+        self.count += 1
 
     def _seal(self, body: EventBody) -> Event:
         head = self.segment.head
@@ -295,6 +336,11 @@ class Batch:
 
 _Seal = Callable[[EventBody], Event]
 _Append = Callable[[EventBody, _Seal], Event]
+_Configure = Callable[[Stamp, _Seal, bool], None]
+# A body's record fields and canonical form (records.body_fields, event.body_canonical),
+# its stamp (recorded_at_us, mono_ns), and whether its redaction used the key: a tuple,
+# as it crosses a pipe between processes a million times.
+Rendered = tuple[bytes, bytes, int, int, bool]
 
 
 def recover_index(index: duckdb.DuckDBPyConnection, layout: StoreLayout, journal_head: int) -> int:

@@ -44,10 +44,15 @@ class RecordError(ValueError):
 
 def encode_record(event: Event) -> bytes:
     """The record line, newline included: the canonical serialisation of an event."""
-    body = event.body
-    return _render(
+    return record_line(event.seq, body_fields(event.body), event.prev_hash, event.hash)
+
+
+def body_fields(body: EventBody) -> bytes:
+    """The record line's fields between `seq` and `prev_hash`: what a body contributes
+    to its line wherever in the chain it is sealed (a bulk import renders it before
+    the seq is known)."""
+    return _render_fields(
         {
-            "seq": event.seq,
             "session_id": body.session_id,
             "sender": body.sender,
             "kind": body.kind,
@@ -64,16 +69,25 @@ def encode_record(event: Event) -> bytes:
             "parse_note": body.parse_note,
             "redaction_policy": body.redaction_policy,
             "redactions": list(body.redactions),
-            "prev_hash": event.prev_hash,
-            "hash": event.hash,
         }
     )
 
 
-def _render(record: dict[str, Any]) -> bytes:
+def record_line(seq: int, fields: bytes, prev_hash: str, hash: str) -> bytes:
     """THE canonical serialisation: compact JSON, UTF-8 unescaped, keys in
-    RECORD_COLUMNS order, a newline at the end (orjson's only spelling of a value)."""
-    return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+    RECORD_COLUMNS order, a newline at the end (orjson's only spelling of a value),
+    from the body's `fields` (`body_fields`) and the chain's three."""
+    return b'{"seq":%d,%b,"prev_hash":%b,"hash":%b}\n' % (
+        seq,
+        fields,
+        orjson.dumps(prev_hash),
+        orjson.dumps(hash),
+    )
+
+
+def _render_fields(fields: dict[str, Any]) -> bytes:
+    """Fields as they stand inside a compact JSON object (orjson's spelling)."""
+    return orjson.dumps(fields)[1:-1]
 
 
 # What each record key may hold in a canonical line (JSON null is None), and every
@@ -89,6 +103,7 @@ _KEY_TYPES: dict[str, tuple[type, ...]] = {
 }
 _CANONICAL_TYPES = frozenset(itertools.product(*_KEY_TYPES.values()))
 _RECORD_KEYS = tuple(RECORD_COLUMNS)
+_BODY_KEYS = _RECORD_KEYS[1:-2]  # between seq and the chain's prev_hash and hash
 
 
 def decode_canonical(line: bytes) -> dict[str, Any]:
@@ -111,7 +126,8 @@ def decode_canonical(line: bytes) -> dict[str, Any]:
     if raw_b64 is not None and _canonical_base64(raw_b64) != raw_b64:
         raise RecordError("raw_b64 is not base64 as p3log writes it")
     try:
-        rendered = _render(obj)
+        fields = _render_fields({key: obj[key] for key in _BODY_KEYS})
+        rendered = record_line(obj["seq"], fields, obj["prev_hash"], obj["hash"])
     except orjson.JSONEncodeError as exc:  # e.g. a lone surrogate escape
         raise RecordError(f"not a record p3log can write: {exc}") from exc
     if rendered != line:

@@ -22,6 +22,7 @@ import duckdb
 import orjson
 import pyarrow as pa
 
+from p3log.store.bulk import ImportPlan, append_in_parallel
 from p3log.store.errors import ImportFileError, StoreError
 from p3log.store.event import Event, EventBody, Stamp
 from p3log.store.index import journal_relation_sql, query_one, query_scalar, sql_string
@@ -54,21 +55,34 @@ NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 EXPORT_BATCH_ROWS = 20_000
 
 
-def import_jsonl(root: Path, source: Path) -> int:
+def import_jsonl(root: Path, source: Path, *, workers: int | None = None) -> int:
     """Append every event of `source` to the store; returns how many.
 
     All or nothing: the events are journaled as one new segment that appears whole
     (`EventLog.append_all_or_nothing`), so a bad line, an export cut short, a file
     whose events the store already holds, or a kill at any moment leaves the store
-    as it was.
+    as it was. So does a full disk: the write that fails is one plain error.
+
+    A large file is redacted by `workers` processes besides this one (None: as many
+    as there are cores; 0: none), with the same result (`bulk.py`).
     """
-    for _ in _read_bodies(source):  # a bad file is refused before the store is opened
-        pass
-    with EventLog.open(root) as log, log.append_all_or_nothing() as batch:
-        for body in _read_bodies(source):
-            batch.append(log.imported_body(body))
-        batch.segment.flush()
-        _refuse_events_already_stored(log, batch.segment.dir, source, batch.count)
+    plan = ImportPlan(workers)
+    for number, body in _read_bodies(source):  # a bad file is refused before the store opens
+        plan.add(number, body)
+    with EventLog.open(root) as log:
+        try:
+            with log.append_all_or_nothing() as batch:
+                if plan.workers:
+                    append_in_parallel(log, batch, source, plan)
+                else:
+                    for _, body in _read_bodies(source):
+                        batch.append(log.imported_body(body))
+                batch.segment.flush()
+                _refuse_events_already_stored(log, batch.segment.dir, source, batch.count)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot write the journal of {root}: {exc.strerror or exc}; nothing was imported"
+            ) from exc
         return batch.count
 
 
@@ -185,7 +199,7 @@ def _end_line(count: int, sha256: str) -> bytes:
     )
 
 
-def _read_bodies(source: Path) -> Iterator[EventBody]:
+def _read_bodies(source: Path) -> Iterator[tuple[int, EventBody]]:
     """The events of an export (header, records, end line: all checked) or of a file
     of records without a header (hand-written, or exported before p3log wrote one)."""
     try:
@@ -202,7 +216,8 @@ class _ExportReader:
         self._headed = False
         self._count = 0
 
-    def bodies(self, lines: Iterable[bytes]) -> Iterator[EventBody]:
+    def bodies(self, lines: Iterable[bytes]) -> Iterator[tuple[int, EventBody]]:
+        """Each event with the number of its line (from 1)."""
         ended = False
         for number, line in enumerate(lines, start=1):
             if ended:
@@ -220,9 +235,10 @@ class _ExportReader:
                 raise self._error(number, "an export's header or end line out of place")
             else:
                 try:
-                    yield decode_body(obj)
+                    body = decode_body(obj)
                 except RecordError as exc:
                     raise self._error(number, str(exc)) from None
+                yield number, body
                 self._count += 1
             self._digest.update(line)
         if self._headed and not ended:

@@ -25,6 +25,7 @@ import trio
 import trio_websocket
 
 from p3log.pos.runner import DEMO_MERCHANT_SECRET
+from p3log.store.journal import IncomingSegment, segment_paths
 from p3log.store.read import open_store
 from p3log.store.transfer import export_store, import_jsonl
 from p3log.store.verify import verify_store
@@ -38,6 +39,7 @@ ROOT = Path(__file__).parents[2]
 SESSIONS = ROOT / "fixtures" / "sessions"
 SEEDS = (11, 22, 33)
 EVENTS = 6_000
+BULK_EVENTS = 20_000
 
 
 def _argv(*args: str | Path) -> list[str]:
@@ -117,6 +119,49 @@ def test_a_killed_import_imports_everything_or_nothing(work: Path) -> None:
         assert again.returncode in (0, 2), again.stderr
         assert _usable(store) == 3 + total
         assert not list((store / "journal" / "incoming").glob("*"))
+
+
+def test_a_bulk_import_killed_between_its_writes_leaves_the_journal_as_it_was(
+    work: Path,
+) -> None:
+    """An import of ~1 KB events many write(2) batches long (IncomingSegment.WRITE_BYTES):
+    after the kill the journal is byte for byte what it was, or holds the whole file."""
+    source = work / "bulk.jsonl"
+    pad = "x" * 1000
+    source.write_bytes(
+        b"".join(
+            json.dumps(
+                {
+                    "session_id": f"bulk{n % 9}",
+                    "sender": "client",
+                    "kind": "message",
+                    "recorded_at_us": 1_764_280_000_000_000 + n,
+                    "mono_ns": n,
+                    "payload": json.dumps({"type": "X", "tag": str(n), "pad": pad}),
+                }
+            ).encode()
+            + b"\n"
+            for n in range(BULK_EVENTS)
+        )
+    )
+    assert source.stat().st_size > 4 * IncomingSegment.WRITE_BYTES
+    full_run = _timed_run(_argv("import", "--store", _copy(work, "bulk-calibrate"), source))
+    for seed in SEEDS:
+        store = _copy(work, f"bulk-{seed}")
+        before = _journal_bytes(store)
+        _kill_at_random(_argv("import", "--store", store, source), random.Random(seed), full_run)
+        count = _usable(store)  # opens the store: recovery deletes what incoming/ holds
+        journal = _journal_bytes(store)
+        if count == len(before.splitlines()):
+            assert journal == before
+        else:
+            assert count == len(before.splitlines()) + BULK_EVENTS
+            assert journal.startswith(before)
+        assert not list((store / "journal" / "incoming").glob("*"))
+
+
+def _journal_bytes(store: Path) -> bytes:
+    return b"".join(path.read_bytes() for path in segment_paths(store / "journal"))
 
 
 def test_a_killed_jsonl_export_leaves_no_file_or_a_whole_one(work: Path) -> None:
