@@ -73,6 +73,11 @@ class Journal:
         self.head = head
         self._fd: int | None = None
         self._size = 0
+        # Segments rotated out since the last `sync`, kept open until it covers them too,
+        # and whether `journal/` gained a segment's name since: a sync covers every
+        # event appended before it, whichever segment holds it.
+        self._retired: list[int] = []
+        self._named_since_sync = False
 
     def append(self, lines: bytes, last_seq: int, last_hash: str) -> None:
         """Write whole record lines; `last_seq`/`last_hash` are their final event's."""
@@ -96,10 +101,24 @@ class Journal:
         self.head = head
 
     def sync(self) -> None:
-        if self._fd is not None:
-            os.fdatasync(self._fd)  # the data and the size; no need for timestamps
+        """Make every event appended so far survive power loss. Safe to run on another
+        thread than `append`'s: the current segment is read before the retired ones are
+        taken, so a rotation in between leaves the old segment in the taken list."""
+        current = self._fd
+        retired, self._retired = self._retired, []
+        named, self._named_since_sync = self._named_since_sync, False
+        for fd in retired:
+            os.fdatasync(fd)
+            os.close(fd)
+        if current is not None:
+            os.fdatasync(current)  # the data and the size; no need for timestamps
+        if named:
+            fsync_path(self._dir)
 
     def close(self) -> None:
+        for fd in self._retired:
+            os.close(fd)
+        self._retired = []
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
@@ -110,8 +129,11 @@ class Journal:
         if self._fd is None and segments and segments[-1].stat().st_size < SEGMENT_BYTES:
             path = segments[-1]
         else:
-            self.close()
+            if self._fd is not None:
+                self._retired.append(self._fd)  # its tail is synced by the next `sync`
+                self._fd = None
             path = self._dir / segment_name(first_seq)
+            self._named_since_sync = True
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._size = os.fstat(self._fd).st_size
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from collections.abc import Callable
 from itertools import pairwise
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import pytest
 from p3log.store.errors import StoreBusy, StoreCorrupt
 from p3log.store.event import GENESIS_HASH, Stamp
 from p3log.store.index import connect, indexed_head
-from p3log.store.journal import segment_paths
+from p3log.store.journal import open_journal, segment_paths
 from p3log.store.log import EventLog
 from p3log.store.read import open_store
 from p3log.store.verify import verify_store
@@ -177,3 +179,35 @@ def test_the_index_can_be_rebuilt_from_the_journal_alone(tmp_path: Path) -> None
     with EventLog.open(root) as log:
         rebuilt = log.index.execute("SELECT * FROM event_log ORDER BY seq").fetchall()
     assert rebuilt == expected
+
+
+def test_a_sync_after_segments_rotate_covers_every_segment_and_their_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fsync mode forwards once `sync` returns: the events at the end of a segment the
+    journal rotated away from, and the new segment's name in `journal/`, must be on
+    disk by then too, not only the segment being written."""
+    monkeypatch.setattr("p3log.store.journal.SEGMENT_BYTES", 300)
+    synced: list[str] = []
+
+    def noting(real: Callable[[int], None]) -> Callable[[int], None]:
+        def sync(fd: int) -> None:
+            synced.append(str(Path(f"/proc/self/fd/{fd}").readlink()))
+            real(fd)
+
+        return sync
+
+    monkeypatch.setattr(os, "fdatasync", noting(os.fdatasync))
+    monkeypatch.setattr(os, "fsync", noting(os.fsync))
+    journal_dir = tmp_path / "journal"
+    journal = open_journal(journal_dir)
+    try:
+        for seq in range(1, 13):
+            journal.append(b"x" * 99 + b"\n", seq, f"h{seq}")
+        segments = segment_paths(journal_dir)
+        assert len(segments) > 2
+        synced.clear()
+        journal.sync()
+    finally:
+        journal.close()
+    assert set(synced) >= {str(path) for path in segments} | {str(journal_dir)}
