@@ -16,7 +16,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import time
-from typing import Literal, get_args
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal, get_args
 
 import attrs
 
@@ -136,11 +137,30 @@ def canonical_texts(seq: int, body: EventBody) -> tuple[str | None, ...]:
 
 
 def canonical_bytes(seq: int, body: EventBody) -> bytes:
+    return render_canonical(canonical_texts(seq, body))
+
+
+def render_canonical(texts: Iterable[str | None]) -> bytes:
     """Each field as `<utf-8 length>:<text>;`, or `-;` for None: unambiguous, and
     computable by DuckDB's `strlen` and `||` without leaving SQL."""
     return b"".join(
         [
             b"-;" if text is None else b"%d:%b;" % (len(encoded := text.encode()), encoded)
-            for text in canonical_texts(seq, body)
+            for text in texts
+        ]
+    )
+
+
+def record_canonical_bytes(record: Mapping[str, Any]) -> bytes:
+    """`canonical_bytes` of a decoded record line (its keys are the canonical fields):
+    integers in decimal, `redactions` joined with commas, text as it is."""
+    return render_canonical(
+        [
+            value
+            if value is None or type(value) is str
+            else ",".join(value)
+            if type(value) is list
+            else str(value)
+            for value in map(record.__getitem__, CANONICAL_FIELDS)
         ]
     )
