@@ -142,13 +142,16 @@ def canonical_bytes(seq: int, body: EventBody) -> bytes:
 
 def render_canonical(texts: Iterable[str | None]) -> bytes:
     """Each field as `<utf-8 length>:<text>;`, or `-;` for None: unambiguous, and
-    computable by DuckDB's `strlen` and `||` without leaving SQL."""
-    return b"".join(
+    computable by DuckDB's `strlen` and `||` without leaving SQL. (Built as text and
+    encoded once: verify renders a million of these.)"""
+    return "".join(
         [
-            b"-;" if text is None else b"%d:%b;" % (len(encoded := text.encode()), encoded)
+            "-;"
+            if text is None
+            else f"{len(text) if text.isascii() else len(text.encode())}:{text};"
             for text in texts
         ]
-    )
+    ).encode()
 
 
 def record_canonical_bytes(record: Mapping[str, Any]) -> bytes:

@@ -28,20 +28,18 @@ import hashlib
 import pickle
 import subprocess
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import attrs
 import duckdb
+import pyarrow as pa
 
 from p3log.store.chain import CANONICAL_SQL, ROWS_AS_RECORDS
 from p3log.store.event import record_canonical_bytes
 from p3log.store.governance import GOVERNANCE_KIND
 from p3log.store.index import connect, sql_string
 from p3log.store.records import RecordError, decode_canonical
-
-# Rows fetched from DuckDB at a time: bounded memory, few round trips.
-_FETCH_ROWS = 4096
 
 
 @attrs.frozen
@@ -77,26 +75,37 @@ def prove_file(task: FileTask) -> FileProof | None:
     if not hashes:
         return None  # an empty segment file: the writer never leaves one
     last = task.first_seq + len(hashes) - 1
-    expected = list(zip(canonical, prevs, hashes, strict=True))
+    expected = pa.table(
+        {
+            "seq": pa.array(range(task.first_seq, last + 1), pa.int64()),
+            "form": pa.array(canonical, pa.binary()),
+            "prev_hash": pa.array(prevs, pa.string()),
+            "hash": pa.array(hashes, pa.string()),
+        }
+    )
+    del canonical
     try:
         with connect() as con:
             con.execute("SET threads = 1")  # the pool is the parallelism
-            indexed: int | None = 0
+            indexed = 0
             if task.index_path is not None:
                 con.execute(f"ATTACH {sql_string(task.index_path)} AS idx (READ_ONLY)")
                 rows = _canonical_rows(con, "idx.event_log", task.first_seq, last)
-                indexed = _matching_prefix(rows, task.first_seq, expected)
-            if indexed is None:
-                return None
+                # The index may stop short of the journal, never go beyond it.
+                indexed = rows.num_rows
+                if indexed > expected.num_rows or not _equal(rows, expected.slice(0, indexed)):
+                    return None
             if task.segment_files:
                 files = ", ".join(sql_string(path) for path, _, _ in task.segment_files)
                 wanted = [
-                    seq
+                    seq - task.first_seq
                     for _, first, seg_last in task.segment_files
                     for seq in range(max(first, task.first_seq), min(seg_last, last) + 1)
                 ]
                 rows = _canonical_rows(con, f"read_parquet([{files}])", task.first_seq, last)
-                if not _all_match(rows, wanted, task.first_seq, expected):
+                if rows.num_rows != len(wanted) or not _equal(
+                    rows, expected.take(pa.array(wanted, pa.int64()))
+                ):
                     return None
     except duckdb.Error:
         return None
@@ -137,52 +146,21 @@ def _read_lines(task: FileTask) -> _Lines | None:
     return canonical, prevs, hashes, governance
 
 
-def _canonical_rows(
-    con: duckdb.DuckDBPyConnection, table: str, first: int, last: int
-) -> Iterator[tuple[int, bytes, str, str]]:
-    """(seq, canonical form, prev_hash, hash) of the rows of `table` (event_log
-    columns) with seq first..last, in the order they are stored."""
-    cursor = con.execute(
-        f"SELECT seq, encode({CANONICAL_SQL}), prev_hash, hash "
+def _canonical_rows(con: duckdb.DuckDBPyConnection, table: str, first: int, last: int) -> pa.Table:
+    """(seq, form, prev_hash, hash) of the rows of `table` (event_log columns) with seq
+    first..last, in the order they are stored; form is the canonical form."""
+    return con.sql(
+        f"SELECT seq, encode({CANONICAL_SQL}) AS form, prev_hash, hash "
         f"FROM ({ROWS_AS_RECORDS} FROM {table} WHERE seq BETWEEN {int(first)} AND {int(last)})"
+    ).to_arrow_table()
+
+
+def _equal(rows: pa.Table, expected: pa.Table) -> bool:
+    """Whether the rows are the expected ones, column by column, in order."""
+    return all(
+        rows.column(name).cast(column.type).equals(column)
+        for name, column in zip(expected.column_names, expected.columns, strict=True)
     )
-    while batch := cursor.fetchmany(_FETCH_ROWS):
-        yield from batch
-
-
-def _matching_prefix(
-    rows: Iterator[tuple[int, bytes, str, str]],
-    first: int,
-    expected: Sequence[tuple[bytes, str, str]],
-) -> int | None:
-    """How many rows there are if they are seq first, first+1, ... each equal to the
-    journal's; None if any is not."""
-    count = 0
-    for seq, form, prev, digest in rows:
-        if seq != first + count or count >= len(expected):
-            return None
-        if (form, prev, digest) != expected[count]:
-            return None
-        count += 1
-    return count
-
-
-def _all_match(
-    rows: Iterator[tuple[int, bytes, str, str]],
-    wanted: Sequence[int],
-    first: int,
-    expected: Sequence[tuple[bytes, str, str]],
-) -> bool:
-    """Whether the rows are exactly the seqs `wanted`, in that order, each equal to
-    the journal's."""
-    position = 0
-    for seq, form, prev, digest in rows:
-        if position >= len(wanted) or seq != wanted[position]:
-            return False
-        if (form, prev, digest) != expected[seq - first]:
-            return False
-        position += 1
-    return position == len(wanted)
 
 
 def prove_files(tasks: Sequence[FileTask], workers: int) -> list[FileProof | None]:
