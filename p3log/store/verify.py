@@ -10,9 +10,12 @@
   each row's content and hash equal to the journal's at that seq.
 - Whatever the caller adds (`StoreCheck`s: the projection snapshots, ...).
 
-The report names the first seq where anything disagrees. Doing the hashing in SQL
-rather than in a Python loop is what makes a million events take seconds: DuckDB
-hashes in parallel and streams the journal.
+The report names the first seq where anything disagrees. It is computed this way
+(`_exact_report`) only for a store that `intact.py` cannot prove intact: the proof
+hashes each event once (its journal line, in worker processes, with hashlib) and
+compares the index's and segments' rows with the line byte for byte, where the exact
+report hashes each of them inside DuckDB. Same checks, same answer for an intact store;
+the exact report explains a damaged one.
 """
 
 from __future__ import annotations
