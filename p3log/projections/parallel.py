@@ -1,0 +1,140 @@
+"""A full rebuild with the fold spread over worker processes.
+
+The fold's state is per session (`fold.py`), so sessions can be folded apart: each
+chunk of events (`store.CHUNK_EVENTS`, in seq order) is split by a hash of the
+session over the workers, each worker folds its share with its own `Projector`
+(which keeps its sessions' state from chunk to chunk) and sends back the rows the
+chunk changed, as Arrow tables; the parent writes every worker's rows of a chunk,
+and `projected_through`, in one transaction, exactly as the single-process fold
+writes the chunk. A session's events always reach the same worker in seq order, and
+its rows come back to the one parent that writes them in chunk order, so the tables
+are the single-process fold's, row for row (`tests/projections/test_parallel_rebuild.py`).
+
+The parent reads chunk k+1 while the workers fold chunk k, and hands it to them
+before writing chunk k's rows. Only the DuckDB work (the events query, the inserts)
+stays in the parent; the Python work per event, which is most of a rebuild, is the
+workers'.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import multiprocessing.connection
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from p3log.projections.fold import Projector
+from p3log.projections.observed import Observed
+from p3log.projections.rows import TABLES, Table
+from p3log.protocol.dialect import Dialect
+
+_PART = "_p3log_worker"
+# A chunk's rows, as the worker sends them: table name -> Arrow table.
+Changed = dict[str, pa.Table]
+_TABLE_BY_NAME = {table.name: table for table in TABLES}
+
+
+def worker_column(workers: int) -> str:
+    """The SQL expression that picks a session's worker."""
+    return f"hash(session_id) % {int(workers)} AS {_PART}"
+
+
+def observed_events(table: pa.Table) -> Iterator[Observed]:
+    """The rows of a query of `observed_query`'s columns, as `Observed`s."""
+    columns = (column.to_pylist() for column in table.columns)
+    return map(Observed._make, zip(*columns, strict=True))
+
+
+def changed_tables(projector: Projector) -> Changed:
+    """What the projector changed since it was last asked, as Arrow tables."""
+    return {table.name: table.arrow_table(rows) for table, rows in projector.take_changes().items()}
+
+
+def _work(dialect: Dialect, pipe: multiprocessing.connection.Connection) -> None:
+    projector = Projector(dialect)
+    while True:
+        events: pa.Table | None = pipe.recv()
+        if events is None:
+            return
+        try:
+            for event in observed_events(events):
+                projector.feed(event)
+            pipe.send(changed_tables(projector))
+        except BaseException as error:
+            pipe.send(error)
+            raise
+
+
+class Workers:
+    """Worker processes folding a store's sessions, split by `worker_column`."""
+
+    def __init__(self, dialect: Dialect, count: int) -> None:
+        context = multiprocessing.get_context("spawn")  # no copy of DuckDB's threads
+        self._pipes: list[multiprocessing.connection.Connection] = []
+        self._processes: list[Any] = []
+        try:
+            for _ in range(count):
+                parent, child = context.Pipe()
+                process = context.Process(target=_work, args=(dialect, child), daemon=True)
+                process.start()
+                child.close()
+                self._pipes.append(parent)
+                self._processes.append(process)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def count(self) -> int:
+        return len(self._pipes)
+
+    def send(self, events: pa.Table) -> None:
+        """Hand each worker its sessions' events (`events` has `worker_column`)."""
+        parts = events.column(_PART)
+        events = events.drop_columns([_PART])
+        for number, pipe in enumerate(self._pipes):
+            pipe.send(events.filter(pc.equal(parts, number)))
+
+    def receive(self) -> list[tuple[Table, pa.Table]]:
+        """Every worker's rows of the chunk last sent, by table."""
+        changed: list[tuple[Table, pa.Table]] = []
+        for pipe in self._pipes:
+            answer: Changed | BaseException = pipe.recv()
+            if isinstance(answer, BaseException):
+                raise answer
+            changed += [(_TABLE_BY_NAME[name], rows) for name, rows in answer.items()]
+        return changed
+
+    def close(self) -> None:
+        for pipe in self._pipes:
+            with contextlib.suppress(OSError):  # the worker is gone already
+                pipe.send(None)
+            pipe.close()
+        for process in self._processes:
+            process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
+                process.join()
+
+
+def parallel_fold(
+    workers: Workers,
+    chunks: list[tuple[int, int]],
+    read: Callable[[int, int], pa.Table],
+    write: Callable[[list[tuple[Table, pa.Table]], int, int], None],
+) -> None:
+    """Fold `chunks` ((after, upto) seq ranges, in order): `read` gives a chunk's
+    events with `worker_column`, `write(changed, after, upto)` stores its rows."""
+    if not chunks:
+        return
+    workers.send(read(*chunks[0]))
+    for number, (after, upto) in enumerate(chunks):
+        following = read(*chunks[number + 1]) if number + 1 < len(chunks) else None
+        changed = workers.receive()
+        if following is not None:
+            workers.send(following)
+        write(changed, after, upto)
