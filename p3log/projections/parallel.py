@@ -18,11 +18,12 @@ workers'.
 
 from __future__ import annotations
 
-import contextlib
-import multiprocessing
 import multiprocessing.connection
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
-from typing import Any
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -36,6 +37,7 @@ _PART = "_p3log_worker"
 # A chunk's rows, as the worker sends them: table name -> Arrow table.
 Changed = dict[str, pa.Table]
 _TABLE_BY_NAME = {table.name: table for table in TABLES}
+WORKER_MODULE = "p3log.projections.fold_worker"
 
 
 def worker_column(workers: int) -> str:
@@ -54,71 +56,73 @@ def changed_tables(projector: Projector) -> Changed:
     return {table.name: table.arrow_table(rows) for table, rows in projector.take_changes().items()}
 
 
-def _work(dialect: Dialect, pipe: multiprocessing.connection.Connection) -> None:
-    projector = Projector(dialect)
-    while True:
-        events: pa.Table | None = pipe.recv()
-        if events is None:
-            return
-        try:
-            for event in observed_events(events):
-                projector.feed(event)
-            pipe.send(changed_tables(projector))
-        except BaseException as error:
-            pipe.send(error)
-            raise
-
-
 class Workers:
-    """Worker processes folding a store's sessions, split by `worker_column`."""
+    """Worker processes folding a store's sessions, split by `worker_column`.
+
+    Each is a fresh interpreter (`python -m`, not a fork: the parent runs DuckDB's
+    threads, and a `multiprocessing` spawn would import the caller's main script
+    again), importing this same p3log."""
 
     def __init__(self, dialect: Dialect, count: int) -> None:
-        context = multiprocessing.get_context("spawn")  # no copy of DuckDB's threads
-        self._pipes: list[multiprocessing.connection.Connection] = []
-        self._processes: list[Any] = []
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, (str(Path(__file__).parents[2]), env.get("PYTHONPATH")))
+        )
+        self._processes: list[subprocess.Popen[bytes]] = []
+        self._sends: list[multiprocessing.connection.Connection] = []
+        self._answers: list[multiprocessing.connection.Connection] = []
         try:
             for _ in range(count):
-                parent, child = context.Pipe()
-                process = context.Process(target=_work, args=(dialect, child), daemon=True)
-                process.start()
-                child.close()
-                self._pipes.append(parent)
+                process = subprocess.Popen(
+                    [sys.executable, "-m", WORKER_MODULE],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    env=env,
+                )
                 self._processes.append(process)
+                assert process.stdin is not None and process.stdout is not None
+                send = multiprocessing.connection.Connection(
+                    os.dup(process.stdin.fileno()), readable=False
+                )
+                process.stdin.close()
+                answers = multiprocessing.connection.Connection(
+                    os.dup(process.stdout.fileno()), writable=False
+                )
+                process.stdout.close()
+                self._sends.append(send)
+                self._answers.append(answers)
+                send.send(dialect)
         except BaseException:
             self.close()
             raise
-
-    @property
-    def count(self) -> int:
-        return len(self._pipes)
 
     def send(self, events: pa.Table) -> None:
         """Hand each worker its sessions' events (`events` has `worker_column`)."""
         parts = events.column(_PART)
         events = events.drop_columns([_PART])
-        for number, pipe in enumerate(self._pipes):
-            pipe.send(events.filter(pc.equal(parts, number)))
+        for number, send in enumerate(self._sends):
+            send.send(events.filter(pc.equal(parts, number)))
 
     def receive(self) -> list[tuple[Table, pa.Table]]:
         """Every worker's rows of the chunk last sent, by table."""
         changed: list[tuple[Table, pa.Table]] = []
-        for pipe in self._pipes:
-            answer: Changed | BaseException = pipe.recv()
+        for answers in self._answers:
+            answer: Changed | BaseException = answers.recv()
             if isinstance(answer, BaseException):
                 raise answer
             changed += [(_TABLE_BY_NAME[name], rows) for name, rows in answer.items()]
         return changed
 
     def close(self) -> None:
-        for pipe in self._pipes:
-            with contextlib.suppress(OSError):  # the worker is gone already
-                pipe.send(None)
-            pipe.close()
+        """Let the workers go: they end at the end of their input."""
+        for connection in (*self._sends, *self._answers):
+            connection.close()
         for process in self._processes:
-            process.join(timeout=5)
-            if process.is_alive():
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
                 process.kill()
-                process.join()
+                process.wait()
 
 
 def parallel_fold(
