@@ -503,6 +503,99 @@ PHASES = {
 }
 
 
+# --- rebuild, old and new side by side (issue 13) -------------------------------------
+
+# Run in a fresh interpreter with the checkout under test first on its path; prints
+# the figures as JSON. `workers` is passed only when set, so any p3log's
+# `rebuild_projections` can be measured.
+_REBUILD_CHILD = """
+import json, os, resource, sys, time
+from pathlib import Path
+import p3log
+from p3log.projections.opening import rebuild_projections
+root, workers = Path(sys.argv[1]), int(sys.argv[2])
+started, load = time.perf_counter(), os.getloadavg()
+events = rebuild_projections(root, **({"workers": workers} if workers else {}))
+seconds = time.perf_counter() - started
+own = resource.getrusage(resource.RUSAGE_SELF)
+children = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({
+    "p3log": str(Path(p3log.__file__).parent),
+    "events": events,
+    "seconds": seconds,
+    "events_per_s": events / seconds,
+    "cpu_s": own.ru_utime + own.ru_stime,
+    "workers_cpu_s": children.ru_utime + children.ru_stime,
+    "rss_mb": own.ru_maxrss / 1024,
+    "load": load,
+    "load_after": os.getloadavg(),
+}))
+"""
+
+
+def copy_store(store: Path, into: Path) -> Path:
+    """A copy of `store` a rebuild may change: its index copied, the journal's segments
+    (which a rebuild only reads) hard-linked, so a copy of a large store is quick."""
+    shutil.rmtree(into, ignore_errors=True)
+    for path in sorted(store.rglob("*")):
+        target = into / path.relative_to(store)
+        if path.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+        elif path.parent.name == "journal":
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.link(path, target)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
+    return into
+
+
+def measure(python_path: Path, store: Path, workers: int | None = None) -> dict[str, Any]:
+    """`rebuild_projections(store)` of the p3log checkout at `python_path`, in its own
+    process: events, seconds, events/s, CPU seconds (the process's own and its
+    workers'), peak RSS, and the load average before and after. The store is changed
+    (rebuilt): pass a `copy_store`."""
+    env = dict(os.environ, PYTHONPATH=str(python_path))
+    command = [sys.executable, "-c", _REBUILD_CHILD, str(store), str(workers or 0)]
+    out = subprocess.run(
+        command, check=True, stdout=subprocess.PIPE, text=True, env=env, cwd=python_path
+    )
+    result: dict[str, Any] = json.loads(out.stdout)
+    if Path(result["p3log"]) != python_path / "p3log":
+        raise SystemExit(f"{python_path}: the child imported {result['p3log']}")
+    return result
+
+
+def compare_rebuilds(old: Path, new: Path, stores: Sequence[Path]) -> None:
+    """The rebuild of each store by the old and the new checkout, one after the other
+    over copies of the same store (made next to it), with the new one also in a
+    single process."""
+    runs = (("old", old, None), ("new, 1 process", new, 1), ("new", new, None))
+    print(
+        f"{'store':<40}{'code':<16}{'events':>11}{'seconds':>9}{'events/s':>10}"
+        f"{'CPU s':>8}{'workers':>9}{'RSS MB':>8}{'load':>6}"
+    )
+    for store in stores:
+        for label, checkout, workers in runs:
+            copy = copy_store(store, store.parent / "rebuild-copy")
+            try:
+                figures = measure(checkout, copy, workers)
+            finally:
+                shutil.rmtree(copy, ignore_errors=True)
+            print(
+                f"{str(store)[-39:]:<40}{label:<16}{figures['events']:>11,}"
+                f"{figures['seconds']:>9.1f}{figures['events_per_s']:>10,.0f}"
+                f"{figures['cpu_s']:>8.1f}{figures['workers_cpu_s']:>9.1f}"
+                f"{figures['rss_mb']:>8.0f}{figures['load'][0]:>6.1f}",
+                flush=True,
+            )
+    print(
+        f"CPU s: the rebuilding process's; workers: its fold processes'. load: the "
+        f"1-minute load average as the run started ({os.cpu_count()} CPUs; now "
+        f"{os.getloadavg()[0]:.1f})"
+    )
+
+
 # --- the run ----------------------------------------------------------------------------
 
 
@@ -620,7 +713,28 @@ def main() -> None:
     parser.add_argument("--fold-events", type=int, default=2_000_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--phase", choices=PHASES, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--rebuild-vs",
+        type=Path,
+        metavar="OLD_CHECKOUT",
+        help="only compare the rebuild of OLD_CHECKOUT's p3log with this one's, over "
+        "copies of each --rebuild-store",
+    )
+    parser.add_argument(
+        "--rebuild-store",
+        type=Path,
+        action="append",
+        default=[],
+        help="a store (a work directory's `store`, kept with --keep); repeatable",
+    )
     args = parser.parse_args()
+
+    if args.rebuild_vs:
+        if not args.rebuild_store:
+            parser.error("--rebuild-vs needs --rebuild-store")
+        new = Path(__file__).resolve().parent.parent
+        compare_rebuilds(args.rebuild_vs.resolve(), new, args.rebuild_store)
+        return
 
     if args.phase:  # child process: one phase, figures as JSON on stdout
         print(json.dumps(PHASES[args.phase](args.store, args)))
