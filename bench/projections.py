@@ -514,9 +514,19 @@ from pathlib import Path
 import p3log
 from p3log.projections.opening import rebuild_projections
 root, workers = Path(sys.argv[1]), int(sys.argv[2])
+marks = []  # (events folded, seconds) after each chunk
+
+def progress(folded, total):
+    marks.append((folded, time.perf_counter() - started))
+
 started, load = time.perf_counter(), os.getloadavg()
-events = rebuild_projections(root, **({"workers": workers} if workers else {}))
+events = rebuild_projections(root, progress=progress, **({"workers": workers} if workers else {}))
 seconds = time.perf_counter() - started
+tenth = max(1, len(marks) // 10)
+
+def rate(first, last):
+    (done_before, before), (done, at) = first, last
+    return (done - done_before) / (at - before) if at > before else None
 own = resource.getrusage(resource.RUSAGE_SELF)
 children = resource.getrusage(resource.RUSAGE_CHILDREN)
 print(json.dumps({
@@ -524,6 +534,8 @@ print(json.dumps({
     "events": events,
     "seconds": seconds,
     "events_per_s": events / seconds,
+    "first_tenth_per_s": rate((0, 0.0), marks[tenth - 1]) if marks else None,
+    "last_tenth_per_s": rate(marks[-tenth - 1], marks[-1]) if len(marks) > tenth else None,
     "cpu_s": own.ru_utime + own.ru_stime,
     "workers_cpu_s": children.ru_utime + children.ru_stime,
     "rss_mb": own.ru_maxrss / 1024,
@@ -560,7 +572,8 @@ def measure(python_path: Path, store: Path, workers: int | None = None) -> dict[
     out = subprocess.run(
         command, check=True, stdout=subprocess.PIPE, text=True, env=env, cwd=python_path
     )
-    result: dict[str, Any] = json.loads(out.stdout)
+    # The figures are the last line: anything a library printed before them is not.
+    result: dict[str, Any] = json.loads(out.stdout.splitlines()[-1])
     if Path(result["p3log"]) != python_path / "p3log":
         raise SystemExit(f"{python_path}: the child imported {result['p3log']}")
     return result
@@ -573,7 +586,7 @@ def compare_rebuilds(old: Path, new: Path, stores: Sequence[Path]) -> None:
     runs = (("old", old, None), ("new, 1 process", new, 1), ("new", new, None))
     print(
         f"{'store':<40}{'code':<16}{'events':>11}{'seconds':>9}{'events/s':>10}"
-        f"{'CPU s':>8}{'workers':>9}{'RSS MB':>8}{'load':>6}"
+        f"{'CPU s':>8}{'workers':>9}{'RSS MB':>8}{'load':>6}{'1st 10%/s':>10}{'last 10%/s':>11}"
     )
     for store in stores:
         for label, checkout, workers in runs:
@@ -586,14 +599,20 @@ def compare_rebuilds(old: Path, new: Path, stores: Sequence[Path]) -> None:
                 f"{str(store)[-39:]:<40}{label:<16}{figures['events']:>11,}"
                 f"{figures['seconds']:>9.1f}{figures['events_per_s']:>10,.0f}"
                 f"{figures['cpu_s']:>8.1f}{figures['workers_cpu_s']:>9.1f}"
-                f"{figures['rss_mb']:>8.0f}{figures['load'][0]:>6.1f}",
+                f"{figures['rss_mb']:>8.0f}{figures['load'][0]:>6.1f}"
+                f"{_rate(figures['first_tenth_per_s']):>10}{_rate(figures['last_tenth_per_s']):>11}",
                 flush=True,
             )
     print(
         f"CPU s: the rebuilding process's; workers: its fold processes'. load: the "
         f"1-minute load average as the run started ({os.cpu_count()} CPUs; now "
-        f"{os.getloadavg()[0]:.1f})"
+        f"{os.getloadavg()[0]:.1f}). 1st/last 10%: events/s over the first and the last "
+        "tenth of the chunks (a rebuild that slows as its tables grow shows it there)"
     )
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
 
 
 # --- the run ----------------------------------------------------------------------------
