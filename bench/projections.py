@@ -579,11 +579,15 @@ def measure(python_path: Path, store: Path, workers: int | None = None) -> dict[
     return result
 
 
-def compare_rebuilds(old: Path, new: Path, stores: Sequence[Path]) -> None:
+def compare_rebuilds(
+    old: Path, new: Path, stores: Sequence[Path], *, single_process: bool = True
+) -> None:
     """The rebuild of each store by the old and the new checkout, one after the other
     over copies of the same store (made next to it), with the new one also in a
-    single process."""
-    runs = (("old", old, None), ("new, 1 process", new, 1), ("new", new, None))
+    single process unless not `single_process`."""
+    runs = [("old", old, None), ("new, 1 process", new, 1), ("new", new, None)]
+    if not single_process:
+        del runs[1]
     print(
         f"{'store':<40}{'code':<16}{'events':>11}{'seconds':>9}{'events/s':>10}"
         f"{'CPU s':>8}{'workers':>9}{'RSS MB':>8}{'load':>6}{'1st 10%/s':>10}{'last 10%/s':>11}"

@@ -11,8 +11,10 @@ path a keyed write looks up), in one process and spread over worker processes.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,45 +65,45 @@ def _rebuilt(con: duckdb.DuckDBPyConnection, workers: int, chunk_events: int) ->
     return _tables(con)
 
 
-@settings(
-    max_examples=12,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+_SETTINGS = {
+    "deadline": None,
+    "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large],
+}
+
+
+@contextlib.contextmanager
+def _recorded(store: tuple[list[list[Step]], Any]) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The store recorded with the projections following, opened for writing."""
+    root = Path(tempfile.mkdtemp(prefix="p3log-rebuild-"))
+    try:
+        _write_store(root, store)
+        with EventLog.open(root, create=False) as log:
+            yield log.index
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@settings(max_examples=12, **_SETTINGS)  # type: ignore[arg-type]
 @given(stores)
 def test_rebuild_in_small_chunks_equals_one_fold_of_all_events(
     store: tuple[list[list[Step]], Any],
 ) -> None:
-    root = Path(tempfile.mkdtemp(prefix="p3log-rebuild-"))
-    try:
-        _write_store(root, store)
-        with EventLog.open(root, create=False) as log:
-            reference = _one_fold(log.index)
-            assert _tables(log.index) == reference  # the incremental follow's tables
-            for chunk_events in (1, 6):
-                assert _rebuilt(log.index, 1, chunk_events) == reference
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    with _recorded(store) as con:
+        reference = _one_fold(con)
+        assert _tables(con) == reference  # the incremental follow's tables
+        for chunk_events in (1, 6):
+            assert _rebuilt(con, 1, chunk_events) == reference
 
 
-@settings(
-    max_examples=5,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+@settings(max_examples=5, **_SETTINGS)  # type: ignore[arg-type]
 @given(stores)
 def test_rebuild_over_worker_processes_equals_one_fold_of_all_events(
     store: tuple[list[list[Step]], Any],
 ) -> None:
-    root = Path(tempfile.mkdtemp(prefix="p3log-rebuild-"))
-    try:
-        _write_store(root, store)
-        with EventLog.open(root, create=False) as log:
-            reference = _one_fold(log.index)
-            assert _rebuilt(log.index, 2, 3) == reference
-            assert _rebuilt(log.index, 3, 5) == reference
-            # and a writer resumes from tables a parallel rebuild left
-            assert ProjectionStore().follow(log.index) == 0
-            assert _tables(log.index) == reference
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    with _recorded(store) as con:
+        reference = _one_fold(con)
+        assert _rebuilt(con, 2, 3) == reference
+        assert _rebuilt(con, 3, 5) == reference
+        # and a writer resumes from the tables a parallel rebuild left
+        assert ProjectionStore().follow(con) == 0
+        assert _tables(con) == reference
