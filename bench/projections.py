@@ -31,6 +31,14 @@ load average as it started (figures from a busy machine are not comparable), the
 the ratio, the targets of issue 5, the rows, and the store's size on disk.
 
     python bench/projections.py [--transactions N] [--store DIR [--keep]]
+    python bench/projections.py --rebuild-vs OLD_CHECKOUT --rebuild-store DIR/store ...
+
+The second form (issue 13) only compares rebuilds: for each store (kept from the
+first form), `rebuild_projections` of OLD_CHECKOUT's p3log (e.g. a `git worktree` of
+the commit before) and of this one, in one process and over worker processes, each
+in its own interpreter over a fresh copy of the store, one after the other: events/s,
+CPU seconds of the process and of its workers, the rate over the first and the last
+tenth, and the load average (`measure`, `copy_store`: for a common harness).
 
 `--store DIR` generates into DIR (default: a temporary directory) and removes the store
 afterwards unless `--keep`; with `--keep`, a store generated there before is reused,
