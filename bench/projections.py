@@ -31,6 +31,14 @@ load average as it started (figures from a busy machine are not comparable), the
 the ratio, the targets of issue 5, the rows, and the store's size on disk.
 
     python bench/projections.py [--transactions N] [--store DIR [--keep]]
+    python bench/projections.py --rebuild-vs OLD_CHECKOUT --rebuild-store DIR/store ...
+
+The second form (issue 13) only compares rebuilds: for each store (kept from the
+first form), `rebuild_projections` of OLD_CHECKOUT's p3log (e.g. a `git worktree` of
+the commit before) and of this one, in one process and over worker processes, each
+in its own interpreter over a fresh copy of the store, one after the other: events/s,
+CPU seconds of the process and of its workers, the rate over the first and the last
+tenth, and the load average (`measure`, `copy_store`: for a common harness).
 
 `--store DIR` generates into DIR (default: a temporary directory) and removes the store
 afterwards unless `--keep`; with `--keep`, a store generated there before is reused,
@@ -504,6 +512,122 @@ PHASES = {
 }
 
 
+# --- rebuild, old and new side by side (issue 13) -------------------------------------
+
+# Run in a fresh interpreter with the checkout under test first on its path; prints
+# the figures as JSON. `workers` is passed only when set, so any p3log's
+# `rebuild_projections` can be measured.
+_REBUILD_CHILD = """
+import json, os, resource, sys, time
+from pathlib import Path
+import p3log
+from p3log.projections.opening import rebuild_projections
+root, workers = Path(sys.argv[1]), int(sys.argv[2])
+marks = []  # (events folded, seconds) after each chunk
+
+def progress(folded, total):
+    marks.append((folded, time.perf_counter() - started))
+
+started, load = time.perf_counter(), os.getloadavg()
+events = rebuild_projections(root, progress=progress, **({"workers": workers} if workers else {}))
+seconds = time.perf_counter() - started
+tenth = max(1, len(marks) // 10)
+
+def rate(first, last):
+    (done_before, before), (done, at) = first, last
+    return (done - done_before) / (at - before) if at > before else None
+own = resource.getrusage(resource.RUSAGE_SELF)
+children = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({
+    "p3log": str(Path(p3log.__file__).parent),
+    "events": events,
+    "seconds": seconds,
+    "events_per_s": events / seconds,
+    "first_tenth_per_s": rate((0, 0.0), marks[tenth - 1]) if marks else None,
+    "last_tenth_per_s": rate(marks[-tenth - 1], marks[-1]) if len(marks) > tenth else None,
+    "cpu_s": own.ru_utime + own.ru_stime,
+    "workers_cpu_s": children.ru_utime + children.ru_stime,
+    "rss_mb": own.ru_maxrss / 1024,
+    "load": load,
+    "load_after": os.getloadavg(),
+}))
+"""
+
+
+def copy_store(store: Path, into: Path) -> Path:
+    """A copy of `store` a rebuild may change: its index copied, the journal's segments
+    (which a rebuild only reads) hard-linked, so a copy of a large store is quick."""
+    shutil.rmtree(into, ignore_errors=True)
+    for path in sorted(store.rglob("*")):
+        target = into / path.relative_to(store)
+        if path.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+        elif path.parent.name == "journal":
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.link(path, target)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
+    return into
+
+
+def measure(python_path: Path, store: Path, workers: int | None = None) -> dict[str, Any]:
+    """`rebuild_projections(store)` of the p3log checkout at `python_path`, in its own
+    process: events, seconds, events/s, CPU seconds (the process's own and its
+    workers'), peak RSS, and the load average before and after. The store is changed
+    (rebuilt): pass a `copy_store`."""
+    env = dict(os.environ, PYTHONPATH=str(python_path))
+    command = [sys.executable, "-c", _REBUILD_CHILD, str(store), str(workers or 0)]
+    out = subprocess.run(
+        command, check=True, stdout=subprocess.PIPE, text=True, env=env, cwd=python_path
+    )
+    # The figures are the last line: anything a library printed before them is not.
+    result: dict[str, Any] = json.loads(out.stdout.splitlines()[-1])
+    if Path(result["p3log"]) != python_path / "p3log":
+        raise SystemExit(f"{python_path}: the child imported {result['p3log']}")
+    return result
+
+
+def compare_rebuilds(
+    old: Path, new: Path, stores: Sequence[Path], *, single_process: bool = True
+) -> None:
+    """The rebuild of each store by the old and the new checkout, one after the other
+    over copies of the same store (made next to it), with the new one also in a
+    single process unless not `single_process`."""
+    runs = [("old", old, None), ("new, 1 process", new, 1), ("new", new, None)]
+    if not single_process:
+        del runs[1]
+    print(
+        f"{'store':<40}{'code':<16}{'events':>11}{'seconds':>9}{'events/s':>10}"
+        f"{'CPU s':>8}{'workers':>9}{'RSS MB':>8}{'load':>6}{'1st 10%/s':>10}{'last 10%/s':>11}"
+    )
+    for store in stores:
+        for label, checkout, workers in runs:
+            copy = copy_store(store, store.parent / "rebuild-copy")
+            try:
+                figures = measure(checkout, copy, workers)
+            finally:
+                shutil.rmtree(copy, ignore_errors=True)
+            print(
+                f"{str(store)[-39:]:<40}{label:<16}{figures['events']:>11,}"
+                f"{figures['seconds']:>9.1f}{figures['events_per_s']:>10,.0f}"
+                f"{figures['cpu_s']:>8.1f}{figures['workers_cpu_s']:>9.1f}"
+                f"{figures['rss_mb']:>8.0f}{figures['load'][0]:>6.1f}"
+                f"{_rate(figures['first_tenth_per_s']):>10}{_rate(figures['last_tenth_per_s']):>11}",
+                flush=True,
+            )
+    print(
+        f"CPU s: the rebuilding process's; workers: its fold processes'. load: the "
+        f"1-minute load average as the run started ({os.cpu_count()} CPUs; now "
+        f"{os.getloadavg()[0]:.1f}). 1st/last 10%: events/s over the first and the last "
+        "tenth of the chunks (a rebuild that slows as its tables grow shows it there)"
+    )
+
+
+def _rate(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
 # --- the run ----------------------------------------------------------------------------
 
 
@@ -621,7 +745,28 @@ def main() -> None:
     parser.add_argument("--fold-events", type=int, default=2_000_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--phase", choices=PHASES, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--rebuild-vs",
+        type=Path,
+        metavar="OLD_CHECKOUT",
+        help="only compare the rebuild of OLD_CHECKOUT's p3log with this one's, over "
+        "copies of each --rebuild-store",
+    )
+    parser.add_argument(
+        "--rebuild-store",
+        type=Path,
+        action="append",
+        default=[],
+        help="a store (a work directory's `store`, kept with --keep); repeatable",
+    )
     args = parser.parse_args()
+
+    if args.rebuild_vs:
+        if not args.rebuild_store:
+            parser.error("--rebuild-vs needs --rebuild-store")
+        new = Path(__file__).resolve().parent.parent
+        compare_rebuilds(args.rebuild_vs.resolve(), new, args.rebuild_store)
+        return
 
     if args.phase:  # child process: one phase, figures as JSON on stdout
         print(json.dumps(PHASES[args.phase](args.store, args)))

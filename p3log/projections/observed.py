@@ -17,14 +17,14 @@ __all__ = ["Observed", "amount", "observed_query"]
 _AMOUNT_PLACES = Decimal("0.0001")
 
 
-def observed_query(dialect: Dialect, source: str) -> str:
-    """SQL giving `Observed`'s columns in order, for the events of `source` (a FROM
-    clause over `events`, with any WHERE), in seq order."""
+def observed_query(dialect: Dialect, source: str, *extra: str) -> str:
+    """SQL giving `Observed`'s columns in order (then any `extra` columns), for the
+    events of `source` (a FROM clause over `events`, with any WHERE), in seq order."""
     base = ", ".join(
         "epoch_us(recorded_at) AS at_us" if name == "at_us" else name for name in BASE_COLUMNS
     )
     return (
-        f"SELECT {base}, {fact_columns('_facts')} "
+        f"SELECT {', '.join((base, fact_columns('_facts'), *extra))} "
         f"FROM (SELECT *, {facts_case(dialect)} AS _facts FROM {source}) ORDER BY seq"
     )
 

@@ -71,15 +71,20 @@ def open_projected(root: str | Path) -> duckdb.DuckDBPyConnection:
 
 
 def rebuild_projections(
-    root: Path, *, dialect: Dialect | None = None, progress: Progress | None = None
+    root: Path,
+    *,
+    dialect: Dialect | None = None,
+    progress: Progress | None = None,
+    workers: int | None = None,
 ) -> int:
     """Fold every event of the store at `root` again into empty projection tables;
-    returns how many events were folded. Takes both locks, like a recorder that indexes."""
+    returns how many events were folded. Takes both locks, like a recorder that indexes.
+    `workers`: fold processes (`ProjectionStore.rebuild`; None: one per core)."""
     with EventLog.open(root, create=False, records=False) as log:
         # A rebuild is the only work on the store: let DuckDB read the facts on
         # every core (a recorder's index runs on one, to leave the others to it).
         log.index.execute(f"SET threads = {os.cpu_count() or 1}")
-        return ProjectionStore(dialect).rebuild(log.index, progress)
+        return ProjectionStore(dialect).rebuild(log.index, progress, workers)
 
 
 def verify_store(root: Path, against: verify.Checkpoint | None = None) -> verify.VerifyReport:

@@ -18,15 +18,17 @@ version or dialect is rebuilt from scratch.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import duckdb
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from p3log.projections.fold import Projector
 from p3log.projections.observed import Observed, observed_query
+from p3log.projections.parallel import Workers, observed_events, parallel_fold, worker_column
 from p3log.projections.rows import TABLES, Table
 from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect, dialect_from_dict, dialect_to_dict
 from p3log.store.index import indexed_head, query_one, query_scalar
@@ -38,6 +40,9 @@ logger = logging.getLogger("p3log")
 PROJECTION_VERSION = 2  # 2: issue 12, requests and responses by the dialect's kinds
 # Events folded per transaction: bounds the rows one insert holds in memory.
 CHUNK_EVENTS = 50_000
+# A rebuild of fewer events folds in-process: starting a worker costs about what
+# folding this many events does.
+PARALLEL_EVENTS = 200_000
 
 _META_DDL = """
 CREATE TABLE IF NOT EXISTS projection_meta (
@@ -58,8 +63,9 @@ class ProjectionStore:
     default for a new store); a different explicit dialect rebuilds the projections.
     """
 
-    def __init__(self, dialect: Dialect | None = None) -> None:
+    def __init__(self, dialect: Dialect | None = None, chunk_events: int = CHUNK_EVENTS) -> None:
         self._requested = dialect
+        self._chunk = chunk_events
         self._projector: Projector | None = None
         self._through = -1
 
@@ -72,7 +78,7 @@ class ProjectionStore:
         total = head - self._through
         folded = 0
         while self._through < head:
-            upto = min(self._through + CHUNK_EVENTS, head)
+            upto = min(self._through + self._chunk, head)
             folded += self._fold(
                 con, _events_between(con, self._through, upto, self._projector.dialect), upto
             )
@@ -80,14 +86,45 @@ class ProjectionStore:
                 progress(folded, total)
         return folded
 
-    def rebuild(self, con: duckdb.DuckDBPyConnection, progress: Progress | None = None) -> int:
-        """Fold every event again, from empty tables; returns how many."""
+    def rebuild(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        progress: Progress | None = None,
+        workers: int | None = None,
+    ) -> int:
+        """Fold every event again, from empty tables; returns how many. The fold runs
+        in `workers` processes (None: one per core, for a store of at least
+        `PARALLEL_EVENTS`); 1 folds in this one, as `follow` does."""
         state = projected_state(con)
         dialect = self._requested or (state[0] if state else None) or DEFAULT_DIALECT
         _drop(con)
         create_tables(con, dialect)
         self._projector = None
-        return self.follow(con, progress)
+        head = indexed_head(con)
+        if workers is None:
+            workers = (os.cpu_count() or 1) if head >= PARALLEL_EVENTS else 1
+        if workers < 2:
+            return self.follow(con, progress)
+        chunks = [(after, min(after + self._chunk, head)) for after in range(0, head, self._chunk)]
+
+        def read(after: int, upto: int) -> pa.Table:
+            source = f"events WHERE seq > {int(after)} AND seq <= {int(upto)}"
+            return con.sql(observed_query(dialect, source, worker_column(workers))).to_arrow_table()
+
+        def write(changed: list[tuple[Table, pa.Table]], after: int, upto: int) -> None:
+            _write_chunk(con, changed, after, upto)
+            if progress is not None:
+                progress(upto, head)
+
+        pool = Workers(dialect, workers)
+        try:
+            parallel_fold(pool, chunks, read, write)
+        finally:
+            pool.close()
+        # The fold's state stayed in the workers: a later `follow` resumes from the
+        # tables, as a new process would.
+        self._through = -1
+        return head
 
     def _resume(
         self, con: duckdb.DuckDBPyConnection, state: tuple[Dialect, int] | None
@@ -105,24 +142,36 @@ class ProjectionStore:
         return self._projector
 
     def _fold(self, con: duckdb.DuckDBPyConnection, events: Iterator[Observed], upto: int) -> int:
+        """Fold `events` (those after `self._through`, or a reopened session's) and
+        write what they changed, as the tables' state at `upto`."""
         projector = self._projector
         assert projector is not None
         count = 0
         for event in events:
             projector.feed(event)
             count += 1
-        changes = projector.take_changes()
-        con.execute("BEGIN TRANSACTION")
-        try:
-            for table, rows in changes.items():
-                _write(con, table, rows)
-            con.execute("UPDATE projection_meta SET projected_through = ?", [upto])
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+        changed = [
+            (table, table.arrow_table(rows)) for table, rows in projector.take_changes().items()
+        ]
+        _write_chunk(con, changed, self._through, upto)
         self._through = upto
         return count
+
+
+def _write_chunk(
+    con: duckdb.DuckDBPyConnection, changed: list[tuple[Table, pa.Table]], after: int, upto: int
+) -> None:
+    """Write the rows a chunk of events changed, and `projected_through = upto`, in one
+    transaction: the tables are always the fold of events 1..projected_through."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for table, rows in changed:
+            _write(con, table, rows, after)
+        con.execute("UPDATE projection_meta SET projected_through = ?", [upto])
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
 
 
 def projected_state(con: duckdb.DuckDBPyConnection) -> tuple[Dialect, int] | None:
@@ -194,21 +243,34 @@ def _events_between(
 
 
 def _observe(con: duckdb.DuckDBPyConnection, sql: str) -> Iterator[Observed]:
-    table: pa.Table = con.sql(sql).to_arrow_table()
-    columns = (column.to_pylist() for column in table.columns)
-    return map(Observed._make, zip(*columns, strict=True))
+    return observed_events(con.sql(sql).to_arrow_table())
 
 
-def _write(con: duckdb.DuckDBPyConnection, table: Table, rows: list[Any]) -> None:
-    """Insert rows; a keyed table's rows replace the earlier versions of themselves."""
-    changed = table.arrow_table(rows)
-    con.register("changed_rows", changed)
+def _write(con: duckdb.DuckDBPyConnection, table: Table, rows: pa.Table, after: int) -> None:
+    """Append the rows of events after `after`; a keyed row of an earlier event replaces
+    its earlier version.
+
+    A keyed table's key is its row's origin event, so only rows keyed at or before
+    `after` can be in the table already: the others are appended without a lookup. The
+    lookup of the rest is bounded by their smallest key, so DuckDB skips the row groups
+    before it by their min/max (rows arrive roughly in key order): what a write costs
+    depends on the rows it writes, not on the rows the table holds.
+    """
+    if table.key is not None:
+        keys = rows.column(table.key)
+        replaced = keys.filter(pc.less_equal(keys, after))
+        if len(replaced):
+            con.register("replaced_keys", pa.table({"key": replaced}))
+            try:
+                con.execute(
+                    f"DELETE FROM {table.name} WHERE {table.key} BETWEEN ? AND ? "
+                    f"AND {table.key} IN (SELECT key FROM replaced_keys)",
+                    [pc.min(replaced).as_py(), after],
+                )
+            finally:
+                con.unregister("replaced_keys")
+    con.register("changed_rows", rows)
     try:
-        if table.key is not None:
-            con.execute(
-                f"DELETE FROM {table.name} "
-                f"WHERE {table.key} IN (SELECT {table.key} FROM changed_rows)"
-            )
         con.execute(f"INSERT INTO {table.name} SELECT * FROM changed_rows")
     finally:
         con.unregister("changed_rows")
