@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import shutil
 import subprocess
@@ -22,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from baseline import Side
-from inputs import write_import_file
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ class Timed:
     seconds: float
     cpu: float  # user + system seconds of the command's process tree
     load: float  # 1-minute load average as it started
+    error: str = ""  # why the command failed (then seconds is NaN)
 
     @property
     def rate(self) -> float:
@@ -44,16 +45,27 @@ def _children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def last_error(stderr: str) -> str:
+    """The line of a traceback that names the error (or the last line)."""
+    lines = stderr.strip().splitlines() or ["(nothing on stderr)"]
+    named = [line for line in lines if re.search(r"(Error|Exception)\b", line)]
+    return (named or lines)[-1].strip()[:200]
+
+
 def timed(side: Side, what: str, events: int, *args: str) -> Timed:
-    """Run `p3log ARGS` of `side` to its end; it must succeed."""
+    """Run `p3log ARGS` of `side` to its end. A failure is reported, not raised: the
+    other figures of the run are still worth having."""
     load = os.getloadavg()[0]
     cpu = _children_cpu()
     started = time.perf_counter()
     done = side.run(side.p3log(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     seconds = time.perf_counter() - started
+    error = ""
     if done.returncode != 0:
-        raise SystemExit(f"{side.name}: p3log {' '.join(args)} failed: {done.stderr.strip()}")
-    return Timed(side.name, what, events, seconds, _children_cpu() - cpu, load)
+        error = f"exit {done.returncode}: {last_error(done.stderr)}"
+        log(f"{side.name}: p3log {' '.join(args)} failed: {error}")
+        seconds = float("nan")
+    return Timed(side.name, what, events, seconds, _children_cpu() - cpu, load, error)
 
 
 def log(text: str) -> None:
@@ -76,17 +88,37 @@ def rebuild(side: Side, store: Path, events: int) -> Timed:
     return timed(side, "rebuild", events, "rebuild", "--store", str(store))
 
 
-def imported_stores(
-    both: tuple[Side, Side], work: Path, events: int
-) -> dict[str, tuple[Path, int]]:
-    """A store of `events` imported events per side (for the tap's `p3log sql` figure)."""
-    source = write_import_file(work / "events.jsonl", events)
-    stores = {}
+def recorded_store(generator: Side, work: Path, events: int) -> Path:
+    """A store of `events` ~1 KB events recorded through the tap's write path (journal
+    segments rotated as a tap rotates them, the index level), by `generator`'s
+    bench/store.py (made once in `work`, then reused)."""
+    store, marker = work / "store", work / "recorded.json"
+    if marker.exists() and json.loads(marker.read_text(encoding="utf-8"))["events"] == events:
+        return store
+    shutil.rmtree(work, ignore_errors=True)
+    store.mkdir(parents=True)
+    log(f"recording {events:,} events ({generator.name}'s bench/store.py --phase write)")
+    generator.run(
+        generator.script(
+            "store.py", "--phase", "write", "--events", str(events), "--dir", str(store)
+        ),
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    marker.write_text(json.dumps({"events": events}), encoding="utf-8")
+    return store
+
+
+def copies(template: Path, work: Path, both: tuple[Side, Side]) -> dict[str, Path]:
+    """A copy of the store `template` per side, so that each side starts from the same
+    store (sealed segments and snapshots are written by whoever records into it)."""
+    made = {}
     for side in both:
-        store = work / f"imported-{side.name}"
-        import_events(side, source, store, events)
-        stores[side.name] = (store, events)
-    return stores
+        copy = work / f"{template.parent.name}-{side.name}"
+        shutil.rmtree(copy, ignore_errors=True)
+        subprocess.run(["cp", "-a", "--reflink=auto", str(template), str(copy)], check=True)
+        made[side.name] = copy
+    return made
 
 
 def generated_store(generator: Side, work: Path, transactions: int) -> tuple[Path, int]:

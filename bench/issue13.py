@@ -9,8 +9,9 @@ tap (old) and an indexer child process (new). In order:
   1. `p3log import` of N events of ~1 KB (--events, default 1M) into a fresh store
      per side; 2. `p3log verify` of that store;
   3. the tap figures (bench/tap.py: latency, throughput, CPU per event from /proc,
-     RSS after --rss-messages), and `p3log sql`'s first answer on the imported store
-     while a tap records into it;
+     RSS after --rss-messages), and `p3log sql`'s first answer on a store of N events
+     while a tap records into it (the store recorded once by the old side's
+     bench/store.py, as a tap writes it, and copied for each side);
   4. `p3log rebuild` of stores of --small-transactions and --transactions synthetic
      transactions (generated once by the old side's bench/projections.py), the rate
      at the large store against the small one.
@@ -99,6 +100,16 @@ def format_table(rows: list[Row]) -> str:
 def _busy(load: float) -> str:
     cpus = os.cpu_count() or 1
     return f"; load {load:.1f} on {cpus} CPUs: a busy machine" if load > cpus else ""
+
+
+def _timed_note(t: Timed, what: str = "") -> str:
+    name = f"{t.side} {what}".strip()
+    if t.error:
+        return f"{name} FAILED ({t.error})"
+    return (
+        f"{name} {t.seconds:.1f} s wall, {t.cpu:.1f} s CPU "
+        f"({t.cpu / t.seconds:.0%} of one core){_busy(t.load)}"
+    )
 
 
 def _ratio(value: float) -> str:
@@ -260,11 +271,7 @@ def store_rows(
             "≥ 50k/s",
             "≥ 100k/s",
             verdict(rate["new"], 50_000, 100_000, True),
-            "; ".join(
-                f"{t.side} {t.seconds:.1f} s wall, {t.cpu:.1f} s CPU{_busy(t.load)}"
-                for t in imports.values()
-            )
-            + scaled,
+            "; ".join(_timed_note(t) for t in imports.values()) + scaled,
         )
     )
     at_million = {side: t.seconds * ISSUE_EVENTS / t.events for side, t in verifies.items()}
@@ -277,12 +284,7 @@ def store_rows(
             "≤ 8 s",
             "≤ 5 s",
             verdict(at_million["new"], 8.0, 5.0, False),
-            "; ".join(
-                f"{t.side} {t.seconds:.1f} s wall, {t.cpu:.1f} s CPU (of 2 cores: "
-                f"{t.cpu / t.seconds:.0%} of one){_busy(t.load)}"
-                for t in verifies.values()
-            )
-            + scaled,
+            "; ".join(_timed_note(t) for t in verifies.values()) + scaled,
         )
     )
     large, small = rebuilds["large"], rebuilds["small"]
@@ -302,9 +304,7 @@ def store_rows(
             f"stores of {large['new'].events:,} and {small['new'].events:,} events; "
             f"new large/small {ratio:.2f} (same rate: ≥ 0.90); "
             + "; ".join(
-                f"{t.side} {size}: {t.seconds:.1f} s wall, {t.cpu:.1f} s CPU{_busy(t.load)}"
-                for size, by_side in rebuilds.items()
-                for t in by_side.values()
+                _timed_note(t, size) for size, by_side in rebuilds.items() for t in by_side.values()
             )
             + (
                 ""
@@ -375,21 +375,30 @@ def main() -> None:
         t = time.perf_counter()
         source = write_import_file(work / f"events-{args.events}.jsonl", args.events)
         t = part("import file", t)
-        imports: dict[str, Timed] = {}
-        verifies: dict[str, Timed] = {}
-        stores: dict[str, tuple[Path, int]] = {}
-        for side in both:
-            store = work / f"imported-{side.name}"
-            imports[side.name] = commands.import_events(side, source, store, args.events)
-            stores[side.name] = (store, args.events)
+        imported = {side.name: work / f"imported-{side.name}" for side in both}
+        imports = {
+            side.name: commands.import_events(side, source, imported[side.name], args.events)
+            for side in both
+        }
         t = part("import", t)
-        for side in both:
-            verifies[side.name] = commands.verify(side, stores[side.name][0], args.events)
+        verifies = {
+            side.name: commands.verify(side, imported[side.name], args.events) for side in both
+        }
         t = part("verify", t)
-        run = tap.run(old, new, args, work, stores)
+        for store in imported.values():
+            shutil.rmtree(store, ignore_errors=True)
+        # a store recorded as a tap records (journal segments rotated at 64 MiB; an import
+        # is one segment), copied for each side, for `p3log sql` while a tap records
+        template = commands.recorded_store(old, work / "recorded", args.events)
+        sql_stores = {
+            name: (path, args.events)
+            for name, path in commands.copies(template, work, both).items()
+        }
+        t = part("recorded store", t)
+        run = tap.run(old, new, args, work, sql_stores)
         t = part("tap and sql", t)
-        for side in both:
-            shutil.rmtree(stores[side.name][0], ignore_errors=True)
+        for store, _ in sql_stores.values():
+            shutil.rmtree(store, ignore_errors=True)
         rebuilds: dict[str, dict[str, Timed]] = {}
         for size, transactions in (
             ("small", args.small_transactions),

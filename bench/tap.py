@@ -47,11 +47,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import commands
 import procstat
 import trio
 import trio_websocket
 from baseline import BASELINE, Side, sides
 from messages import message
+
+from p3log.store.segments import SEAL_EVENTS, sealed_segments  # the working tree's p3log
 
 HERE = Path(__file__).resolve().parent
 PYTHON = sys.executable
@@ -272,8 +275,6 @@ def measure_rss(side: Side, upstream: str, store: Path, messages: int) -> RssFig
 def sealed_events(store: Path) -> int:
     """Events the store's sealed Parquet segments hold (what a live reader need not
     parse from the journal)."""
-    from p3log.store.segments import sealed_segments  # the working tree's reading of names
-
     covered = sealed_segments(store)
     return covered[-1].last_seq if covered else 0
 
@@ -283,7 +284,7 @@ class SqlFigures:
     side: str
     seconds: float  # from starting `p3log sql` to its first line of output
     total_seconds: float  # to its exit
-    answer: str  # the count it printed
+    answer: str  # the count it printed, or why it failed
     events: int  # in the store before the tap started
     sealed: int  # events in sealed segments when the query started
     waited: float  # seconds the tap ran before the query started
@@ -304,7 +305,7 @@ def measure_sql(
         try:
             time.sleep(3.0)
             while (
-                sealed_events(store) < events - 20_000
+                sealed_events(store) < events - SEAL_EVENTS
                 and time.perf_counter() - started < args.sql_settle
             ):
                 time.sleep(1.0)
@@ -318,11 +319,14 @@ def measure_sql(
             assert sql.stdout is not None and sql.stderr is not None
             first = sql.stdout.readline()
             first_at = time.perf_counter() - t0
-            rest, errors = sql.communicate()
+            rest, errors = sql.stdout.read(), sql.stderr.read()  # a few lines each
+            sql.wait()
             total = time.perf_counter() - t0
-            if sql.returncode != 0:
-                raise SystemExit(f"{side.name}: p3log sql failed: {errors.strip()}")
-            answer = (first + rest).split()[-1]  # csv: a header, then the count
+            if sql.returncode == 0:
+                answer = (first + rest).split()[-1]  # csv: a header, then the count
+            else:  # a failure is a figure too: its last line says why
+                answer = "failed: " + commands.last_error(errors)
+                first_at = float("nan")
         finally:
             load.terminate()
             load.wait()
@@ -473,9 +477,9 @@ def main() -> None:
         work = Path(tmp)
         stores = None
         if args.sql_events:
-            from commands import imported_stores
-
-            stores = imported_stores((old, new), work, args.sql_events)
+            template = commands.recorded_store(old, work / "recorded", args.sql_events)
+            made = commands.copies(template, work, (old, new))
+            stores = {side: (path, args.sql_events) for side, path in made.items()}
         report(run(old, new, args, work, stores), args)
 
 
