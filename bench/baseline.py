@@ -22,9 +22,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from p3log.store.keys import KEY_DIR_ENV
+
 REPO = Path(__file__).resolve().parent.parent
 # The commit issue 13 measured "today's" figures on.
 BASELINE = "44395e8"
+KEYS = Path(tempfile.gettempdir()) / "p3log-bench-keys"
 
 
 @dataclass(frozen=True)
@@ -36,8 +39,14 @@ class Side:
     root: Path
     describe: str
 
-    def env(self, **extra: str) -> dict[str, str]:
-        return {**os.environ, "PYTHONPATH": str(self.root), "COLUMNS": "300", **extra}
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "PYTHONPATH": str(self.root),
+            "COLUMNS": "300",
+            # the fingerprint keys of the benchmark's throwaway stores stay out of $HOME
+            KEY_DIR_ENV: str(KEYS),
+        }
 
     def p3log(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "p3log", *args]

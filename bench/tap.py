@@ -14,8 +14,8 @@ during the fixed-rate run, from /proc (bench/procstat.py): its main thread (the 
 loop) and the index work (the tap's other threads in the old layout, where DuckDB
 runs in the tap; the tap's child processes in the new one, where `p3log index` does).
 Each message is two events (the request and its echo). The CPU window starts 1 s
-after a warm-up and ends 2 s after the last reply, so an indexer that works at a
-cadence is counted with the batch it took.
+after a warm-up and ends `--cpu-settle` (2) s after the last reply, so an indexer that
+works at a cadence is counted with the batch it took.
 
 Then the tap's RSS after 10k messages and after N more (`--rss-messages`), and
 `p3log sql`'s first answer on a store of `--sql-events` events while a tap records
@@ -226,7 +226,7 @@ def measure_path(label: str, url: str, pid: int | None, args: argparse.Namespace
     time.sleep(1.0)
     before = procstat.sample(pid) if pid else None
     rtts = trio.run(fixed_rate, url, args.rate, args.seconds)
-    time.sleep(2.0)
+    time.sleep(args.cpu_settle)
     cpu = procstat.sample(pid) - before if pid and before else None
     ws = independent(url, args.rate, args.seconds)
     rate = trio.run(max_throughput, url, args.connections, args.seconds)
@@ -452,6 +452,13 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument(
         "--rss-messages", type=int, default=300_000, help="messages after the first 10k (0: skip)"
+    )
+    parser.add_argument(
+        "--cpu-settle",
+        type=float,
+        default=2.0,
+        help="seconds after the fixed-rate run that still count towards its CPU (an indexer "
+        "working at a cadence takes the last batch then)",
     )
     parser.add_argument(
         "--sql-settle",
