@@ -129,6 +129,8 @@ def tap_rows(run: tap.TapRun) -> list[Row]:
         return (p.p50 - direct.p50) / max(bare.p50 - direct.p50, 1e-9)
 
     def cpu_note(p: tap.PathFigures) -> str:
+        if p.error:
+            return f"{p.label} FAILED: {p.error}"
         return (
             f"{p.label}: loop {p.loop_us():.0f} µs/event, index {p.index_us():.0f} µs/event "
             f"({'child processes' if p.new_layout else 'tap threads'})"
@@ -154,6 +156,7 @@ def tap_rows(run: tap.TapRun) -> list[Row]:
         else:
             v = verdict(new, target[1], moonshot[1], higher)
         why = f"; missed: {cpu_note(paths['new'])}{busy}" if v == "NOT met" else ""
+        why += "".join(f"; {cpu_note(p)}" for p in paths.values() if p.error)
         rows.append(Row(figure, today, show(old), show(new), target[0], moonshot[0], v, note + why))
 
     add(

@@ -176,13 +176,12 @@ def ws_client_argv(url: str, rate: int, seconds: float) -> list[str]:
 
 def independent(url: str, rate: int, seconds: float) -> dict[str, float]:
     """The websockets client's round trips (bench/ws_client.py, its own process)."""
-    out = subprocess.run(
-        ws_client_argv(url, rate, seconds),
-        check=True,
-        stdout=subprocess.PIPE,
-        text=True,
-    ).stdout
-    figures: dict[str, float] = json.loads(out)
+    done = subprocess.run(ws_client_argv(url, rate, seconds), capture_output=True, text=True)
+    if done.returncode != 0:  # reported, not raised: the path's other figures still count
+        log(f"websockets client on {url} failed: {commands.last_error(done.stderr)}")
+        nan = float("nan")
+        return {"p50": nan, "p99": nan, "p999": nan, "count": 0}
+    figures: dict[str, float] = json.loads(done.stdout)
     return figures
 
 
@@ -204,6 +203,12 @@ class PathFigures:
     throughput: float
     events: int = 0  # events the tap recorded in the CPU window
     cpu: procstat.CpuSample | None = None  # the tap's CPU in that window
+    error: str = ""  # why the path could not be measured (then every figure is NaN)
+
+    @classmethod
+    def failed(cls, label: str, error: str) -> PathFigures:
+        nan = float("nan")
+        return cls(label, nan, nan, nan, {"p50": nan, "p99": nan, "p999": nan}, nan, error=error)
 
     @property
     def new_layout(self) -> bool:
@@ -375,10 +380,14 @@ def run(
                 label = f"tap/{mode} {side.name}"
                 log(label)
                 store = work / f"tap-{mode}-{side.name}"
-                with process(tap_argv(side, upstream, store, mode), side) as (tap, port):
-                    result.paths[label] = measure_path(
-                        label, f"ws://127.0.0.1:{port}/", tap.pid, args
-                    )
+                try:
+                    with process(tap_argv(side, upstream, store, mode), side) as (tap, port):
+                        result.paths[label] = measure_path(
+                            label, f"ws://127.0.0.1:{port}/", tap.pid, args
+                        )
+                except (Exception, SystemExit) as exc:  # the other paths are still worth having
+                    log(f"{label} failed: {exc!r}")
+                    result.paths[label] = PathFigures.failed(label, repr(exc)[:200])
                 shutil.rmtree(store, ignore_errors=True)
         if args.rss_messages:
             for side in (old, new):
