@@ -88,27 +88,6 @@ def rebuild(side: Side, store: Path, events: int) -> Timed:
     return timed(side, "rebuild", events, "rebuild", "--store", str(store))
 
 
-def recorded_store(generator: Side, work: Path, events: int) -> Path:
-    """A store of `events` ~1 KB events recorded through the tap's write path (journal
-    segments rotated as a tap rotates them, the index level), by `generator`'s
-    bench/store.py (made once in `work`, then reused)."""
-    store, marker = work / "store", work / "recorded.json"
-    if marker.exists() and json.loads(marker.read_text(encoding="utf-8"))["events"] == events:
-        return store
-    shutil.rmtree(work, ignore_errors=True)
-    store.mkdir(parents=True)
-    log(f"recording {events:,} events ({generator.name}'s bench/store.py --phase write)")
-    generator.run(
-        generator.script(
-            "store.py", "--phase", "write", "--events", str(events), "--dir", str(store)
-        ),
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-    marker.write_text(json.dumps({"events": events}), encoding="utf-8")
-    return store
-
-
 def copies(template: Path, work: Path, both: tuple[Side, Side]) -> dict[str, Path]:
     """A copy of the store `template` per side, so that each side starts from the same
     store (sealed segments and snapshots are written by whoever records into it)."""

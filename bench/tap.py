@@ -18,11 +18,12 @@ after a warm-up and ends `--cpu-settle` (2) s after the last reply, so an indexe
 works at a cadence is counted with the batch it took.
 
 Then the tap's RSS after 10k messages and after N more (`--rss-messages`), and
-`p3log sql`'s first answer on a store of `--sql-events` events while a tap records
-into it at the fixed rate.
+`p3log sql`'s first answer on a store of `--sql-transactions` synthetic transactions
+(bench/projections.py's, sessions that open and close as a POS's do) while a tap
+records into it at the fixed rate.
 
     python bench/tap.py [--baseline 44395e8] [--rate 1000] [--seconds 5] \
-        [--rss-messages N] [--sql-events N]
+        [--rss-messages N] [--sql-transactions N]
 
 Figures, not assertions: nothing here is a test.
 """
@@ -54,7 +55,9 @@ import trio_websocket
 from baseline import BASELINE, Side, sides
 from messages import message
 
-from p3log.store.segments import SEAL_EVENTS, sealed_segments  # the working tree's p3log
+# the working tree's reading of the store's files
+from p3log.projections import snapshots
+from p3log.store.segments import SEAL_EVENTS, sealed_segments, segments_dir
 
 HERE = Path(__file__).resolve().parent
 PYTHON = sys.executable
@@ -284,6 +287,22 @@ def sealed_events(store: Path) -> int:
     return covered[-1].last_seq if covered else 0
 
 
+def snapshot_events(store: Path) -> int:
+    """Events the store's latest projection snapshot covers (what a live reader need
+    not fold again)."""
+    latest = snapshots._latest(segments_dir(store))  # the one reading of snapshot names
+    return latest[1] if latest else 0
+
+
+def level(store: Path, events: int) -> bool:
+    """Whether a live reader of `store` finds it as a long-running tap leaves it: sealed
+    and snapshotted up to the last interval."""
+    return (
+        sealed_events(store) >= events - SEAL_EVENTS
+        and snapshot_events(store) >= events - snapshots.SNAPSHOT_EVENTS
+    )
+
+
 @dataclass
 class SqlFigures:
     side: str
@@ -292,6 +311,7 @@ class SqlFigures:
     answer: str  # the count it printed, or why it failed
     events: int  # in the store before the tap started
     sealed: int  # events in sealed segments when the query started
+    snapshot: int  # events the latest projection snapshot covered then
     waited: float  # seconds the tap ran before the query started
 
 
@@ -299,8 +319,9 @@ def measure_sql(
     side: Side, upstream: str, store: Path, events: int, args: argparse.Namespace
 ) -> SqlFigures:
     """`p3log sql` on `store` while a tap records into it at the fixed rate: the tap
-    starts, the load starts, and the query runs once the segments cover the store
-    (a tap seals what it finds at start) or after `--sql-settle` seconds."""
+    starts, the load starts, and the query runs once the segments and the projections'
+    snapshot cover the store as a long-running tap leaves them (a tap folds, seals
+    and snapshots what it finds at start) or after `--sql-settle` seconds."""
     with process(tap_argv(side, upstream, store, "journal"), side) as (_, port):
         started = time.perf_counter()
         load = subprocess.Popen(
@@ -309,13 +330,10 @@ def measure_sql(
         )
         try:
             time.sleep(3.0)
-            while (
-                sealed_events(store) < events - SEAL_EVENTS
-                and time.perf_counter() - started < args.sql_settle
-            ):
+            while not level(store, events) and time.perf_counter() - started < args.sql_settle:
                 time.sleep(1.0)
             waited = time.perf_counter() - started
-            sealed = sealed_events(store)
+            sealed, snapshot = sealed_events(store), snapshot_events(store)
             query = side.p3log(
                 *("sql", "--store", str(store), "--format", "csv"), "SELECT count(*) FROM events"
             )
@@ -335,7 +353,7 @@ def measure_sql(
         finally:
             load.terminate()
             load.wait()
-    return SqlFigures(side.name, first_at, total, answer, events, sealed, waited)
+    return SqlFigures(side.name, first_at, total, answer, events, sealed, snapshot, waited)
 
 
 # --- the run ----------------------------------------------------------------------------
@@ -446,7 +464,8 @@ def report(run: TapRun, args: argparse.Namespace) -> None:
         print(
             f"p3log sql {sql.side} on {sql.events:,} events while a tap records: first line "
             f"after {sql.seconds:.2f} s, exit after {sql.total_seconds:.2f} s "
-            f"(count {sql.answer}; {sql.sealed:,} events sealed in segments; "
+            f"(count {sql.answer}; {sql.sealed:,} events sealed in segments, {sql.snapshot:,} "
+            f"in the projections' snapshot; "
             f"the tap had run {sql.waited:.0f} s)"
         )
     print(
@@ -472,8 +491,9 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sql-settle",
         type=float,
-        default=120.0,
-        help="at most this many seconds for the tap to seal the store before the query",
+        default=300.0,
+        help="at most this many seconds for the tap to seal and snapshot the store "
+        "before the query",
     )
 
 
@@ -484,7 +504,10 @@ def main() -> None:
     parser.add_argument("--baseline", default=BASELINE, help="the old side's commit")
     add_options(parser)
     parser.add_argument(
-        "--sql-events", type=int, default=0, help="p3log sql on a store of N events (0: skip)"
+        "--sql-transactions",
+        type=int,
+        default=0,
+        help="p3log sql on a store of N synthetic transactions, ~8 events each (0: skip)",
     )
     args = parser.parse_args()
     old, new = sides(args.baseline)
@@ -492,10 +515,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="p3log-bench-tap-") as tmp:
         work = Path(tmp)
         stores = None
-        if args.sql_events:
-            template = commands.recorded_store(old, work / "recorded", args.sql_events)
+        if args.sql_transactions:
+            template, events = commands.generated_store(
+                old, work / "transactions", args.sql_transactions
+            )
             made = commands.copies(template, work, (old, new))
-            stores = {side: (path, args.sql_events) for side, path in made.items()}
+            stores = {side: (path, events) for side, path in made.items()}
         report(run(old, new, args, work, stores), args)
 
 
