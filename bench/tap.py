@@ -22,7 +22,7 @@ Then the tap's RSS after 10k messages and after N more (`--rss-messages`), and
 (bench/projections.py's, sessions that open and close as a POS's do) while a tap
 records into it at the fixed rate.
 
-    python bench/tap.py [--baseline 44395e8] [--rate 1000] [--seconds 5] \
+    python bench/tap.py [--baseline 44395e8] [--rate 1000] [--seconds 5]
         [--rss-messages N] [--sql-transactions N]
 
 Figures, not assertions: nothing here is a test.
