@@ -39,7 +39,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/store.py
 	$(BIN)/python bench/sim.py
-	$(BIN)/python bench/tap.py
+	$(BIN)/python bench/issue13.py
 	$(BIN)/python bench/projections.py --transactions 100000
 	$(BIN)/python bench/replay.py
 
