@@ -179,3 +179,44 @@ async def test_a_paused_indexer_costs_the_tap_no_memory_and_no_messages(tmp_path
         assert after - before < 12_000, (before, after)
         assert tap.stop() == 0  # the indexer, resumed, drains before the tap exits
     _index_holds_every_event(store, answered)
+
+
+def _damage_index(store: Path) -> None:
+    (store / "index.duckdb").write_bytes(b"not a DuckDB database\n" * 200)
+
+
+def test_index_follow_refuses_a_damaged_index_in_one_line(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    fill_store(store, 10)
+    _damage_index(store)
+    result = run_p3log("index", "--store", store, "--follow")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr  # one plain line, no traceback
+    assert "is damaged" in result.stderr
+
+
+async def test_a_tap_whose_indexer_refuses_the_store_records_and_says_so_once(
+    tmp_path: Path,
+) -> None:
+    store = tmp_path / "store"
+    fill_store(store, 10)
+    _damage_index(store)
+    answered: set[str] = set()
+    async with websocket_upstream() as port:
+        tap = start_tap(store, f"ws://127.0.0.1:{port}/")
+        assert tap.process.stderr is not None
+        with trio.fail_after(60):  # the indexer's refusal, then the tap's own line
+            said = [await trio.to_thread.run_sync(tap.process.stderr.readline) for _ in "12"]
+        assert "is damaged" in said[0], said
+        assert "not restarting it" in said[1], said
+        # A restarted indexer would refuse again (after 1 s, 2 s, ...): give it time to.
+        await trio.sleep(4)
+        assert indexer_pid(tap) is None
+        await _talk(tap.ws_url, 0, answered, count=50)  # the tap records on
+        assert tap.stop() == 0
+        rest = tap.process.stderr.read()
+    assert "damaged" not in rest and "indexer" not in rest, rest  # said once
+    (store / "index.duckdb").unlink()  # as the line says: delete it, index by hand
+    caught_up = run_p3log("index", "--store", store)
+    assert caught_up.returncode == 0, caught_up.stderr
+    _index_holds_every_event(store, answered)
