@@ -64,39 +64,56 @@ class IndexerProcess:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         delay = RESTART_FIRST
+        unstartable = False  # the last attempt to start one failed (said once)
         try:
             while not self._stopping:
                 started = trio.current_time()
-                self._process = await trio.lowlevel.open_process(
-                    self.argv,
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.DEVNULL,
-                    start_new_session=True,
-                )
-                task_status.started()  # once the first runs (later calls do nothing)
-                task_status = trio.TASK_STATUS_IGNORED
-                code = await self._process.wait()
-                if self._stopping:
-                    break
-                if code == EXIT_BAD_INPUT:
-                    # It refused the store (a damaged index, a journal that does not
-                    # continue it), in the line above: a restart would refuse again,
-                    # saying so every 30 s for as long as the tap runs.
-                    logger.error(
-                        "the indexer (pid %d) refused the store; not restarting it: "
-                        "recording continues in the journal, and p3log index --store "
-                        "DIR catches the index up once the store is repaired",
-                        self._process.pid,
+                try:
+                    self._process = await trio.lowlevel.open_process(
+                        self.argv,
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.DEVNULL,
+                        start_new_session=True,
                     )
-                    break
-                if trio.current_time() - started > _HEALTHY_SECONDS:
-                    delay = RESTART_FIRST
-                logger.error(
-                    "the indexer (pid %d) %s; restarting it in %g s",
-                    self._process.pid,
-                    _ended(code),
-                    delay,
-                )
+                except OSError as exc:
+                    # No descriptor or memory for a child (every descriptor held by
+                    # connections): the tap records on, and tries again later.
+                    self._process = None
+                    if not unstartable:
+                        logger.error(
+                            "cannot start the indexer (%s); recording continues in the "
+                            "journal, and it is tried again every %g s at most",
+                            exc.strerror or exc,
+                            RESTART_MAX,
+                        )
+                    unstartable = True
+                else:
+                    unstartable = False
+                task_status.started()  # once the first attempt ran (later calls do nothing)
+                task_status = trio.TASK_STATUS_IGNORED
+                if self._process is not None:
+                    code = await self._process.wait()
+                    if self._stopping:
+                        break
+                    if code == EXIT_BAD_INPUT:
+                        # It refused the store (a damaged index, a journal that does not
+                        # continue it), in the line above: a restart would refuse again,
+                        # saying so every 30 s for as long as the tap runs.
+                        logger.error(
+                            "the indexer (pid %d) refused the store; not restarting it: "
+                            "recording continues in the journal, and p3log index --store "
+                            "DIR catches the index up once the store is repaired",
+                            self._process.pid,
+                        )
+                        break
+                    if trio.current_time() - started > _HEALTHY_SECONDS:
+                        delay = RESTART_FIRST
+                    logger.error(
+                        "the indexer (pid %d) %s; restarting it in %g s",
+                        self._process.pid,
+                        _ended(code),
+                        delay,
+                    )
                 with self._backoff:
                     await trio.sleep(delay)
                 self._backoff = trio.CancelScope()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import trio_websocket
 
 from p3log.store.verify import verify_store
 from tests.conftest import fill_store
-from tests.processes import ServerProcess, run_p3log
+from tests.processes import ServerProcess, run_p3log, start_p3log_server
 from tests.tap.conftest import alive, indexer_pid, start_tap, websocket_upstream
 
 pytestmark = pytest.mark.slow
@@ -219,4 +220,54 @@ async def test_a_tap_whose_indexer_refuses_the_store_records_and_says_so_once(
     (store / "index.duckdb").unlink()  # as the line says: delete it, index by hand
     caught_up = run_p3log("index", "--store", store)
     assert caught_up.returncode == 0, caught_up.stderr
+    _index_holds_every_event(store, answered)
+
+
+def _open_fds(pid: int) -> int:
+    return sum(1 for _ in Path(f"/proc/{pid}/fd").iterdir())
+
+
+async def test_a_tap_that_cannot_start_its_indexer_records_on(tmp_path: Path) -> None:
+    """Its indexer died while the tap's descriptors are all in use (connections), so the
+    restart fails (EMFILE): the tap says so, records on, and starts one once it can."""
+    store = tmp_path / "store"
+    limit = 64
+
+    def few_descriptors() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+    answered: set[str] = set()
+    async with websocket_upstream() as port:
+        tap = start_p3log_server(
+            "tap", "--listen", "127.0.0.1:0", "--upstream", f"ws://127.0.0.1:{port}/",
+            "--store", str(store), preexec_fn=few_descriptors,
+        )  # fmt: skip
+        indexer = indexer_pid(tap)
+        assert indexer is not None
+        release = trio.Event()
+
+        async def hold(client: int) -> None:  # an open session, idle once it has talked
+            async with trio_websocket.open_websocket_url(tap.ws_url) as ws:
+                await ws.send_message(f'{{"type":"PING_REQUEST","tag":"{client}-0"}}')
+                await ws.get_message()
+                answered.add(f"{client}-0")
+                await release.wait()
+
+        async with trio.open_nursery() as clients:
+            client = 0
+            while _open_fds(tap.process.pid) < limit - 1:  # each session: 2 descriptors
+                clients.start_soon(hold, client)
+                client += 1
+                await _until(lambda n=client: len(answered) == n)
+            os.kill(indexer, signal.SIGKILL)
+            assert tap.process.stderr is not None
+            with trio.fail_after(60):
+                said = [await trio.to_thread.run_sync(tap.process.stderr.readline) for _ in "12"]
+            assert "was killed by SIGKILL; restarting it in 1 s" in said[0], said
+            assert "cannot start the indexer" in said[1], said
+            assert tap.process.poll() is None, tap.process.stderr.read()  # it records on
+            release.set()
+        await _talk(tap.ws_url, 1000, answered, count=20)
+        await _until(lambda: indexer_pid(tap) is not None)  # started once it could be
+        assert tap.stop() == 0, tap.process.stderr.read()
     _index_holds_every_event(store, answered)
