@@ -58,13 +58,14 @@ def held(store: Path, path: str) -> Iterator[None]:
 
 
 def _digests(store: Path) -> dict[str, str]:
-    """Every file of the store (but the index, which DuckDB rewrites) by content."""
+    """Every file of the store (but the index, which DuckDB rewrites, and the lock
+    files, which hold their latest holder's pid) by content."""
     return {
         str(path.relative_to(store)): hashlib.sha256(path.read_bytes()).hexdigest()
         for path in sorted(store.rglob("*"))
         if path.is_file()
         and not path.name.startswith("index.duckdb")
-        and path.name != "writer.lock"
+        and path.name not in ("writer.lock", "index.lock")
     }
 
 
