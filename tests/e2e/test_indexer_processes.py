@@ -271,3 +271,26 @@ async def test_a_tap_that_cannot_start_its_indexer_records_on(tmp_path: Path) ->
         await _until(lambda: indexer_pid(tap) is not None)  # started once it could be
         assert tap.stop() == 0, tap.process.stderr.read()
     _index_holds_every_event(store, answered)
+
+
+def _garble_a_line_unindexed(store: Path) -> None:
+    """The journal's line before last garbled inside (its seq and chain fields intact,
+    as the follower reads them), and the last two not yet in the index."""
+    (journal,) = sorted((store / "journal").glob("*.jsonl"))
+    lines = journal.read_bytes().splitlines(keepends=True)
+    lines[-2] = lines[-2].replace(b'"kind":"message"', b'"kind":message"', 1)
+    journal.write_bytes(b"".join(lines))
+    with duckdb.connect(str(store / "index.duckdb")) as con:
+        con.execute(f"DELETE FROM event_log WHERE seq >= {len(lines) - 1}")
+
+
+@pytest.mark.parametrize("command", [("sql", "SELECT count(*) FROM events"), ("index",)])
+def test_a_garbled_journal_line_is_refused_in_one_line(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    store = tmp_path / "store"
+    fill_store(store, 10)
+    _garble_a_line_unindexed(store)
+    result = run_p3log(command[0], "--store", store, *command[1:])
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "run p3log verify" in result.stderr, result.stderr
