@@ -273,6 +273,50 @@ async def test_a_tap_that_cannot_start_its_indexer_records_on(tmp_path: Path) ->
     _index_holds_every_event(store, answered)
 
 
+_LEVELLING_READER = """
+import sys
+from p3log.store.read import open_store
+
+class Slow:  # a catch-up that takes a while (a long backlog): held until told
+    def follow(self, index):
+        print("levelling", flush=True)
+        sys.stdin.readline()
+
+con = open_store(sys.argv[1], followers=[Slow()])
+print(con.execute("SELECT count(*) FROM events").fetchall()[0][0], flush=True)
+"""
+
+
+async def test_a_tap_starts_while_a_reader_brings_the_index_level(tmp_path: Path) -> None:
+    """A reader levelling an idle store's index (after a kill, a long backlog) needs
+    index.lock, not the journal's: a tap started meanwhile records, and its indexer
+    waits for the index."""
+    store = tmp_path / "store"
+    fill_store(store, 10)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", _LEVELLING_READER, str(store)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert reader.stdout is not None and reader.stdin is not None
+    try:
+        assert reader.stdout.readline() == "levelling\n"
+        answered: set[str] = set()
+        async with websocket_upstream() as port:
+            tap = start_tap(store, f"ws://127.0.0.1:{port}/")  # the journal is free
+            await _talk(tap.ws_url, 0, answered, count=50)
+            reader.stdin.write("\n")
+            reader.stdin.flush()
+            assert reader.stdout.readline() == "10\n"  # the index, as levelled
+            await _talk(tap.ws_url, 1, answered, count=50)
+            assert tap.stop() == 0, tap.process.stderr.read() if tap.process.stderr else ""
+    finally:
+        reader.kill()
+        reader.wait()
+    _index_holds_every_event(store, answered)
+
+
 def _garble_a_line_unindexed(store: Path) -> None:
     """The journal's line before last garbled inside (its seq and chain fields intact,
     as the follower reads them), and the last two not yet in the index."""
