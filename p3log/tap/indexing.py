@@ -166,6 +166,11 @@ def run_indexer(
         except BaseExceptionGroup as group:  # _follow's nursery wraps what it raises
             raise _sole(group) from None
     except (duckdb.Error, OSError) as exc:
+        if follow:
+            # Perhaps passing (a full disk): one line, and exit 1, which the tap
+            # restarts; a refusal of the store (StoreError) exits 2, which it does not.
+            logger.error("cannot index %s: %s", root, first_line(exc))
+            raise SystemExit(1) from None
         raise StoreError(f"cannot index {root}: {first_line(exc)}") from exc
 
 
