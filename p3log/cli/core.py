@@ -30,7 +30,7 @@ from rich.console import Console
 from p3log.net.channel import parse_listen
 from p3log.projections.opening import open_store
 from p3log.settings import OptionError, SettingsError
-from p3log.store.errors import StoreError
+from p3log.store.errors import EXIT_BAD_INPUT, StoreError
 from p3log.store.keys import KEY_FILE_ENV
 from p3log.visible import visible
 
@@ -55,7 +55,6 @@ __all__ = [
 ]
 
 EXIT_FAILED_CHECK = 1
-EXIT_BAD_INPUT = 2
 
 
 def _flag_has_no_type(self: typer.core.TyperOption, ctx: Any) -> str | None:

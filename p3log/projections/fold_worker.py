@@ -28,6 +28,8 @@ def main() -> None:
             for event in observed_events(events):
                 projector.feed(event)
             answer.send(changed_tables(projector))
+        except BrokenPipeError:
+            return  # the parent is gone (killed, or stopped by another worker's end)
         except Exception as error:
             answer.send(error)
             raise

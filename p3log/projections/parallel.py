@@ -32,6 +32,7 @@ from p3log.projections.fold import Projector
 from p3log.projections.observed import Observed
 from p3log.projections.rows import TABLES, Table
 from p3log.protocol.dialect import Dialect
+from p3log.store.errors import StoreError
 
 _PART = "_p3log_worker"
 # A chunk's rows, as the worker sends them: table name -> Arrow table.
@@ -101,17 +102,32 @@ class Workers:
         parts = events.column(_PART)
         events = events.drop_columns([_PART])
         for number, send in enumerate(self._sends):
-            send.send(events.filter(pc.equal(parts, number)))
+            try:
+                send.send(events.filter(pc.equal(parts, number)))
+            except OSError as exc:  # its end of the pipe is gone: it was killed
+                raise self._stopped(number) from exc
 
     def receive(self) -> list[tuple[Table, pa.Table]]:
         """Every worker's rows of the chunk last sent, by table."""
         changed: list[tuple[Table, pa.Table]] = []
-        for answers in self._answers:
-            answer: Changed | BaseException = answers.recv()
+        for number, answers in enumerate(self._answers):
+            try:
+                answer: Changed | BaseException = answers.recv()
+            except (EOFError, OSError) as exc:  # it ended mid-answer, or before it
+                raise self._stopped(number) from exc
             if isinstance(answer, BaseException):
                 raise answer
             changed += [(_TABLE_BY_NAME[name], rows) for name, rows in answer.items()]
         return changed
+
+    def _stopped(self, number: int) -> StoreError:
+        # What was written stands: each chunk's rows and projected_through were
+        # committed together, and the next open folds on from there.
+        return StoreError(
+            f"a rebuild worker (pid {self._processes[number].pid}) stopped before it "
+            "answered; the projections catch up when the store is next opened, or run "
+            "p3log rebuild again"
+        )
 
     def close(self) -> None:
         """Let the workers go: they end at the end of their input."""

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 import duckdb
+import pyarrow as pa
 import trio
 
 from p3log.store.errors import StoreBusy, StoreCorrupt, StoreError
@@ -86,7 +87,13 @@ class Indexer:
         until = self._tail.mark()
         moved = 0
         while lines := self._tail.read(INDEX_BATCH_LINES, until):
-            insert_records(self.index, lines)
+            try:
+                insert_records(self.index, lines)
+            except pa.ArrowInvalid as exc:  # a line the follower's checks let through
+                raise StoreCorrupt(
+                    f"cannot read the journal of {self.layout.root} after seq "
+                    f"{indexed_head(self.index)} ({first_line(exc)}); run p3log verify"
+                ) from exc
             moved += len(lines)
         self.follow_index()
         return moved

@@ -26,7 +26,7 @@ import signal
 import stat
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 from typing import TypeVar
@@ -36,7 +36,7 @@ import trio
 
 from p3log.projections.opening import index_followers, open_indexer
 from p3log.protocol.dialect import Dialect
-from p3log.store.errors import StoreBusy, StoreError
+from p3log.store.errors import EXIT_BAD_INPUT, StoreBusy, StoreError
 from p3log.store.indexer import INDEX_INTERVAL, Indexer, IndexInUse, first_line, open_index
 from p3log.store.layout import index_lock, open_layout
 from p3log.visible import VisibleFormatter
@@ -64,28 +64,56 @@ class IndexerProcess:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         delay = RESTART_FIRST
+        unstartable = False  # the last attempt to start one failed (said once)
         try:
             while not self._stopping:
                 started = trio.current_time()
-                self._process = await trio.lowlevel.open_process(
-                    self.argv,
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.DEVNULL,
-                    start_new_session=True,
-                )
-                task_status.started()  # once the first runs (later calls do nothing)
+                try:
+                    self._process = await trio.lowlevel.open_process(
+                        self.argv,
+                        stdin=subprocess.PIPE,
+                        stdout=subprocess.DEVNULL,
+                        start_new_session=True,
+                    )
+                except OSError as exc:
+                    # No descriptor or memory for a child (every descriptor held by
+                    # connections): the tap records on, and tries again later.
+                    self._process = None
+                    if not unstartable:
+                        logger.error(
+                            "cannot start the indexer (%s); recording continues in the "
+                            "journal, and it is tried again every %g s at most",
+                            exc.strerror or exc,
+                            RESTART_MAX,
+                        )
+                    unstartable = True
+                else:
+                    unstartable = False
+                task_status.started()  # once the first attempt ran (later calls do nothing)
                 task_status = trio.TASK_STATUS_IGNORED
-                code = await self._process.wait()
-                if self._stopping:
-                    break
-                if trio.current_time() - started > _HEALTHY_SECONDS:
-                    delay = RESTART_FIRST
-                logger.error(
-                    "the indexer (pid %d) %s; restarting it in %g s",
-                    self._process.pid,
-                    _ended(code),
-                    delay,
-                )
+                if self._process is not None:
+                    code = await self._process.wait()
+                    if self._stopping:
+                        break
+                    if code == EXIT_BAD_INPUT:
+                        # It refused the store (a damaged index, a journal that does not
+                        # continue it), in the line above: a restart would refuse again,
+                        # saying so every 30 s for as long as the tap runs.
+                        logger.error(
+                            "the indexer (pid %d) refused the store; not restarting it: "
+                            "recording continues in the journal, and p3log index --store "
+                            "DIR catches the index up once the store is repaired",
+                            self._process.pid,
+                        )
+                        break
+                    if trio.current_time() - started > _HEALTHY_SECONDS:
+                        delay = RESTART_FIRST
+                    logger.error(
+                        "the indexer (pid %d) %s; restarting it in %g s",
+                        self._process.pid,
+                        _ended(code),
+                        delay,
+                    )
                 with self._backoff:
                     await trio.sleep(delay)
                 self._backoff = trio.CancelScope()
@@ -133,9 +161,32 @@ def run_indexer(
         if not follow:
             with open_indexer(root, dialect=dialect) as indexer:
                 return indexer.catch_up()
-        return trio.run(_follow, root, interval, dialect)
+        try:
+            return trio.run(_follow, root, interval, dialect)
+        except BaseExceptionGroup as group:  # _follow's nursery wraps what it raises
+            raise _sole(group) from None
     except (duckdb.Error, OSError) as exc:
+        if follow:
+            # Perhaps passing (a full disk): one line, and exit 1, which the tap
+            # restarts; a refusal of the store (StoreError) exits 2, which it does not.
+            logger.error("cannot index %s: %s", root, first_line(exc))
+            raise SystemExit(1) from None
         raise StoreError(f"cannot index {root}: {first_line(exc)}") from exc
+
+
+def _sole(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one exception a group holds (a refusal is one plain line, not a traceback
+    of the group), or the group itself if it holds more."""
+    leaves = list(_leaves(group))
+    return leaves[0] if len(leaves) == 1 else group
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            yield from _leaves(exc)
+        else:
+            yield exc
 
 
 async def _follow(root: Path, interval: float, dialect: Dialect | None) -> int:

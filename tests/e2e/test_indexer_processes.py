@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -19,7 +20,7 @@ import trio_websocket
 
 from p3log.store.verify import verify_store
 from tests.conftest import fill_store
-from tests.processes import ServerProcess, run_p3log
+from tests.processes import ServerProcess, run_p3log, start_p3log_server
 from tests.tap.conftest import alive, indexer_pid, start_tap, websocket_upstream
 
 pytestmark = pytest.mark.slow
@@ -179,3 +180,161 @@ async def test_a_paused_indexer_costs_the_tap_no_memory_and_no_messages(tmp_path
         assert after - before < 12_000, (before, after)
         assert tap.stop() == 0  # the indexer, resumed, drains before the tap exits
     _index_holds_every_event(store, answered)
+
+
+def _damage_index(store: Path) -> None:
+    (store / "index.duckdb").write_bytes(b"not a DuckDB database\n" * 200)
+
+
+def test_index_follow_refuses_a_damaged_index_in_one_line(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    fill_store(store, 10)
+    _damage_index(store)
+    result = run_p3log("index", "--store", store, "--follow")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr  # one plain line, no traceback
+    assert "is damaged" in result.stderr
+
+
+async def test_a_tap_whose_indexer_refuses_the_store_records_and_says_so_once(
+    tmp_path: Path,
+) -> None:
+    store = tmp_path / "store"
+    fill_store(store, 10)
+    _damage_index(store)
+    answered: set[str] = set()
+    async with websocket_upstream() as port:
+        tap = start_tap(store, f"ws://127.0.0.1:{port}/")
+        assert tap.process.stderr is not None
+        with trio.fail_after(60):  # the indexer's refusal, then the tap's own line
+            said = [await trio.to_thread.run_sync(tap.process.stderr.readline) for _ in "12"]
+        assert "is damaged" in said[0], said
+        assert "not restarting it" in said[1], said
+        # A restarted indexer would refuse again (after 1 s, 2 s, ...): give it time to.
+        await trio.sleep(4)
+        assert indexer_pid(tap) is None
+        await _talk(tap.ws_url, 0, answered, count=50)  # the tap records on
+        assert tap.stop() == 0
+        rest = tap.process.stderr.read()
+    assert "damaged" not in rest and "indexer" not in rest, rest  # said once
+    (store / "index.duckdb").unlink()  # as the line says: delete it, index by hand
+    caught_up = run_p3log("index", "--store", store)
+    assert caught_up.returncode == 0, caught_up.stderr
+    _index_holds_every_event(store, answered)
+
+
+def _open_fds(pid: int) -> int:
+    return sum(1 for _ in Path(f"/proc/{pid}/fd").iterdir())
+
+
+async def test_a_tap_that_cannot_start_its_indexer_records_on(tmp_path: Path) -> None:
+    """Its indexer died while the tap's descriptors are all in use (connections), so the
+    restart fails (EMFILE): the tap says so, records on, and starts one once it can."""
+    store = tmp_path / "store"
+    limit = 64
+
+    def few_descriptors() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
+    answered: set[str] = set()
+    async with websocket_upstream() as port:
+        tap = start_p3log_server(
+            "tap", "--listen", "127.0.0.1:0", "--upstream", f"ws://127.0.0.1:{port}/",
+            "--store", str(store), preexec_fn=few_descriptors,
+        )  # fmt: skip
+        indexer = indexer_pid(tap)
+        assert indexer is not None
+        release = trio.Event()
+
+        async def hold(client: int) -> None:  # an open session, idle once it has talked
+            async with trio_websocket.open_websocket_url(tap.ws_url) as ws:
+                await ws.send_message(f'{{"type":"PING_REQUEST","tag":"{client}-0"}}')
+                await ws.get_message()
+                answered.add(f"{client}-0")
+                await release.wait()
+
+        async with trio.open_nursery() as clients:
+            client = 0
+            while _open_fds(tap.process.pid) < limit - 1:  # each session: 2 descriptors
+                clients.start_soon(hold, client)
+                client += 1
+                await _until(lambda n=client: len(answered) == n)
+            os.kill(indexer, signal.SIGKILL)
+            assert tap.process.stderr is not None
+            with trio.fail_after(60):
+                said = [await trio.to_thread.run_sync(tap.process.stderr.readline) for _ in "12"]
+            assert "was killed by SIGKILL; restarting it in 1 s" in said[0], said
+            assert "cannot start the indexer" in said[1], said
+            assert tap.process.poll() is None, tap.process.stderr.read()  # it records on
+            release.set()
+        await _talk(tap.ws_url, 1000, answered, count=20)
+        await _until(lambda: indexer_pid(tap) is not None)  # started once it could be
+        assert tap.stop() == 0, tap.process.stderr.read()
+    _index_holds_every_event(store, answered)
+
+
+_LEVELLING_READER = """
+import sys
+from p3log.store.read import open_store
+
+class Slow:  # a catch-up that takes a while (a long backlog): held until told
+    def follow(self, index):
+        print("levelling", flush=True)
+        sys.stdin.readline()
+
+con = open_store(sys.argv[1], followers=[Slow()])
+print(con.execute("SELECT count(*) FROM events").fetchall()[0][0], flush=True)
+"""
+
+
+async def test_a_tap_starts_while_a_reader_brings_the_index_level(tmp_path: Path) -> None:
+    """A reader levelling an idle store's index (after a kill, a long backlog) needs
+    index.lock, not the journal's: a tap started meanwhile records, and its indexer
+    waits for the index."""
+    store = tmp_path / "store"
+    fill_store(store, 10)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", _LEVELLING_READER, str(store)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert reader.stdout is not None and reader.stdin is not None
+    try:
+        assert reader.stdout.readline() == "levelling\n"
+        answered: set[str] = set()
+        async with websocket_upstream() as port:
+            tap = start_tap(store, f"ws://127.0.0.1:{port}/")  # the journal is free
+            await _talk(tap.ws_url, 0, answered, count=50)
+            reader.stdin.write("\n")
+            reader.stdin.flush()
+            assert reader.stdout.readline() == "10\n"  # the index, as levelled
+            await _talk(tap.ws_url, 1, answered, count=50)
+            assert tap.stop() == 0, tap.process.stderr.read() if tap.process.stderr else ""
+    finally:
+        reader.kill()
+        reader.wait()
+    _index_holds_every_event(store, answered)
+
+
+def _garble_a_line_unindexed(store: Path) -> None:
+    """The journal's line before last garbled inside (its seq and chain fields intact,
+    as the follower reads them), and the last two not yet in the index."""
+    (journal,) = sorted((store / "journal").glob("*.jsonl"))
+    lines = journal.read_bytes().splitlines(keepends=True)
+    lines[-2] = lines[-2].replace(b'"kind":"message"', b'"kind":message"', 1)
+    journal.write_bytes(b"".join(lines))
+    with duckdb.connect(str(store / "index.duckdb")) as con:
+        con.execute(f"DELETE FROM event_log WHERE seq >= {len(lines) - 1}")
+
+
+@pytest.mark.parametrize("command", [("sql", "SELECT count(*) FROM events"), ("index",)])
+def test_a_garbled_journal_line_is_refused_in_one_line(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    store = tmp_path / "store"
+    fill_store(store, 10)
+    _garble_a_line_unindexed(store)
+    result = run_p3log(command[0], "--store", store, *command[1:])
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and "run p3log verify" in result.stderr, result.stderr

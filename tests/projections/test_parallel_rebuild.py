@@ -19,15 +19,18 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
+import pytest
 from hypothesis import HealthCheck, given, settings
 
 from p3log.projections.fold import Projector
 from p3log.projections.observed import observed_query
 from p3log.projections.opening import open_log
-from p3log.projections.parallel import observed_events
+from p3log.projections.parallel import _PART, Workers, observed_events
 from p3log.projections.rows import TABLES
 from p3log.projections.store import ProjectionStore
 from p3log.protocol.dialect import DEFAULT_DIALECT
+from p3log.store.errors import StoreError
 from p3log.store.index import query_scalar
 from p3log.store.log import EventLog
 from tests.projections.test_rebuild_property import Step, _interleave, _record, _tables, stores
@@ -107,3 +110,19 @@ def test_rebuild_over_worker_processes_equals_one_fold_of_all_events(
         # and a writer resumes from the tables a parallel rebuild left
         assert ProjectionStore().follow(con) == 0
         assert _tables(con) == reference
+
+
+def test_a_killed_worker_stops_the_rebuild_in_one_line() -> None:
+    """A fold worker killed mid-rebuild: the rebuild stops with a StoreError (one plain
+    line from `p3log rebuild`), not a traceback of the pipe's end."""
+    pool = Workers(DEFAULT_DIALECT, 2)
+    try:
+        victim = pool._processes[1]
+        victim.kill()
+        victim.wait()
+        events = pa.table({"seq": pa.array([], pa.int64()), _PART: pa.array([], pa.int64())})
+        with pytest.raises(StoreError, match=rf"rebuild worker \(pid {victim.pid}\) stopped"):
+            pool.send(events)
+            pool.receive()
+    finally:
+        pool.close()
