@@ -48,6 +48,8 @@ RESTART_MAX = 30.0
 # A child that ran this long before it died starts the backoff afresh.
 _HEALTHY_SECONDS = 60.0
 _BUSY_RETRY_SECONDS = 1.0
+# How long a stopping tap waits for its indexer's last catch-up.
+STOP_SECONDS = 10.0
 
 
 class IndexerProcess:
@@ -125,11 +127,20 @@ class IndexerProcess:
 
     async def stop(self) -> None:
         """Tell the indexer to stop (the end of its stdin): it catches up with the
-        journal and exits; returns once it has."""
+        journal and exits; returns once it has, or after STOP_SECONDS (an indexer far
+        behind, or paused, goes on alone: the tap's shutdown must not hang on it)."""
         self._stopping = True
         self._backoff.cancel()
         await self._close_pipe()
-        await self._finished.wait()
+        with trio.move_on_after(STOP_SECONDS) as waiting:
+            await self._finished.wait()
+        if waiting.cancelled_caught and self._process is not None:
+            logger.warning(
+                "the indexer (pid %d) is still catching up after %g s; it goes on alone "
+                "and exits once the index is level",
+                self._process.pid,
+                STOP_SECONDS,
+            )
 
     async def _close_pipe(self) -> None:
         process = self._process

@@ -182,6 +182,27 @@ async def test_a_paused_indexer_costs_the_tap_no_memory_and_no_messages(tmp_path
     _index_holds_every_event(store, answered)
 
 
+async def test_a_tap_stops_while_its_indexer_is_paused_and_the_indexer_catches_up_alone(
+    tmp_path: Path,
+) -> None:
+    """SIGTERM must stop the tap even when its indexer cannot finish (paused here): the
+    tap says so and exits; the indexer, resumed, catches up and exits by itself."""
+    store = tmp_path / "store"
+    answered: set[str] = set()
+    async with websocket_upstream() as port:
+        tap, indexer = _tap_and_indexer(store, port)
+        os.kill(indexer, signal.SIGSTOP)
+        try:
+            await _talk(tap.ws_url, 0, answered, count=200)
+            assert tap.stop() == 0  # before: waited for the paused indexer for ever
+        finally:
+            os.kill(indexer, signal.SIGCONT)
+        assert tap.process.stderr is not None
+        assert f"the indexer (pid {indexer}) is still catching up" in tap.process.stderr.read()
+    await _until(lambda: not alive(indexer))
+    _index_holds_every_event(store, answered)
+
+
 def _damage_index(store: Path) -> None:
     (store / "index.duckdb").write_bytes(b"not a DuckDB database\n" * 200)
 
