@@ -117,8 +117,12 @@ def load_snapshot(con: duckdb.DuckDBPyConnection, root: Path) -> int:
     """Load the latest snapshot into `con`'s projection tables; returns the seq it
     covers (0 when there is none, or it belongs to another projection version or to
     a p3log that did not record its head hash). Refuses one whose head hash is not
-    the chain's at its seq, as `con`'s events have it."""
-    latest = _latest(segments_dir(root))
+    the chain's at its seq, as `con`'s events have it. A snapshot beyond `con`'s last
+    event (published after a live reader copied the journal's tail) cannot be checked
+    against its events: the latest one within them is loaded instead."""
+    head = query_scalar(con, "SELECT coalesce(max(seq), 0) FROM event_log")
+    within = [found for found in _snapshots(segments_dir(root)) if found[1] <= head]
+    latest = within[-1] if within else None
     if latest is None:
         return 0
     path, through = latest

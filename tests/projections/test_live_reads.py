@@ -202,3 +202,42 @@ def test_a_snapshot_naming_another_chain_head_is_refused_by_readers_and_verify(
     assert report.problem is not None and report.problem.source == f"segments/{snapshot.name}"
     with writer_lock(StoreLayout(root)), pytest.raises(StoreCorrupt, match="p3log verify"):
         open_store(root)  # the live path: another holder of the writer lock
+
+
+def test_a_snapshot_published_after_the_reader_read_the_journal_is_passed_over(
+    tmp_path: Path,
+) -> None:
+    """The indexer publishes snapshots while a live reader opens: one may cover seqs
+    beyond the journal tail the reader copied. The reader cannot check it against its
+    events, so it uses an older one (or folds the events) and answers as the index."""
+    root = tmp_path / "store"
+    followers = [
+        ProjectionStore(),
+        EventSegments(root, seal_events=40),
+        ProjectionSnapshots(root, every_events=100),
+    ]
+    with EventLog.open(root, followers=followers) as log:
+        for name in ("demo.jsonl", "busy_device.jsonl"):
+            _record_fixture(log, name)
+        head = log.head[0]
+    later = tmp_path / "later"  # the same chain, recorded on: what the indexer saw next
+    shutil.copytree(root, later)
+    with EventLog.open(
+        later, followers=[ProjectionStore(), ProjectionSnapshots(later, 100)]
+    ) as log:
+        for name in ("signature.jsonl", "abort.jsonl", "demo.jsonl", "busy_device.jsonl"):
+            _record_fixture(log, name)
+    future = _latest_snapshot(later)
+    assert int(future.name.split("-")[1]) > head
+    idle = open_store(root)
+    try:
+        expected = _tables(idle)
+    finally:
+        idle.close()
+    shutil.copytree(future, root / "segments" / future.name)
+    with writer_lock(StoreLayout(root)):  # read live, as while a tap records
+        live = open_store(root)
+        try:
+            assert _tables(live) == expected
+        finally:
+            live.close()
