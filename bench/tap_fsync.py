@@ -21,21 +21,13 @@ from pathlib import Path
 
 import trio
 import trio_websocket
+from echo_server import echo
 from messages import message
 
 import p3log
 from p3log.store.log import EventLog
 from p3log.tap.durability import Durability
 from p3log.tap.server import TapConfig, run_tap
-
-
-async def echo(request: trio_websocket.WebSocketRequest) -> None:
-    ws = await request.accept()
-    try:
-        while True:
-            await ws.send_message(await ws.get_message())
-    except trio_websocket.ConnectionClosed:
-        pass
 
 
 async def pipelined(url: str, c: int, window: int, deadline: float) -> int:
