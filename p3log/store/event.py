@@ -16,8 +16,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import time
-from collections.abc import Iterable
-from typing import Literal, get_args
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal, get_args
 
 import attrs
 
@@ -155,6 +155,21 @@ def body_canonical(body: EventBody) -> bytes:
     its hash wherever in the chain it is sealed (a bulk import computes it before the
     seq is known)."""
     return render_canonical(_body_texts(body))
+
+
+def record_canonical_bytes(record: Mapping[str, Any]) -> bytes:
+    """`canonical_bytes` of a decoded record line (its keys are the canonical fields):
+    integers in decimal, `redactions` joined with commas, text as it is."""
+    return render_canonical(
+        [
+            value
+            if value is None or type(value) is str
+            else ",".join(value)
+            if type(value) is list
+            else str(value)
+            for value in map(record.__getitem__, CANONICAL_FIELDS)
+        ]
+    )
 
 
 def render_canonical(texts: Iterable[str | None]) -> bytes:

@@ -20,6 +20,7 @@ import base64
 import hashlib
 import logging
 import mmap
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import attrs
@@ -74,6 +75,12 @@ def latest_recorded(
         "ORDER BY seq DESC",
         [GOVERNANCE_KIND],
     ).fetchall()
+    return latest_of(rows, store_id)
+
+
+def latest_of(rows: Iterable[tuple[int, str | None]], store_id: str) -> Recorded | None:
+    """The store's latest configuration among (seq, payload) of the chain's
+    configuration events (kind GOVERNANCE_KIND, sender tap), newest first."""
     for seq, payload in rows:
         details = _details_of(payload, store_id)
         if details is None:
@@ -308,10 +315,15 @@ def _remove_legacy_key(layout: StoreLayout) -> None:
 
 
 def governance_problems(
-    layout: StoreLayout, meta: StoreMeta, checkpoint: tuple[int, Governance | None] | None
+    layout: StoreLayout,
+    meta: StoreMeta,
+    checkpoint: tuple[int, Governance | None] | None,
+    configurations: Sequence[tuple[int, str | None]] | None = None,
 ) -> list[tuple[int, str, str]]:
     """(seq, where, reason) for each way the store's redaction configuration is not
-    what the chain, or the checkpoint (its count and configuration), says it is."""
+    what the chain, or the checkpoint (its count and configuration), says it is.
+    `configurations`: the chain's configuration events as (seq, payload), for a caller
+    that has read the journal already (None: they are read from it here)."""
     if layout.legacy_key_path.exists():
         return [
             (
@@ -321,9 +333,13 @@ def governance_problems(
                 "test guesses of merchant secrets; record into it once to move the key out",
             )
         ]
-    relation = journal_relation_sql(layout.journal_dir, ignore_errors=True)
-    with connect() as con:
-        recorded = latest_recorded(con, relation, meta.store_id) if relation else None
+    if configurations is not None:
+        recorded = latest_of(sorted(configurations, reverse=True), meta.store_id)
+    elif relation := journal_relation_sql(layout.journal_dir, ignore_errors=True):
+        with connect() as con:
+            recorded = latest_recorded(con, relation, meta.store_id)
+    else:
+        recorded = None
     problems = []
     if recorded is not None and recorded.governance != Governance.of_meta(meta):
         problems.append(

@@ -10,23 +10,28 @@
   each row's content and hash equal to the journal's at that seq.
 - Whatever the caller adds (`StoreCheck`s: the projection snapshots, ...).
 
-The report names the first seq where anything disagrees. Doing the hashing in SQL
-rather than in a Python loop is what makes a million events take seconds: DuckDB
-hashes in parallel and streams the journal.
+The report names the first seq where anything disagrees. It is computed this way
+(`_exact_report`) only for a store that `intact.py` cannot prove intact: the proof
+hashes each event once (its journal line, in worker processes, with hashlib) and
+compares the index's and segments' rows with the line byte for byte, where the exact
+report hashes each of them inside DuckDB. Same checks, same answer for an intact store;
+the exact report explains a damaged one.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 import attrs
 import duckdb
+import pyarrow as pa
 
 from p3log.store.chain import (
     ROWS_AS_RECORDS,
@@ -40,6 +45,7 @@ from p3log.store.event import GENESIS_HASH
 from p3log.store.governance import Governance, governance_problems
 from p3log.store.index import connect, journal_relation_sql, query_one, query_scalar, sql_string
 from p3log.store.indexer import damaged_index, index_open_error
+from p3log.store.intact import FileProof, FileTask, prove_file, prove_files
 from p3log.store.journal import segment_first_seq, segment_paths, stray_paths
 from p3log.store.layout import StoreLayout, StoreMeta, open_layout
 from p3log.store.records import RECORD_COLUMNS, RecordError, decode_canonical
@@ -100,13 +106,29 @@ def verify_store(
     root: Path, against: Checkpoint | None = None, checks: Sequence[StoreCheck] = ()
 ) -> VerifyReport:
     layout, meta = open_layout(root, create=False)
+    with tempfile.TemporaryDirectory(prefix="p3log-verify-") as spill:
+        # The proof hashes each event once; only a store it cannot prove intact pays
+        # for the exact report, which names the first seq that disagrees.
+        report = _intact_report(layout, meta, against, checks, Path(spill))
+        if report is None:
+            report = _exact_report(layout, meta, against, checks, Path(spill))
+    return report
+
+
+def _exact_report(
+    layout: StoreLayout,
+    meta: StoreMeta,
+    against: Checkpoint | None,
+    checks: Sequence[StoreCheck],
+    spill: Path,
+) -> VerifyReport:
+    """Every problem verify can name, each at its first seq: the journal, the index and
+    the segments each hashed inside DuckDB, and the journal's lines read in Python."""
+    root = layout.root
     with ThreadPoolExecutor(max_workers=1) as pool:
         # orjson holds the GIL, DuckDB releases it: the line pass runs beside the SQL.
         lines = pool.submit(journal_line_problem, layout.journal_dir)
-        with tempfile.TemporaryDirectory(prefix="p3log-verify-") as spill, connect() as con:
-            # What does not fit the memory cap spills here: never into the store, and
-            # not into ./.tmp, where an in-memory database would spill by default.
-            con.execute(f"SET temp_directory = {sql_string(spill)}")
+        with _connect(spill) as con:
             problems = [_load_hashes(con, layout)]
             problems += [
                 chain_problem(con, "journal_hashes", "journal"),
@@ -355,3 +377,180 @@ def _head(con: duckdb.DuckDBPyConnection) -> tuple[int, str]:
     )
     assert row is not None
     return int(row[0]), str(row[1])
+
+
+# Below this many journal bytes the proof runs in this process: starting a pool
+# costs more than it saves.
+PARALLEL_BYTES = 64 * 1024 * 1024
+
+
+def _connect(spill: Path) -> duckdb.DuckDBPyConnection:
+    """verify's DuckDB: memory-capped, spilling into a private directory (never the
+    store: verify writes nothing there, and an in-memory database would spill to ./.tmp)."""
+    con = connect()
+    con.execute(f"SET temp_directory = {sql_string(str(spill))}")
+    return con
+
+
+def _intact_report(
+    layout: StoreLayout,
+    meta: StoreMeta,
+    against: Checkpoint | None,
+    checks: Sequence[StoreCheck],
+    spill: Path,
+) -> VerifyReport | None:
+    """The report of a store proven intact with one hash per event (`intact.py`); None
+    if it cannot be (damage, or what the proof does not cover), for `_exact_report`."""
+    if stray_paths(layout.journal_dir):
+        return None
+    paths = segment_paths(layout.journal_dir)
+    firsts = [segment_first_seq(path) for path in paths]
+    if firsts and firsts[0] != 1:
+        return None
+    with _connect(spill) as con:
+        index = _attach_index(con, layout)
+        if index is False:
+            return None
+        segments = all_segments(layout.root)
+        if any(parquet_columns_problem(con, str(s.path)) is not None for s in segments):
+            return None
+        tasks = [
+            FileTask(
+                str(path),
+                first,
+                str(layout.index_path) if index else None,
+                tuple(
+                    (str(s.path), s.first_seq, s.last_seq)
+                    for s in segments
+                    if s.last_seq >= first and (nxt is None or s.first_seq < nxt)
+                ),
+            )
+            for path, first, nxt in zip(
+                paths, firsts, [*firsts[1:], None][: len(firsts)], strict=True
+            )
+        ]
+        proofs = _prove(tasks, sum(path.stat().st_size for path in paths))
+        if proofs is None:
+            return None
+        hashes = _chained_hashes(tasks, proofs)
+        if hashes is None or not _segments_hold_their_ranges(con, segments, len(hashes)):
+            return None
+        indexed = _indexed_prefix(con, index, tasks, proofs)
+        if indexed is None:
+            return None
+        prevs = [GENESIS_HASH, *hashes][: len(hashes)]
+        con.register(
+            "_p3log_hashes",
+            pa.table(
+                {
+                    "seq": pa.array(range(1, len(hashes) + 1), pa.int64()),
+                    "prev_hash": pa.array(prevs, pa.string()),
+                    "hash": pa.array(hashes, pa.string()),
+                }
+            ),
+        )
+        con.execute(
+            "CREATE TEMP TABLE journal_hashes AS "
+            "SELECT seq, prev_hash, hash, true AS content_ok FROM _p3log_hashes"
+        )
+        con.unregister("_p3log_hashes")
+        del prevs
+        problems = [check(con, layout.root) for check in checks]
+        if against is not None:
+            problems.append(_checkpoint_problem(con, meta, against))
+    pinned = (against.count, against.governance) if against else None
+    configurations = [found for proof in proofs for found in proof.governance]
+    problems += [
+        ChainProblem(*found) for found in governance_problems(layout, meta, pinned, configurations)
+    ]
+    found = [problem for problem in problems if problem is not None]
+    return VerifyReport(
+        store_id=meta.store_id,
+        count=len(hashes),
+        head_hash=hashes[-1] if hashes else GENESIS_HASH,
+        indexed=indexed,
+        problem=min(found, key=lambda problem: problem.seq) if found else None,
+    )
+
+
+def _attach_index(con: duckdb.DuckDBPyConnection, layout: StoreLayout) -> bool | None:
+    """Attach the index as `idx`: True if it has events, None if there is none (or no
+    table yet), False if it cannot be read (the exact report says why)."""
+    if not layout.index_path.exists():
+        return None
+    try:
+        con.execute(f"ATTACH {sql_string(str(layout.index_path))} AS idx (READ_ONLY)")
+        return True if _has_event_log(con) else None
+    except duckdb.Error:
+        return False
+
+
+def _prove(tasks: list[FileTask], size: int) -> list[FileProof] | None:
+    if len(tasks) < 2 or size < PARALLEL_BYTES:
+        proofs = [prove_file(task) for task in tasks]
+    else:
+        proofs = prove_files(tasks, min(len(tasks), os.cpu_count() or 1))
+    return None if any(proof is None for proof in proofs) else cast(list[FileProof], proofs)
+
+
+def _chained_hashes(tasks: list[FileTask], proofs: list[FileProof]) -> list[str] | None:
+    """Every event's hash in seq order, if each file starts where the one before ends
+    and links to its last hash."""
+    hashes: list[str] = []
+    for task, proof in zip(tasks, proofs, strict=True):
+        if task.first_seq != len(hashes) + 1:
+            return None
+        if proof.first_prev != (hashes[-1] if hashes else GENESIS_HASH):
+            return None
+        hashes += proof.hashes
+    return hashes
+
+
+def _segments_hold_their_ranges(
+    con: duckdb.DuckDBPyConnection, segments: list[Segment], count: int
+) -> bool:
+    """Each segment holds exactly seq first..last of its name, each once, within the
+    journal (the proof compared the rows in that range with the journal's)."""
+    if not segments:
+        return True
+    if any(segment.last_seq > count for segment in segments):
+        return False
+    files = f"[{', '.join(sql_string(str(segment.path)) for segment in segments)}]"
+    counts = {
+        path: row
+        for path, *row in con.execute(
+            "SELECT filename, count(*), count(DISTINCT seq), min(seq), max(seq) "
+            f"FROM read_parquet({files}, filename = true) GROUP BY filename"
+        ).fetchall()
+    }
+    return all(
+        counts.get(str(segment.path))
+        == [
+            size := segment.last_seq - segment.first_seq + 1,
+            size,
+            segment.first_seq,
+            segment.last_seq,
+        ]
+        for segment in segments
+    )
+
+
+def _indexed_prefix(
+    con: duckdb.DuckDBPyConnection,
+    index: bool | None,
+    tasks: list[FileTask],
+    proofs: list[FileProof],
+) -> int | None:
+    """How many events the index holds, if they are exactly the journal's first ones
+    (the proof matched them file by file)."""
+    matched, short = 0, False
+    for task, proof in zip(tasks, proofs, strict=True):
+        if proof.indexed and short:
+            return None
+        matched += proof.indexed
+        short = proof.indexed < len(proof.hashes)
+        del task
+    if not index:
+        return 0 if matched == 0 else None
+    rows = query_one(con, "SELECT count(*), coalesce(max(seq), 0) FROM idx.event_log")
+    return matched if rows == (matched, matched) else None

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 import shutil
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from p3log.store import verify
 from p3log.store.index import connect, sql_string
 from p3log.store.journal import segment_paths
 from p3log.store.log import EventLog
@@ -280,6 +282,26 @@ def test_a_forged_store_fails_at_the_first_seq_the_reference_finds(
     else:
         assert report.problem is not None, f"{how} at {seq} passed verify"
         assert report.problem.seq == expected, report.problem
+
+
+@pytest.fixture
+def in_worker_processes(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """verify's proof over worker processes even for a small journal."""
+    monkeypatch.setattr(verify, "PARALLEL_BYTES", 0)
+    yield
+
+
+@pytest.mark.usefixtures("in_worker_processes")
+@pytest.mark.parametrize("how", ["none", "journal rehashed", "index rehashed", "segment byte"])
+def test_the_proof_in_worker_processes_finds_the_same_first_seq(
+    pristine: Path, tmp_path_factory: pytest.TempPathFactory, how: str
+) -> None:
+    root = _copy(pristine, tmp_path_factory)
+    if how != "none":
+        forge(root, how, 7, 0.5, 65)
+    report = verify_store(root)
+    assert (report.problem.seq if report.problem else None) == reference_first_bad_seq(root)
+    assert (report.count, report.indexed) == (EVENTS, EVENTS)
 
 
 def test_verify_writes_nothing_in_the_store_or_the_working_directory(
