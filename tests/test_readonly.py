@@ -64,9 +64,7 @@ def _digests(store: Path) -> dict[str, str]:
     return {
         str(path.relative_to(store)): hashlib.sha256(path.read_bytes()).hexdigest()
         for path in sorted(store.rglob("*"))
-        if path.is_file()
-        and not path.name.startswith("index.duckdb")
-        and path.suffix != ".lock"
+        if path.is_file() and not path.name.startswith("index.duckdb") and path.suffix != ".lock"
     }
 
 

@@ -1,35 +1,39 @@
 """The proof that a store is intact, with each event hashed once (verify's fast path).
 
-`verify` used to hash every event three times inside DuckDB (its journal line, its
-index row, its sealed segment row) at about 3 µs of CPU each (DuckDB's SHA-256 does
-not use the CPU's SHA instructions), besides the Python pass that checks each line's
-spelling. Here each journal segment file is read once, in Python, by one of a pool
-of processes:
+The exact report (`verify.py`) hashes every event three times inside DuckDB (its
+journal line, its index row, its sealed segment row) at about 3 µs of CPU each
+(DuckDB's SHA-256 does not use the CPU's SHA instructions), besides the Python pass
+that checks each line's spelling. Here the journal is read once, in Python, in byte
+ranges shared out over a pool of processes (a range starts and ends at a line's end,
+so an imported store's one large segment is shared out as well as many small ones):
 
 - each line must be the canonical record (`decode_canonical`) of the next seq, its
   hash the SHA-256 of its prev_hash and canonical form (`hashlib`: ~1 µs), its
   prev_hash the hash of the line before;
 - the index's rows and the sealed segments' rows at those seqs are compared with the
-  journal's, byte for byte: DuckDB renders each row's canonical form
-  (`chain.CANONICAL_SQL`, the very text the old check hashed) with its prev_hash and
-  hash, and they must equal the line's. Equal content under an equal hash is what
-  hashing the row again proved, so nothing is hashed twice.
+  journal's, byte for byte, a batch of lines at a time: DuckDB renders each row's
+  canonical form (`chain.CANONICAL_SQL`, the very text the exact report hashes) with
+  its prev_hash and hash, and they must equal the line's. Equal content under an equal
+  hash is what hashing the row again proved, so nothing is hashed twice.
 
-What spans files (a file's first prev_hash against the last hash of the one before,
-the index being a prefix of the journal, each segment holding its seq range once) is
-checked by the caller (`verify.py`). A proof either holds, or is None: this module
-never explains damage. Then verify computes its exact report the way it always has,
-so every report keeps its wording, and only an intact store is fast.
+What spans ranges (a range's first seq and prev_hash against the end of the one
+before, the index being a prefix of the journal, each segment holding its seq range
+once) is checked by the caller (`verify.py`). A proof either holds, or is None: this
+module never explains damage. Then verify computes its exact report the way it always
+has, so every report keeps its wording, and only an intact store is fast.
 """
 
 from __future__ import annotations
 
+import array
 import hashlib
+import itertools
 import pickle
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import attrs
 import duckdb
@@ -41,118 +45,207 @@ from p3log.store.governance import GOVERNANCE_KIND
 from p3log.store.index import connect, sql_string
 from p3log.store.records import RecordError, decode_canonical
 
+HASH_CHARS = 64  # a SHA-256 in hex, as every record spells its hash
+# Lines compared with the index and the segments in one query: large enough that a
+# query's cost is spread thin, small enough that a worker holds ~12 MB of forms.
+BATCH_LINES = 8_192
+
 
 @attrs.frozen
-class FileTask:
-    """One journal segment file and what else holds its events."""
+class RangeTask:
+    """Whole lines of one journal segment file, and what else holds events."""
 
     path: str
-    first_seq: int  # from its name
+    start: int  # the byte offset of the range's first line
+    end: int  # just past its last line's newline
     index_path: str | None  # the index, if it has an event table
-    segment_files: tuple[tuple[str, int, int], ...]  # (path, first, last) overlapping it
+    segment_files: tuple[tuple[str, int, int], ...]  # (path, first, last) of every segment
 
 
 @attrs.frozen
-class FileProof:
-    """A journal file found intact: its lines seq first_seq.. in order, each hash right."""
+class RangeProof:
+    """A range found intact: its lines hold seq first_seq.. in order, each hash right."""
 
-    first_prev: str  # the first line's prev_hash (the caller links it to the file before)
-    hashes: list[str]  # each line's hash, in seq order
+    first_seq: int
+    first_prev: str  # the first line's prev_hash (the caller links it to the range before)
+    hashes: bytes  # each line's hash (HASH_CHARS ASCII characters), in seq order
     indexed: int  # the index's rows equal to these lines, from first_seq on
     governance: list[tuple[int, str | None]]  # (seq, payload) of each configuration event
 
-    def last_seq(self, first_seq: int) -> int:
-        return first_seq + len(self.hashes) - 1
+    @property
+    def count(self) -> int:
+        return len(self.hashes) // HASH_CHARS
+
+    @property
+    def last_hash(self) -> str:
+        return self.hashes[-HASH_CHARS:].decode("ascii")
 
 
-def prove_file(task: FileTask) -> FileProof | None:
-    """The proof that one journal file, and the index's and segments' rows at its seqs,
-    are intact; None if anything in them is not (verify then explains what)."""
-    lines = _read_lines(task)
-    if lines is None:
-        return None
-    canonical, prevs, hashes, governance = lines
-    if not hashes:
-        return None  # an empty segment file: the writer never leaves one
-    last = task.first_seq + len(hashes) - 1
-    expected = pa.table(
-        {
-            "seq": pa.array(range(task.first_seq, last + 1), pa.int64()),
-            "form": pa.array(canonical, pa.binary()),
-            "prev_hash": pa.array(prevs, pa.string()),
-            "hash": pa.array(hashes, pa.string()),
-        }
-    )
-    del canonical
-    try:
-        with connect() as con:
-            con.execute("SET threads = 1")  # the pool is the parallelism
-            indexed = 0
-            if task.index_path is not None:
-                con.execute(f"ATTACH {sql_string(task.index_path)} AS idx (READ_ONLY)")
-                rows = _canonical_rows(con, "idx.event_log", task.first_seq, last)
-                # The index may stop short of the journal, never go beyond it.
-                indexed = rows.num_rows
-                if indexed > expected.num_rows or not _equal(rows, expected.slice(0, indexed)):
-                    return None
-            if task.segment_files:
-                files = ", ".join(sql_string(path) for path, _, _ in task.segment_files)
-                wanted = [
-                    seq - task.first_seq
-                    for _, first, seg_last in task.segment_files
-                    for seq in range(max(first, task.first_seq), min(seg_last, last) + 1)
-                ]
-                rows = _canonical_rows(con, f"read_parquet([{files}])", task.first_seq, last)
-                if rows.num_rows != len(wanted) or not _equal(
-                    rows, expected.take(pa.array(wanted, pa.int64()))
-                ):
-                    return None
-    except duckdb.Error:
-        return None
-    return FileProof(prevs[0], hashes, indexed, governance)
+def line_ranges(path: Path, pieces: int) -> list[tuple[int, int]]:
+    """`path` cut into up to `pieces` byte ranges of about equal size, each made of
+    whole lines (a cut moves on to just past the next newline)."""
+    size = path.stat().st_size
+    cuts = [0]
+    with path.open("rb") as segment:
+        for k in range(1, pieces):
+            segment.seek(max(size * k // pieces, cuts[-1]))
+            segment.readline()  # to the end of the line the cut fell in
+            if (cut := segment.tell()) < size and cut > cuts[-1]:
+                cuts.append(cut)
+    return list(zip(cuts, [*cuts[1:], size], strict=True))
 
 
-_Lines = tuple[list[bytes], list[str], list[str], list[tuple[int, str | None]]]
-
-
-def _read_lines(task: FileTask) -> _Lines | None:
-    canonical: list[bytes] = []
-    prevs: list[str] = []
+def prove_range(task: RangeTask) -> RangeProof | None:
+    """The proof that one range of journal lines, and the index's and segments' rows at
+    its seqs, are intact; None if anything in it is not (verify then explains what)."""
     hashes: list[str] = []
     governance: list[tuple[int, str | None]] = []
-    seq, prev = task.first_seq, None
+    first: _Batch | None = None
+    indexed, short = 0, False
     try:
-        with Path(task.path).open("rb") as segment:
-            for line in segment:  # split at b"\n" only, each line with its newline
-                if not line.endswith(b"\n"):
+        with connect() as con, Path(task.path).open("rb") as segment:
+            con.execute("SET threads = 1")  # the pool is the parallelism
+            if task.index_path is not None:
+                con.execute(f"ATTACH {sql_string(task.index_path)} AS idx (READ_ONLY)")
+            segment.seek(task.start)
+            for lines in _batches(segment, task.end - task.start):
+                batch = _read_batch(lines, hashes[-1] if hashes else None, governance)
+                if batch is None or (first is not None and batch.first_seq != first.seq_after):
                     return None
-                record = decode_canonical(line)
-                form = record_canonical_bytes(record)
-                digest = hashlib.sha256(record["prev_hash"].encode() + form).hexdigest()
-                if (
-                    record["seq"] != seq
-                    or digest != record["hash"]
-                    or (prev is not None and record["prev_hash"] != prev)
-                ):
+                first = first or batch
+                if task.index_path is not None:
+                    rows = _canonical_rows(con, "idx.event_log", batch.first_seq, batch.last_seq)
+                    # The index may stop short of the journal, never go beyond it.
+                    if (rows.num_rows and short) or not _equal(
+                        rows, batch.table.slice(0, rows.num_rows)
+                    ):
+                        return None
+                    indexed += rows.num_rows
+                    short = rows.num_rows < len(batch.hashes)
+                if not _segments_equal(con, task.segment_files, batch):
                     return None
-                if record["kind"] == GOVERNANCE_KIND and record["sender"] == "tap":
-                    governance.append((seq, record["payload"]))
-                canonical.append(form)
-                prevs.append(record["prev_hash"])
-                hashes.append(digest)
-                seq, prev = seq + 1, digest
-    except (OSError, RecordError, UnicodeError):
+                hashes += batch.hashes
+                first = attrs.evolve(first, seq_after=batch.seq_after)
+    except (OSError, duckdb.Error):
         return None
-    return canonical, prevs, hashes, governance
+    if first is None:
+        return None  # an empty range: the caller never makes one, and files are never empty
+    return RangeProof(
+        first.first_seq, first.first_prev, "".join(hashes).encode("ascii"), indexed, governance
+    )
+
+
+@attrs.frozen
+class _Batch:
+    """Consecutive journal lines found canonical, chained and each hash right."""
+
+    first_seq: int
+    first_prev: str
+    seq_after: int  # the seq the next line must hold
+    hashes: list[str]
+    table: pa.Table  # (hashed: prev_hash and canonical form, the bytes hashed; hash)
+
+    @property
+    def last_seq(self) -> int:
+        return self.seq_after - 1
+
+
+def _batches(segment: BinaryIO, size: int) -> Iterator[list[bytes]]:
+    """The next `size` bytes of `segment` as lists of up to BATCH_LINES lines (split at
+    b"\n" only, each line with its newline; a torn last line as it is)."""
+    batch: list[bytes] = []
+    for line in segment:
+        batch.append(line)
+        size -= len(line)
+        if len(batch) == BATCH_LINES or size <= 0:
+            yield batch
+            batch = []
+        if size <= 0:
+            return
+    if batch:
+        yield batch
+
+
+def _read_batch(
+    lines: list[bytes], prev: str | None, governance: list[tuple[int, str | None]]
+) -> _Batch | None:
+    """The lines as a batch, if each is the canonical record of the next seq (the first
+    line's seq is taken as it is), links to the one before (the first to `prev`, if
+    given) and holds the hash of its prev_hash and canonical form."""
+    hashed: list[bytes] = []
+    hashes: list[str] = []
+    seq = first_prev = None
+    try:
+        for line in lines:
+            if not line.endswith(b"\n"):
+                return None
+            record = decode_canonical(line)
+            if seq is None:
+                seq, first_prev = record["seq"], record["prev_hash"]
+            data = record["prev_hash"].encode() + record_canonical_bytes(record)
+            digest = hashlib.sha256(data).hexdigest()
+            if (
+                record["seq"] != seq
+                or digest != record["hash"]
+                or record["prev_hash"] != (hashes[-1] if hashes else prev or first_prev)
+            ):
+                return None
+            if record["kind"] == GOVERNANCE_KIND and record["sender"] == "tap":
+                governance.append((seq, record["payload"]))
+            hashed.append(data)
+            hashes.append(digest)
+            seq += 1
+    except (RecordError, UnicodeError):
+        return None
+    if seq is None or first_prev is None:
+        return None
+    table = pa.table({"hashed": _binary_array(hashed), "hash": hash_array(hashes)})
+    return _Batch(seq - len(hashes), first_prev, seq, hashes, table)
+
+
+def _binary_array(items: list[bytes]) -> pa.Array:
+    """`pa.array(items, pa.large_binary())` built from one join (pa.array would import
+    pandas, a third of a second in each worker, and convert item by item)."""
+    offsets = array.array("q", itertools.accumulate(map(len, items), initial=0))
+    return pa.LargeBinaryArray.from_buffers(
+        pa.large_binary(), len(items), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(items))]
+    )
+
+
+def hash_array(hashes: Sequence[str] | bytes) -> pa.Array:
+    """Hashes (HASH_CHARS characters each, or their ASCII bytes end to end) as strings."""
+    data = hashes if isinstance(hashes, bytes) else "".join(hashes).encode("ascii")
+    fixed = pa.FixedSizeBinaryArray.from_buffers(
+        pa.binary(HASH_CHARS), len(data) // HASH_CHARS, [None, pa.py_buffer(data)]
+    )
+    return fixed.cast(pa.string())
 
 
 def _canonical_rows(con: duckdb.DuckDBPyConnection, table: str, first: int, last: int) -> pa.Table:
-    """(seq, form, prev_hash, hash) of the rows of `table` (event_log columns) with seq
-    first..last, in the order they are stored; form is the canonical form."""
+    """(hashed, hash) of the rows of `table` (event_log columns) with seq first..last, in
+    the order they are stored; hashed is the prev_hash and the canonical form."""
     return con.sql(
-        f"SELECT seq, encode({CANONICAL_SQL}) AS form, prev_hash, hash "
+        f"SELECT encode(prev_hash || {CANONICAL_SQL}) AS hashed, hash "
         f"FROM ({ROWS_AS_RECORDS} FROM {table} WHERE seq BETWEEN {int(first)} AND {int(last)})"
     ).to_arrow_table()
+
+
+def _segments_equal(
+    con: duckdb.DuckDBPyConnection, segment_files: Sequence[tuple[str, int, int]], batch: _Batch
+) -> bool:
+    """Whether the sealed segments' rows at the batch's seqs are the batch's lines."""
+    first, last = batch.first_seq, batch.last_seq
+    overlapping = [
+        (path, max(lo, first), min(hi, last))
+        for path, lo, hi in segment_files
+        if lo <= last and hi >= first
+    ]
+    if not overlapping:
+        return True
+    files = ", ".join(sql_string(path) for path, _, _ in overlapping)
+    wanted = [seq - first for _, lo, hi in overlapping for seq in range(lo, hi + 1)]
+    rows = _canonical_rows(con, f"read_parquet([{files}])", first, last)
+    return rows.num_rows == len(wanted) and _equal(rows, batch.table.take(pa.array(wanted)))
 
 
 def _equal(rows: pa.Table, expected: pa.Table) -> bool:
@@ -163,12 +256,19 @@ def _equal(rows: pa.Table, expected: pa.Table) -> bool:
     )
 
 
-def prove_files(tasks: Sequence[FileTask], workers: int) -> list[FileProof | None]:
-    """`prove_file` of each task, over `workers` processes (the line pass is Python and
-    holds the GIL). Each worker is `python -m p3log.store.intact`, given its tasks on
-    stdin: unlike multiprocessing's spawn, it never re-imports the caller's script."""
+def prove_ranges(tasks: Sequence[RangeTask], workers: int) -> list[RangeProof | None]:
+    """`prove_range` of each task, over `workers` processes (the line pass is Python and
+    holds the GIL), each given about the same number of bytes. Each worker is
+    `python -m p3log.store.intact`, given its tasks on stdin: unlike multiprocessing's
+    spawn, it never re-imports the caller's script."""
     package_root = Path(__file__).resolve().parents[2]
-    shares = [list(range(k, len(tasks), workers)) for k in range(workers)]
+    shares: list[list[int]] = [[] for _ in range(workers)]
+    loads = [0] * workers
+    for i in sorted(range(len(tasks)), key=lambda i: tasks[i].start - tasks[i].end):
+        lightest = loads.index(min(loads))  # the largest task to the least loaded
+        shares[lightest].append(i)
+        loads[lightest] += tasks[i].end - tasks[i].start
+    shares = [share for share in shares if share]
     children = [
         subprocess.Popen(
             [sys.executable, "-m", __name__],
@@ -178,7 +278,7 @@ def prove_files(tasks: Sequence[FileTask], workers: int) -> list[FileProof | Non
         )
         for _ in shares
     ]
-    proofs: list[FileProof | None] = [None] * len(tasks)
+    proofs: list[RangeProof | None] = [None] * len(tasks)
     try:
         for child, share in zip(children, shares, strict=True):
             assert child.stdin is not None
@@ -201,7 +301,7 @@ def prove_files(tasks: Sequence[FileTask], workers: int) -> list[FileProof | Non
 def _serve() -> None:
     """A worker: tasks pickled on stdin, their proofs pickled on stdout."""
     tasks = pickle.loads(sys.stdin.buffer.read())
-    sys.stdout.buffer.write(pickle.dumps([prove_file(task) for task in tasks]))
+    sys.stdout.buffer.write(pickle.dumps([prove_range(task) for task in tasks]))
 
 
 if __name__ == "__main__":

@@ -45,7 +45,14 @@ from p3log.store.event import GENESIS_HASH
 from p3log.store.governance import Governance, governance_problems
 from p3log.store.index import connect, journal_relation_sql, query_one, query_scalar, sql_string
 from p3log.store.indexer import damaged_index, index_open_error
-from p3log.store.intact import FileProof, FileTask, prove_file, prove_files
+from p3log.store.intact import (
+    RangeProof,
+    RangeTask,
+    hash_array,
+    line_ranges,
+    prove_range,
+    prove_ranges,
+)
 from p3log.store.journal import segment_first_seq, segment_paths, stray_paths
 from p3log.store.layout import StoreLayout, StoreMeta, open_layout
 from p3log.store.records import RECORD_COLUMNS, RecordError, decode_canonical
@@ -382,6 +389,9 @@ def _head(con: duckdb.DuckDBPyConnection) -> tuple[int, str]:
 # Below this many journal bytes the proof runs in this process: starting a pool
 # costs more than it saves.
 PARALLEL_BYTES = 64 * 1024 * 1024
+# The most journal bytes one range of the proof holds: enough ranges for the workers
+# to end together, few enough that each range's start-up (a DuckDB connection) is lost.
+RANGE_BYTES = 32 * 1024 * 1024
 
 
 def _connect(spill: Path) -> duckdb.DuckDBPyConnection:
@@ -414,38 +424,36 @@ def _intact_report(
         segments = all_segments(layout.root)
         if any(parquet_columns_problem(con, str(s.path)) is not None for s in segments):
             return None
+        index_path = str(layout.index_path) if index else None
+        segment_files = tuple((str(s.path), s.first_seq, s.last_seq) for s in segments)
+        sizes = [path.stat().st_size for path in paths]
+        # Ranges of whole lines, at most RANGE_BYTES each: one large segment (an import
+        # writes one) is shared out over the workers as well as many small ones.
         tasks = [
-            FileTask(
-                str(path),
-                first,
-                str(layout.index_path) if index else None,
-                tuple(
-                    (str(s.path), s.first_seq, s.last_seq)
-                    for s in segments
-                    if s.last_seq >= first and (nxt is None or s.first_seq < nxt)
-                ),
-            )
-            for path, first, nxt in zip(
-                paths, firsts, [*firsts[1:], None][: len(firsts)], strict=True
-            )
+            RangeTask(str(path), start, end, index_path, segment_files)
+            for path, size in zip(paths, sizes, strict=True)
+            for start, end in line_ranges(path, -(-size // RANGE_BYTES))
         ]
-        proofs = _prove(tasks, sum(path.stat().st_size for path in paths))
-        if proofs is None:
-            return None
+        if sum(sizes) >= PARALLEL_BYTES and len(tasks) > 1:
+            proofs = prove_ranges(tasks, min(len(tasks), os.cpu_count() or 1))
+        else:
+            proofs = [prove_range(task) for task in tasks]
         hashes = _chained_hashes(tasks, proofs)
         if hashes is None or not _segments_hold_their_ranges(con, segments, len(hashes)):
             return None
-        indexed = _indexed_prefix(con, index, tasks, proofs)
+        valid = cast(list[RangeProof], proofs)
+        indexed = _indexed_prefix(con, index, valid)
         if indexed is None:
             return None
-        prevs = [GENESIS_HASH, *hashes][: len(hashes)]
+        count = len(hashes)
+        prevs = pa.concat_arrays([pa.array([GENESIS_HASH], pa.string()), hashes.slice(0, count)])
         con.register(
             "_p3log_hashes",
             pa.table(
                 {
-                    "seq": pa.array(range(1, len(hashes) + 1), pa.int64()),
-                    "prev_hash": pa.array(prevs, pa.string()),
-                    "hash": pa.array(hashes, pa.string()),
+                    "seq": pa.array(range(1, count + 1), pa.int64()),
+                    "prev_hash": prevs.slice(0, count),
+                    "hash": hashes,
                 }
             ),
         )
@@ -459,15 +467,15 @@ def _intact_report(
         if against is not None:
             problems.append(_checkpoint_problem(con, meta, against))
     pinned = (against.count, against.governance) if against else None
-    configurations = [found for proof in proofs for found in proof.governance]
+    configurations = [found for proof in valid for found in proof.governance]
     problems += [
         ChainProblem(*found) for found in governance_problems(layout, meta, pinned, configurations)
     ]
     found = [problem for problem in problems if problem is not None]
     return VerifyReport(
         store_id=meta.store_id,
-        count=len(hashes),
-        head_hash=hashes[-1] if hashes else GENESIS_HASH,
+        count=count,
+        head_hash=valid[-1].last_hash if valid else GENESIS_HASH,
         indexed=indexed,
         problem=min(found, key=lambda problem: problem.seq) if found else None,
     )
@@ -485,25 +493,20 @@ def _attach_index(con: duckdb.DuckDBPyConnection, layout: StoreLayout) -> bool |
         return False
 
 
-def _prove(tasks: list[FileTask], size: int) -> list[FileProof] | None:
-    if len(tasks) < 2 or size < PARALLEL_BYTES:
-        proofs = [prove_file(task) for task in tasks]
-    else:
-        proofs = prove_files(tasks, min(len(tasks), os.cpu_count() or 1))
-    return None if any(proof is None for proof in proofs) else cast(list[FileProof], proofs)
-
-
-def _chained_hashes(tasks: list[FileTask], proofs: list[FileProof]) -> list[str] | None:
-    """Every event's hash in seq order, if each file starts where the one before ends
-    and links to its last hash."""
-    hashes: list[str] = []
+def _chained_hashes(
+    tasks: list[RangeTask], proofs: list[RangeProof | None]
+) -> pa.StringArray | None:
+    """Every event's hash in seq order, if every range was proven, each file starts at
+    the seq of its name, and each range starts where the one before ends and links to
+    its last hash."""
+    seq, prev = 1, GENESIS_HASH
     for task, proof in zip(tasks, proofs, strict=True):
-        if task.first_seq != len(hashes) + 1:
+        if proof is None or proof.first_seq != seq or proof.first_prev != prev:
             return None
-        if proof.first_prev != (hashes[-1] if hashes else GENESIS_HASH):
+        if task.start == 0 and segment_first_seq(Path(task.path)) != seq:
             return None
-        hashes += proof.hashes
-    return hashes
+        seq, prev = seq + proof.count, proof.last_hash
+    return cast(pa.StringArray, hash_array(b"".join(p.hashes for p in proofs if p is not None)))
 
 
 def _segments_hold_their_ranges(
@@ -536,20 +539,16 @@ def _segments_hold_their_ranges(
 
 
 def _indexed_prefix(
-    con: duckdb.DuckDBPyConnection,
-    index: bool | None,
-    tasks: list[FileTask],
-    proofs: list[FileProof],
+    con: duckdb.DuckDBPyConnection, index: bool | None, proofs: list[RangeProof]
 ) -> int | None:
     """How many events the index holds, if they are exactly the journal's first ones
-    (the proof matched them file by file)."""
+    (the proof matched them range by range)."""
     matched, short = 0, False
-    for task, proof in zip(tasks, proofs, strict=True):
+    for proof in proofs:
         if proof.indexed and short:
             return None
         matched += proof.indexed
-        short = proof.indexed < len(proof.hashes)
-        del task
+        short = proof.indexed < proof.count
     if not index:
         return 0 if matched == 0 else None
     rows = query_one(con, "SELECT count(*), coalesce(max(seq), 0) FROM idx.event_log")
