@@ -302,24 +302,23 @@ def _rows_problems(
         if counts.get(path) != [size, size, segment.first_seq, segment.last_seq]:
             reason = f"does not hold seq {segment.first_seq} to {segment.last_seq}, each once"
             problems.append(ChainProblem(segment.first_seq, segment.path.name, reason))
-    # ... and the rows are hashed in one streaming join, nothing kept but the answer.
-    rows = f"{ROWS_AS_RECORDS} FROM read_parquet({files})"
-    differs = query_one(
-        con,
-        f"""
-        SELECT min(s.seq) FROM ({hashes_sql(rows)}) s LEFT JOIN journal_hashes j USING (seq)
-        WHERE NOT s.content_ok OR j.content_ok IS NOT true
-           OR s.hash IS DISTINCT FROM j.hash OR s.prev_hash IS DISTINCT FROM j.prev_hash
-        """,
-    )
-    if differs is not None and differs[0] is not None:
-        (path,) = query_one(
+    # ... and each segment's rows are hashed and joined with the journal's hashes in its
+    # range only: one join over every segment holds more than verify's memory cap.
+    for path, segment in segments.items():
+        rows = f"{ROWS_AS_RECORDS} FROM read_parquet({sql_string(path)})"
+        differs = query_one(
             con,
-            f"SELECT filename FROM read_parquet({files}, filename = true) WHERE seq = ? LIMIT 1",
-            [differs[0]],
-        ) or ("segments",)
-        name = segments[path].path.name if path in segments else path
-        problems.append(ChainProblem(differs[0], name, "this row is not the journal's event"))
+            f"""
+            SELECT min(s.seq) FROM ({hashes_sql(rows)}) s
+            LEFT JOIN (FROM journal_hashes WHERE seq BETWEEN ? AND ?) j USING (seq)
+            WHERE NOT s.content_ok OR j.content_ok IS NOT true
+               OR s.hash IS DISTINCT FROM j.hash OR s.prev_hash IS DISTINCT FROM j.prev_hash
+            """,
+            [segment.first_seq, segment.last_seq],
+        )
+        if differs is not None and differs[0] is not None:
+            reason = "this row is not the journal's event"
+            problems.append(ChainProblem(differs[0], segment.path.name, reason))
     return problems
 
 
