@@ -196,3 +196,63 @@ def test_a_segment_with_its_rows_out_of_order_fails_as_the_reference_says(store:
     report = verify_store(store)
     assert report.problem is not None, "a segment with its rows reversed passed verify"
     assert report.problem.seq == 1
+
+
+# --- 5. A crash: raw_b64 that is not ASCII ---------------------------------------------
+
+
+def _rewrite_last_line(root: Path, change: dict[str, object], rehash: bool = True) -> None:
+    (journal,) = segment_paths(root / "journal")
+    lines = journal.read_bytes().splitlines(keepends=True)
+    record = orjson.loads(lines[-1]) | change
+    if rehash:
+        record["hash"] = _reference_hash(record)
+    lines[-1] = orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+    journal.write_bytes(b"".join(lines))
+
+
+@pytest.mark.parametrize("workers", [False, True])
+def test_a_raw_b64_that_is_not_ascii_is_named_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: bool
+) -> None:
+    """`records._canonical_base64` catches binascii.Error only; base64.b64decode of a str
+    with a non-ASCII character raises a plain ValueError ('string argument should
+    contain only ASCII characters'), which is no RecordError: `intact._read_batch`
+    (catching RecordError, UnicodeError) lets it out of verify in-process; in worker
+    processes the worker dies with a traceback, and the exact report's
+    `_segment_line_problem` (catching RecordError) raises it again."""
+    if workers:
+        monkeypatch.setattr(verify, "PARALLEL_BYTES", 0)
+        monkeypatch.setattr(verify, "RANGE_BYTES", 1200)
+    root = tmp_path / "store"
+    with EventLog.open(root) as log:
+        for n in range(EVENTS):
+            log.record_message("s1", "client", message_bytes("PING_REQUEST", f"t{n}", n=n))
+    _rewrite_last_line(root, {"raw_b64": "\u00e9"})
+    assert reference_first_bad_seq(root) == EVENTS
+    report = verify_store(root)
+    assert report.problem is not None
+    assert report.problem.seq == EVENTS
+
+
+# --- 6. (the chain's definition) redactions joined with commas -------------------------
+
+
+def test_a_journal_line_whose_redactions_changed_under_the_same_hash(tmp_path: Path) -> None:
+    """The canonical form renders `redactions` as its items joined with ',' (event.py,
+    chain.py): [] and [""] (or ["a", "b"] and ["a,b"]) have one canonical form, so one
+    hash. A journal line's redactions changed from [] to [""] keeps every hash, passes
+    verify against a checkpoint; the proof's index comparison (canonical forms) cannot
+    see that the index row's [] differs from the journal's, which the reference does.
+    (Older than this change: the chain's definition; the proof inherits it.)"""
+    root = tmp_path / "store"
+    with EventLog.open(root) as log:
+        for n in range(EVENTS):
+            log.record_message("s1", "client", message_bytes("PING_REQUEST", f"t{n}", n=n))
+    checkpoint = verify.make_checkpoint(root)
+    _rewrite_last_line(root, {"redactions": [""]}, rehash=False)
+    assert _line(root, EVENTS)["hash"] == checkpoint.head_hash  # the same hash
+    assert reference_first_bad_seq(root) == EVENTS  # the index's row is not the journal's
+    report = verify_store(root, against=checkpoint)
+    assert report.problem is not None, "a journal line with other redactions passed verify"
+    assert report.problem.seq == EVENTS
