@@ -256,3 +256,32 @@ def test_a_journal_line_whose_redactions_changed_under_the_same_hash(tmp_path: P
     report = verify_store(root, against=checkpoint)
     assert report.problem is not None, "a journal line with other redactions passed verify"
     assert report.problem.seq == EVENTS
+
+
+# --- 7. A crash: a damaged row group the proof's seq filter skipped --------------------
+
+
+def test_a_segment_damaged_beyond_the_journal_is_named_not_a_traceback(store: Path) -> None:
+    """A segment whose second row group (its statistics: seq 100) has its seq column
+    damaged. The proof reads the segment `WHERE seq BETWEEN first AND last`, and DuckDB
+    skips that row group by its statistics; `verify._segments_hold_their_ranges` then
+    reads the seq column of every row group outside any try, and its duckdb.Error
+    leaves verify_store (the exact report names the file, seq 1)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = all_segments(store)[0].path
+    rows = pq.read_table(path)
+    extra = rows.slice(0, 1).set_column(0, rows.schema.field(0), pa.array([100], pa.int64()))
+    pq.write_table(pa.concat_tables([rows, extra]), path, row_group_size=SEALED, compression="zstd")
+    chunk = pq.ParquetFile(path).metadata.row_group(1).column(0)
+    data = bytearray(path.read_bytes())
+    for at in range(
+        chunk.data_page_offset + 8, chunk.data_page_offset + chunk.total_compressed_size
+    ):
+        data[at] ^= 0x5A
+    path.write_bytes(bytes(data))
+    assert _exact_problem_seq(store) == 1
+    report = verify_store(store)
+    assert report.problem is not None
+    assert report.problem.seq == 1
