@@ -285,3 +285,23 @@ def test_a_segment_damaged_beyond_the_journal_is_named_not_a_traceback(store: Pa
     report = verify_store(store)
     assert report.problem is not None
     assert report.problem.seq == 1
+
+
+# --- 8. (the exact report, not the proof) an index whose event_log is not the schema ---
+
+
+@pytest.mark.parametrize(
+    "alter",
+    ["ALTER TABLE event_log DROP COLUMN tag", "ALTER TABLE event_log ALTER seq TYPE VARCHAR"],
+)
+def test_an_index_with_another_schema_is_named_not_a_traceback(store: Path, alter: str) -> None:
+    """The proof gives up on such an index (a duckdb.Error in a worker is None); the
+    exact report then builds `index_hashes` from it unchecked (`_load_hashes`: a
+    BinderException; for a VARCHAR seq, `chain_problem` compares str with int: a
+    TypeError). Sealed segments have `parquet_columns_problem`; the index has nothing
+    alike. (Older than this change.)"""
+    with connect(store / "index.duckdb") as con:
+        con.execute(alter)
+    report = verify_store(store)
+    assert report.problem is not None
+    assert report.problem.source == "index"
