@@ -11,7 +11,7 @@ from __future__ import annotations
 import attrs
 import duckdb
 
-from p3log.store.event import CANONICAL_FIELDS, GENESIS_HASH
+from p3log.store.event import CANONICAL_FIELDS, GENESIS_HASH, REDACTION_SEPARATOR
 from p3log.store.index import EVENT_COLUMNS, query_one, sql_string
 
 # How each canonical field reads as text in the record-shaped relation.
@@ -19,7 +19,7 @@ _FIELD_SQL = {
     "seq": "CAST(seq AS VARCHAR)",
     "recorded_at_us": "CAST(recorded_at_us AS VARCHAR)",
     "mono_ns": "CAST(mono_ns AS VARCHAR)",
-    "redactions": "array_to_string(redactions, ',')",
+    "redactions": f"array_to_string(redactions, '{REDACTION_SEPARATOR}')",
 }
 # One concat (one allocation per row) rather than a chain of `||`: hashing a million
 # events is most of what verify costs.
@@ -30,6 +30,11 @@ CANONICAL_SQL = (
         for expr in (_FIELD_SQL.get(name, name) for name in CANONICAL_FIELDS)
     )
     + ")"
+)
+# `event.redactions_joinable` in SQL: true when the join above has one reading.
+REDACTIONS_JOINABLE_SQL = (
+    "coalesce(list_bool_and(list_transform(redactions, lambda r: "
+    f"r <> '' AND strpos(r, '{REDACTION_SEPARATOR}') = 0)), true)"
 )
 # `event_log` rows (the index, a sealed segment) in the journal's record shape.
 ROWS_AS_RECORDS = """
@@ -43,7 +48,8 @@ def hashes_sql(records: str) -> str:
     """(seq, prev_hash, hash, content_ok) of a record-shaped relation."""
     return (
         "SELECT seq, prev_hash, hash, "
-        f"coalesce(sha256(prev_hash || {CANONICAL_SQL}) = hash, false) AS content_ok "
+        f"coalesce(sha256(prev_hash || {CANONICAL_SQL}) = hash AND {REDACTIONS_JOINABLE_SQL}, "
+        "false) AS content_ok "
         f"FROM ({records})"
     )
 
@@ -90,6 +96,9 @@ def chain_problem(con: duckdb.DuckDBPyConnection, table: str, source: str) -> Ch
     )
 
 
+NOT_EVENT_COLUMNS = "does not hold exactly the event columns"
+
+
 def parquet_columns_problem(con: duckdb.DuckDBPyConnection, path: str) -> str | None:
     """Why the Parquet file at `path` cannot stand for `event_log` rows (None: it can):
     unreadable, or not exactly the event columns and types."""
@@ -100,5 +109,5 @@ def parquet_columns_problem(con: duckdb.DuckDBPyConnection, path: str) -> str | 
     except duckdb.Error as exc:
         return f"cannot be read as Parquet ({str(exc).strip().splitlines()[0]})"
     if [(row[0], row[1]) for row in described] != list(EVENT_COLUMNS.items()):
-        return "does not hold exactly the event columns"
+        return NOT_EVENT_COLUMNS
     return None

@@ -140,8 +140,19 @@ def _body_texts(body: EventBody) -> tuple[str | None, ...]:
         base64.b64encode(body.raw).decode("ascii") if body.raw is not None else None,
         body.parse_note,
         body.redaction_policy,
-        ",".join(body.redactions),
+        REDACTION_SEPARATOR.join(body.redactions),
     )
+
+
+# The canonical form joins `redactions` with commas, so it has one reading only if no
+# item is empty or holds a comma (a rule's name never does: [] and [""] would share a
+# hash). Integers are 64-bit signed, as the index's BIGINT columns hold them.
+REDACTION_SEPARATOR = ","
+INT64 = range(-(2**63), 2**63)
+
+
+def redactions_joinable(redactions: Iterable[str]) -> bool:
+    return all(item and REDACTION_SEPARATOR not in item for item in redactions)
 
 
 def canonical_bytes(seq: int, body: EventBody) -> bytes:
@@ -164,7 +175,7 @@ def record_canonical_bytes(record: Mapping[str, Any]) -> bytes:
         [
             value
             if value is None or type(value) is str
-            else ",".join(value)
+            else REDACTION_SEPARATOR.join(value)
             if type(value) is list
             else str(value)
             for value in map(record.__getitem__, CANONICAL_FIELDS)

@@ -39,7 +39,7 @@ import attrs
 import duckdb
 import pyarrow as pa
 
-from p3log.store.chain import CANONICAL_SQL, ROWS_AS_RECORDS
+from p3log.store.chain import CANONICAL_SQL, REDACTIONS_JOINABLE_SQL, ROWS_AS_RECORDS
 from p3log.store.event import record_canonical_bytes
 from p3log.store.governance import GOVERNANCE_KIND
 from p3log.store.index import connect, sql_string
@@ -60,6 +60,7 @@ class RangeTask:
     end: int  # just past its last line's newline
     index_path: str | None  # the index, if it has an event table
     segment_files: tuple[tuple[str, int, int], ...]  # (path, first, last) of every segment
+    spill: str  # where DuckDB may spill: verify's private directory, never the store or ./.tmp
 
 
 @attrs.frozen
@@ -105,6 +106,7 @@ def prove_range(task: RangeTask) -> RangeProof | None:
     try:
         with connect() as con, Path(task.path).open("rb") as segment:
             con.execute("SET threads = 1")  # the pool is the parallelism
+            con.execute(f"SET temp_directory = {sql_string(task.spill)}")
             if task.index_path is not None:
                 con.execute(f"ATTACH {sql_string(task.index_path)} AS idx (READ_ONLY)")
             segment.seek(task.start)
@@ -143,7 +145,7 @@ class _Batch:
     first_prev: str
     seq_after: int  # the seq the next line must hold
     hashes: list[str]
-    table: pa.Table  # (hashed: prev_hash and canonical form, the bytes hashed; hash)
+    table: pa.Table  # (prev_hash, form: the canonical form, hash) of each line
 
     @property
     def last_seq(self) -> int:
@@ -172,7 +174,8 @@ def _read_batch(
     """The lines as a batch, if each is the canonical record of the next seq (the first
     line's seq is taken as it is), links to the one before (the first to `prev`, if
     given) and holds the hash of its prev_hash and canonical form."""
-    hashed: list[bytes] = []
+    prevs: list[str] = []
+    forms: list[bytes] = []
     hashes: list[str] = []
     seq = first_prev = None
     try:
@@ -182,8 +185,8 @@ def _read_batch(
             record = decode_canonical(line)
             if seq is None:
                 seq, first_prev = record["seq"], record["prev_hash"]
-            data = record["prev_hash"].encode() + record_canonical_bytes(record)
-            digest = hashlib.sha256(data).hexdigest()
+            form = record_canonical_bytes(record)
+            digest = hashlib.sha256(record["prev_hash"].encode() + form).hexdigest()
             if (
                 record["seq"] != seq
                 or digest != record["hash"]
@@ -192,24 +195,32 @@ def _read_batch(
                 return None
             if record["kind"] == GOVERNANCE_KIND and record["sender"] == "tap":
                 governance.append((seq, record["payload"]))
-            hashed.append(data)
+            prevs.append(record["prev_hash"])
+            forms.append(form)
             hashes.append(digest)
             seq += 1
     except (RecordError, UnicodeError):
         return None
     if seq is None or first_prev is None:
         return None
-    table = pa.table({"hashed": _binary_array(hashed), "hash": hash_array(hashes)})
+    # prev_hash apart from the form: a longer prev_hash could take in the form's start.
+    table = pa.table(
+        {
+            "prev_hash": _joined_array([prev.encode() for prev in prevs], pa.large_string()),
+            "form": _joined_array(forms, pa.large_binary()),
+            "hash": hash_array(hashes),
+        }
+    )
     return _Batch(seq - len(hashes), first_prev, seq, hashes, table)
 
 
-def _binary_array(items: list[bytes]) -> pa.Array:
-    """`pa.array(items, pa.large_binary())` built from one join (pa.array would import
-    pandas, a third of a second in each worker, and convert item by item)."""
+def _joined_array(items: list[bytes], kind: pa.DataType) -> pa.Array:
+    """The items as an Arrow array of `kind` (large binary or large UTF-8 text), built
+    from one join: pa.array would import pandas (a third of a second in each worker)
+    and convert item by item."""
     offsets = array.array("q", itertools.accumulate(map(len, items), initial=0))
-    return pa.LargeBinaryArray.from_buffers(
-        pa.large_binary(), len(items), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(items))]
-    )
+    buffers = [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(items))]
+    return pa.Array.from_buffers(kind, len(items), buffers)
 
 
 def hash_array(hashes: Sequence[str] | bytes) -> pa.Array:
@@ -222,10 +233,12 @@ def hash_array(hashes: Sequence[str] | bytes) -> pa.Array:
 
 
 def _canonical_rows(con: duckdb.DuckDBPyConnection, table: str, first: int, last: int) -> pa.Table:
-    """(hashed, hash) of the rows of `table` (event_log columns) with seq first..last, in
-    the order they are stored; hashed is the prev_hash and the canonical form."""
+    """(prev_hash, form, hash) of the rows of `table` (event_log columns) with seq
+    first..last, in the order they are stored; form is the canonical form (NULL where
+    it would have two readings)."""
     return con.sql(
-        f"SELECT encode(prev_hash || {CANONICAL_SQL}) AS hashed, hash "
+        f"SELECT prev_hash, CASE WHEN {REDACTIONS_JOINABLE_SQL} THEN encode({CANONICAL_SQL}) "
+        "END AS form, hash "
         f"FROM ({ROWS_AS_RECORDS} FROM {table} WHERE seq BETWEEN {int(first)} AND {int(last)})"
     ).to_arrow_table()
 

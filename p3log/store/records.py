@@ -8,13 +8,20 @@ imported anywhere and a journal segment can be read by any JSON tool (or by Duck
 from __future__ import annotations
 
 import base64
-import binascii
 import itertools
 from typing import Any
 
 import orjson
 
-from p3log.store.event import SENDERS, WIRE_KINDS, Event, EventBody, Stamp
+from p3log.store.event import (
+    INT64,
+    SENDERS,
+    WIRE_KINDS,
+    Event,
+    EventBody,
+    Stamp,
+    redactions_joinable,
+)
 
 # Key order of a record line, and DuckDB's types for reading them back.
 RECORD_COLUMNS: dict[str, str] = {
@@ -103,6 +110,8 @@ _KEY_TYPES: dict[str, tuple[type, ...]] = {
 }
 _CANONICAL_TYPES = frozenset(itertools.product(*_KEY_TYPES.values()))
 _RECORD_KEYS = tuple(RECORD_COLUMNS)
+_NOT_A_RULE = "a redaction must be a rule's name: not empty, no comma"
+_INTEGER_KEYS = tuple(name for name, kind in RECORD_COLUMNS.items() if kind == "BIGINT")
 
 
 def decode_canonical(line: bytes) -> dict[str, Any]:
@@ -121,6 +130,10 @@ def decode_canonical(line: bytes) -> dict[str, Any]:
         raise RecordError(f"{wrong} must not be {_json_type(obj[wrong])}")
     if not all(type(item) is str for item in obj["redactions"]):
         raise RecordError("redactions must be a list of strings")
+    if not redactions_joinable(obj["redactions"]):
+        raise RecordError(_NOT_A_RULE)
+    if not all(obj[key] in INT64 for key in _INTEGER_KEYS):
+        raise RecordError("an integer beyond 64 bits")
     raw_b64 = obj["raw_b64"]
     if raw_b64 is not None and _canonical_base64(raw_b64) != raw_b64:
         raise RecordError("raw_b64 is not base64 as p3log writes it")
@@ -138,7 +151,7 @@ def decode_canonical(line: bytes) -> dict[str, Any]:
 def _canonical_base64(text: str) -> str | None:
     try:
         return base64.b64encode(base64.b64decode(text, validate=True)).decode("ascii")
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or a character that is not ASCII
         return None
 
 
@@ -165,11 +178,13 @@ def decode_body(obj: dict[str, Any]) -> EventBody:
     raw_b64 = _optional_text(obj, "raw_b64")
     try:
         raw = base64.b64decode(raw_b64, validate=True) if raw_b64 is not None else None
-    except binascii.Error as exc:
+    except ValueError as exc:  # binascii.Error, or a character that is not ASCII
         raise RecordError(f"raw_b64 is not base64: {exc}") from exc
     redactions = obj.get("redactions", [])
     if not isinstance(redactions, list) or not all(isinstance(r, str) for r in redactions):
         raise RecordError("redactions must be a list of strings")
+    if not redactions_joinable(redactions):
+        raise RecordError(_NOT_A_RULE)
     return EventBody(
         session_id=session_id,
         sender=sender,  # type: ignore[arg-type]  # checked against SENDERS above
