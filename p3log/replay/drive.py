@@ -41,6 +41,7 @@ from p3log.replay.normalise import VolatilePaths
 from p3log.replay.plan import Pacing
 from p3log.replay.pump import Run, RunOutcome, first_failure
 from p3log.replay.recording import RecordedSession, ReplayError, read_session
+from p3log.replay.redaction import check_reproducible
 from p3log.store.lifecycle import ReplayFinished, ReplayStarted
 from p3log.store.log import EventLog
 from p3log.wording import counted
@@ -137,6 +138,7 @@ async def drive_replay(
             secret=config.secret,
             dialect=dialect,
         )
+        check_reproducible(log.index, log.meta, recording, "server", plan.volatile)
         async with AsyncExitStack() as stack:
             channel = await _dial(stack, config, dialect)
             return await drive(channel, plan, log, config.target, stop=stop)

@@ -88,8 +88,9 @@ class Plan(Protocol):
 
     def start(self, now: float) -> None: ...
 
-    def receive(self, data: bytes, now: float) -> object:
-        """What a peer message matched, or the `Divergence`."""
+    def receive(self, data: bytes, now: float, stored: bytes | None = None) -> object:
+        """What a peer message matched, or the `Divergence`; `stored` is the message as
+        the store recorded it (redacted), which is what is compared."""
         ...
 
     def next_deadline(self) -> float | None: ...
@@ -179,11 +180,14 @@ class Run(ABC, Generic[PlanT, ResultT]):
             self.log.record_lifecycle(self.session_id, finished)
         return self.result(outcome)
 
-    async def _receive_loop(self, channel: Channel, scope: trio.CancelScope) -> None:
+    async def _receive_loop(self, channel: RecordingChannel, scope: trio.CancelScope) -> None:
         plan = self.plan
         while True:
             try:
-                data = await channel.receive()
+                # The plan compares the message as the store recorded it: redacted by
+                # the same code, key and policy as the recording, so a card number or a
+                # secret matches its recorded (masked, fingerprinted) original.
+                data, stored = await channel.receive_stored()
             except ChannelClosed:
                 self.peer_gone = True
                 divergence = self.peer_closed(trio.current_time())
@@ -191,7 +195,7 @@ class Run(ABC, Generic[PlanT, ResultT]):
                     self._record(divergence)
                 scope.cancel()
                 return
-            result = plan.receive(data, trio.current_time())
+            result = plan.receive(data, trio.current_time(), stored)
             if isinstance(result, Divergence):
                 self._record(result)
                 if plan.failed is not None:

@@ -37,6 +37,7 @@ from p3log.replay.normalise import VolatilePaths
 from p3log.replay.plan import Pacing, ServePlan
 from p3log.replay.pump import Run, RunOutcome, first_failure
 from p3log.replay.recording import RecordedSession, read_session
+from p3log.replay.redaction import check_reproducible
 from p3log.store.lifecycle import ReplayFinished, ReplayStarted
 from p3log.store.log import EventLog
 from p3log.wording import counted
@@ -126,6 +127,7 @@ async def serve_replay(
             fresh_ids=config.fresh_ids,
             dialect=dialect,
         )
+        check_reproducible(log.index, log.meta, recording, "client", plan.volatile)
         transport = resolve_transport(config, recording)
         listener = _Listener(plan, log, stop)
         async with trio.open_nursery() as nursery:
