@@ -11,10 +11,11 @@ holds only if the recording was redacted the same way:
   text;
 - **the key**: a fingerprint (`[REDACTED merchantSecret hmac-sha256:…]`) left in a
   compared place (volatile paths aside) was made with the key of the configuration
-  in force when it was recorded: the latest `redaction_configured` event before it.
-  Events imported from another store follow that store's configuration (its tag, its
-  key id); a live secret fingerprinted with this store's key would never equal them,
-  and nobody can tell whether the secrets were the same.
+  in force when it was recorded: the latest `redaction_configured` event before it,
+  which must name this store and its key id. Events imported from another store
+  follow that store's configuration (its tag, its key id), or none (an export of a
+  store from before configurations); a live secret fingerprinted with this store's
+  key would never equal them, and nobody can tell whether the secrets were the same.
 
 Otherwise the replay cannot start: one line (`ReplayError`) saying why and what to
 do. A missing or foreign key file never gets this far: the store's writer refuses it
@@ -54,11 +55,12 @@ def check_reproducible(
 ) -> None:
     """Raise `ReplayError` unless this store's redaction reproduces how the messages
     `compared` sent (the live side's) were redacted in `session` (see the module doc)."""
+    # fetchall, not fetchone: the connection is the writer's, and must be left idle.
     found = con.execute(
         _OTHER_POLICY_SQL, [session.session_id, compared, REDACTION_POLICY]
-    ).fetchone()
-    if found is not None:
-        seq, policy = found
+    ).fetchall()
+    if found:
+        ((seq, policy),) = found
         raise ReplayError(
             f"session {session.session_id} was redacted under {policy} (seq {seq}), and "
             f"this p3log redacts under {REDACTION_POLICY}: live messages cannot be "
@@ -67,21 +69,22 @@ def check_reproducible(
     marked = next((m for m in _of(session, compared) if _compares_fingerprint(m, volatile)), None)
     if marked is None:
         return
-    row = con.execute(_CONFIGURATION_SQL, [GOVERNANCE_KIND, marked.seq]).fetchone()
-    if row is None:
-        return  # recorded before configurations were: by this store, with its one key
-    config = read(GOVERNANCE_KIND, row[1])
+    rows = con.execute(_CONFIGURATION_SQL, [GOVERNANCE_KIND, marked.seq]).fetchall()
+    config = read(GOVERNANCE_KIND, rows[0][1]) if rows else None
     ours = (
         isinstance(config, RedactionConfigured)
         and config.store == store_tag(meta.store_id)
         and config.key_id == meta.key_id
     )
     if not ours:
+        # No configuration before it at all: imported from a store that recorded none,
+        # or recorded before stores did; either way unconfirmed, so refused.
         raise ReplayError(
-            f"{marked.describe()} of session {session.session_id} holds a fingerprint made "
-            "with another fingerprint key (the session was imported from another store), "
-            "which this store's key cannot reproduce: compare it where it was recorded, or "
-            "leave the field uncompared with --ignore-path PATH"
+            f"{marked.describe()} of session {session.session_id} holds a fingerprint "
+            "this store's key did not make (imported from another store, or recorded "
+            "before the store named its key), so a live secret cannot be compared with "
+            "it: replay it in the store that recorded it, or leave the field uncompared "
+            "with --ignore-path PATH"
         )
 
 
