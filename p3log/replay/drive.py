@@ -37,6 +37,7 @@ from p3log.projections.opening import open_log
 from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect
 from p3log.replay.divergence import Divergence
 from p3log.replay.drive_plan import DEFAULT_TIMEOUT, DriveOnUnexpected, DrivePlan
+from p3log.replay.junit import ConnectionResult, problem_of
 from p3log.replay.normalise import VolatilePaths
 from p3log.replay.plan import Pacing
 from p3log.replay.pump import Run, RunOutcome, first_failure
@@ -91,6 +92,7 @@ class DriveResult:
     pos_recorded: int
     server_matched: int
     server_recorded: int
+    duration_s: float = 0.0  # the run, from its start to its end
 
     @property
     def reproduced(self) -> bool:
@@ -101,6 +103,32 @@ class DriveResult:
     def failure(self) -> str | None:
         """The one line saying why the run stopped at a divergence, else None."""
         return first_failure(self.divergences)
+
+    def connection(self) -> ConnectionResult:
+        """This run as one connection of a report (`junit.py`)."""
+        counts = (
+            ("pos_sent", self.pos_sent),
+            ("pos_recorded", self.pos_recorded),
+            ("server_matched", self.server_matched),
+            ("server_recorded", self.server_recorded),
+            ("divergences", len(self.divergences)),
+        )
+        return ConnectionResult(
+            mode="drive",
+            replay_of=self.replay_of,
+            session_id=self.session_id,
+            outcome=self.outcome,
+            divergences=self.divergences,
+            problem=problem_of(self.outcome, self.divergences),
+            duration_s=self.duration_s,
+            properties=(
+                ("replay_session", self.session_id),
+                ("target", self.target),
+                ("outcome", self.outcome),
+                ("duration_s", f"{self.duration_s:.6f}"),
+                *((name, str(value)) for name, value in counts),
+            ),
+        )
 
     def summary(self) -> str:
         count = len(self.divergences)
@@ -215,6 +243,7 @@ class _DriveRun(Run[DrivePlan, DriveResult]):
             pos_recorded=plan.pos_recorded,
             server_matched=plan.server_matched,
             server_recorded=plan.server_recorded,
+            duration_s=self.duration_s,
         )
 
 

@@ -121,6 +121,7 @@ class Run(ABC, Generic[PlanT, ResultT]):
         self.close: tuple[int, str] | None = None  # how we close the link, if we do
         self.peer_gone = False
         self.interrupted = False
+        self.duration_s = 0.0  # from the run's start to its end, once it is over
 
     # --- what a side supplies ------------------------------------------------------
 
@@ -159,7 +160,8 @@ class Run(ABC, Generic[PlanT, ResultT]):
         plan = self.plan
         self.log.record_lifecycle(self.session_id, self.started())
         channel = RecordingChannel(self.raw_channel, self.log, self.session_id, self.local)
-        plan.start(trio.current_time())
+        began = trio.current_time()
+        plan.start(began)
         outcome: RunOutcome = "interrupted"
         try:
             async with trio.open_nursery() as nursery:
@@ -178,6 +180,7 @@ class Run(ABC, Generic[PlanT, ResultT]):
                 self.counts(), outcome=outcome, divergences=len(plan.divergences)
             )
             self.log.record_lifecycle(self.session_id, finished)
+            self.duration_s = trio.current_time() - began
         return self.result(outcome)
 
     async def _receive_loop(self, channel: RecordingChannel, scope: trio.CancelScope) -> None:

@@ -33,6 +33,7 @@ from p3log.net.close_codes import POLICY_VIOLATION, TRY_AGAIN_LATER
 from p3log.projections.opening import open_log
 from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect
 from p3log.replay.divergence import Divergence, OnUnexpected
+from p3log.replay.junit import ConnectionResult, problem_of
 from p3log.replay.normalise import VolatilePaths
 from p3log.replay.plan import Pacing, ServePlan
 from p3log.replay.pump import Run, RunOutcome, first_failure
@@ -84,11 +85,37 @@ class ServeResult:
     pos_recorded: int
     server_sent: int
     server_recorded: int
+    duration_s: float = 0.0  # the run, from its start to its end
 
     @property
     def failure(self) -> str | None:
         """The one line saying why the run failed (`fail` mode), else None."""
         return first_failure(self.divergences)
+
+    def connection(self) -> ConnectionResult:
+        """This run as one connection of a report (`junit.py`)."""
+        counts = (
+            ("pos_matched", self.pos_matched),
+            ("pos_recorded", self.pos_recorded),
+            ("server_sent", self.server_sent),
+            ("server_recorded", self.server_recorded),
+            ("divergences", len(self.divergences)),
+        )
+        return ConnectionResult(
+            mode="serve",
+            replay_of=self.replay_of,
+            session_id=self.session_id,
+            outcome=self.outcome,
+            divergences=self.divergences,
+            problem=problem_of(self.outcome, self.divergences),
+            duration_s=self.duration_s,
+            properties=(
+                ("replay_session", self.session_id),
+                ("outcome", self.outcome),
+                ("duration_s", f"{self.duration_s:.6f}"),
+                *((name, str(value)) for name, value in counts),
+            ),
+        )
 
     def summary(self) -> str:
         skipped = len(self.divergences)
@@ -218,4 +245,5 @@ class _ServeRun(Run[ServePlan, ServeResult]):
             pos_recorded=plan.pos_recorded,
             server_sent=plan.server_sent,
             server_recorded=plan.server_recorded,
+            duration_s=self.duration_s,
         )
