@@ -13,13 +13,16 @@ import xmlschema
 
 from p3log.pos.runner import run_script
 from p3log.pos.script import load_script
-from p3log.replay.command import EXIT_DIVERGED, run_serve_command
+from p3log.replay.command import EXIT_DIVERGED, run_drive_command, run_serve_command
 from p3log.replay.divergence import Arrival, Divergence, Expectation
+from p3log.replay.drive import DriveConfig
 from p3log.replay.junit import ConnectionResult, junit_xml, problem_of, write_report
 from p3log.replay.normalise import Difference
+from p3log.replay.plan import Pacing
 from tests.replay.conftest import FixtureStores
 from tests.replay.sessions import FIXTURES
 from tests.replay.test_command import Lines, config_for, run_with_pos
+from tests.replay.test_drive import run_sim_thread
 from tests.replay.test_serve import abort_instead_of_signing
 
 SCHEMA = xmlschema.XMLSchema(Path(__file__).resolve().parents[1] / "fixtures" / "junit-10.xsd")
@@ -140,3 +143,30 @@ def test_the_report_replaces_the_file_whole(tmp_path: Path) -> None:
     write_report(report, junit_xml([case]))
     assert read_report(report).get("tests") == "1"
     assert [p.name for p in tmp_path.iterdir()] == ["report.xml"]
+
+
+def test_drive_reports_a_reproduced_run_and_a_diverging_server(
+    tmp_path: Path, fixture_stores: FixtureStores
+) -> None:
+    store = tmp_path / "store"
+    session_id = fixture_stores.copy("decline", store)
+    passed, failed = tmp_path / "passed.xml", tmp_path / "failed.xml"
+    port, stop = run_sim_thread()
+    try:
+        config = DriveConfig(
+            store, session_id, f"ws://127.0.0.1:{port}/", secret="s", pacing=Pacing("asap")
+        )
+        assert run_drive_command(config, announce=print, complain=print, junit=passed) == 0
+        # The simulator's rule cycle moved on: the same execute is approved this time.
+        code = run_drive_command(config, announce=print, complain=print, junit=failed)
+    finally:
+        stop()
+    assert code == EXIT_DIVERGED
+    root = read_report(passed)
+    assert (root.get("tests"), root.get("failures")) == ("1", "0")
+    assert next(root.iter("testcase")).get("classname") == "p3log.replay.drive"
+    (failure,) = read_report(failed).iter("failure")
+    assert (failure.get("message") or "").startswith(
+        "diverged: the server sent EXECUTE_TRANSACTION_UPDATE"
+    )
+    assert "differs at executeTransactionUpdate" in (failure.text or "")
