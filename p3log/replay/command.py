@@ -31,7 +31,7 @@ from p3log.protocol.dialect import load_dialect
 from p3log.replay.divergence import OnUnexpected
 from p3log.replay.drive import DriveConfig, DriveResult, drive_replay
 from p3log.replay.drive_plan import DEFAULT_TIMEOUT, DriveOnUnexpected, needs_secret
-from p3log.replay.junit import ConnectionResult, junit_xml, write_report
+from p3log.replay.junit import ReplayCase, ReplayedConnection, junit_xml, write_report
 from p3log.replay.normalise import VolatilePaths
 from p3log.replay.plan import Pacing
 from p3log.replay.recording import RecordedSession, ReplayError, load_session
@@ -196,20 +196,22 @@ async def _main(config: ServeConfig, announce: Callable[[str], None]) -> ServeRe
     return results[0] if results else None
 
 
-def _nobody(session: str) -> ConnectionResult:
+def _nobody(session: str) -> ReplayCase:
     """The report's case for a serve stopped before any POS connected."""
-    return ConnectionResult(
+    return ReplayCase(
         mode="serve",
         replay_of=session,
         session_id=None,
         outcome="interrupted",
         divergences=(),
-        problem="stopped before any POS connected",
+        failure="stopped before any POS connected",
         duration_s=0.0,
     )
 
 
-def _report(path: Path, cases: Sequence[ConnectionResult], complain: Callable[[str], None]) -> bool:
+def _report(
+    path: Path, cases: Sequence[ReplayedConnection], complain: Callable[[str], None]
+) -> bool:
     """Write the JUnit report of `cases` to `path`; False (and one line) if it cannot."""
     try:
         write_report(path, junit_xml(cases))

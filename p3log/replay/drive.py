@@ -37,7 +37,7 @@ from p3log.projections.opening import open_log
 from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect
 from p3log.replay.divergence import Divergence
 from p3log.replay.drive_plan import DEFAULT_TIMEOUT, DriveOnUnexpected, DrivePlan
-from p3log.replay.junit import ConnectionResult, problem_of
+from p3log.replay.junit import ReplayCase, failure_of
 from p3log.replay.normalise import VolatilePaths
 from p3log.replay.plan import Pacing
 from p3log.replay.pump import Run, RunOutcome, first_failure
@@ -104,7 +104,7 @@ class DriveResult:
         """The one line saying why the run stopped at a divergence, else None."""
         return first_failure(self.divergences)
 
-    def connection(self) -> ConnectionResult:
+    def connection(self) -> ReplayCase:
         """This run as one connection of a report (`junit.py`)."""
         counts = (
             ("pos_sent", self.pos_sent),
@@ -113,13 +113,13 @@ class DriveResult:
             ("server_recorded", self.server_recorded),
             ("divergences", len(self.divergences)),
         )
-        return ConnectionResult(
+        return ReplayCase(
             mode="drive",
             replay_of=self.replay_of,
             session_id=self.session_id,
             outcome=self.outcome,
             divergences=self.divergences,
-            problem=problem_of(self.outcome, self.divergences),
+            failure=failure_of("drive", self.outcome, self.divergences),
             duration_s=self.duration_s,
             properties=(
                 ("replay_session", self.session_id),

@@ -1,6 +1,6 @@
 """A replay run as a JUnit XML report (`--junit FILE`): replay as a CI gate.
 
-`junit_xml(results)` is a pure function: one `ConnectionResult` per replayed
+`junit_xml(results)` is a pure function: one `ReplayedConnection` per replayed
 connection in, the report's bytes out. Each connection is a `<testsuite>` holding one
 `<testcase>` (the recorded session it replayed) and its timings and counts as
 `<properties>` (the common JUnit schema allows properties on suites, not on cases).
@@ -28,14 +28,14 @@ import tempfile
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import attrs
 
 from p3log.replay.divergence import Divergence, Expectation
 from p3log.replay.normalise import differences
 
-__all__ = ["ConnectionResult", "junit_xml", "problem_of", "write_report"]
+__all__ = ["ReplayCase", "ReplayedConnection", "failure_of", "junit_xml", "write_report"]
 
 Verdict = Literal["passed", "failed", "error"]
 
@@ -44,36 +44,50 @@ _NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
 _MESSAGE_LIMIT = 1000  # characters of a failure's message attribute
 
 
-@attrs.frozen
-class ConnectionResult:
-    """One replayed connection, as a report sees it.
+class ReplayedConnection(Protocol):
+    """What the report needs of one replayed connection: `replay_of` is the recorded
+    session, `session_id` the run's own session in the store (None: never started),
+    `failure` the one line saying why it did not pass (None: it passed) and
+    `properties` its timings and counts, in order. `ReplayCase` is one; a replay of
+    several connections passes one per connection."""
 
-    `replay_of` is the recorded session, `session_id` the run's own session in the
-    store; `problem` the one line saying why it did not pass (None: it passed);
-    `properties` the timings and counts, in order.
-    """
+    @property
+    def mode(self) -> str: ...
+    @property
+    def replay_of(self) -> str: ...
+    @property
+    def session_id(self) -> str | None: ...
+    @property
+    def outcome(self) -> str: ...
+    @property
+    def divergences(self) -> Sequence[Divergence]: ...
+    @property
+    def failure(self) -> str | None: ...
+    @property
+    def duration_s(self) -> float | None: ...
+    @property
+    def properties(self) -> Sequence[tuple[str, str]]: ...
+
+
+@attrs.frozen
+class ReplayCase:
+    """One replayed connection (`ServeResult.connection()`, `DriveResult.connection()`)."""
 
     mode: str  # "serve" or "drive"
     replay_of: str
     session_id: str | None
     outcome: str
     divergences: tuple[Divergence, ...]
-    problem: str | None
-    duration_s: float
+    failure: str | None
+    duration_s: float | None
     properties: tuple[tuple[str, str], ...] = ()
 
-    @property
-    def verdict(self) -> Verdict:
-        if self.problem is None:
-            return "passed"
-        return "error" if self.outcome == "interrupted" else "failed"
 
-
-def problem_of(outcome: str, divergences: Sequence[Divergence]) -> str | None:
-    """Why a run does not pass as a test (None: it passed): it must play the recording
-    to its end with no divergence on the way (`--on-unexpected skip`, `error` or
-    `continue` count theirs)."""
-    if outcome == "complete" and not divergences:
+def failure_of(mode: str, outcome: str, divergences: Sequence[Divergence]) -> str | None:
+    """Why a run does not pass, as its exit code says (None: it passed). Serve: played
+    to its end (divergences `skip` or `error` went on after count, but do not fail
+    it). Drive: reproduced, complete and without a divergence."""
+    if outcome == "complete" and (mode == "serve" or not divergences):
         return None
     if outcome == "interrupted":
         return "stopped before the recording was over"
@@ -84,13 +98,19 @@ def problem_of(outcome: str, divergences: Sequence[Divergence]) -> str | None:
     return "incomplete: the run ended before the recording did"
 
 
-def junit_xml(results: Sequence[ConnectionResult], name: str = "p3log replay") -> bytes:
+def _verdict(result: ReplayedConnection) -> Verdict:
+    if result.failure is None:
+        return "passed"
+    return "error" if result.outcome in ("interrupted", "not_started") else "failed"
+
+
+def junit_xml(results: Sequence[ReplayedConnection], name: str = "p3log replay") -> bytes:
     """The JUnit XML report of `results` (one per replayed connection)."""
     root = ET.Element("testsuites", name=_safe(name))
     root.set("tests", str(len(results)))
-    root.set("failures", str(sum(r.verdict == "failed" for r in results)))
-    root.set("errors", str(sum(r.verdict == "error" for r in results)))
-    root.set("time", _seconds(sum(r.duration_s for r in results)))
+    root.set("failures", str(sum(_verdict(r) == "failed" for r in results)))
+    root.set("errors", str(sum(_verdict(r) == "error" for r in results)))
+    root.set("time", _seconds(sum(r.duration_s or 0.0 for r in results)))
     for result in results:
         root.append(_suite(result))
     ET.indent(root)
@@ -98,29 +118,30 @@ def junit_xml(results: Sequence[ConnectionResult], name: str = "p3log replay") -
     return data + b"\n"
 
 
-def _suite(result: ConnectionResult) -> ET.Element:
+def _suite(result: ReplayedConnection) -> ET.Element:
     suite = ET.Element("testsuite", name=_safe(f"replay {result.mode} {result.replay_of}"))
     suite.set("tests", "1")
-    suite.set("failures", "1" if result.verdict == "failed" else "0")
-    suite.set("errors", "1" if result.verdict == "error" else "0")
+    verdict = _verdict(result)
+    suite.set("failures", "1" if verdict == "failed" else "0")
+    suite.set("errors", "1" if verdict == "error" else "0")
     suite.set("skipped", "0")
-    suite.set("time", _seconds(result.duration_s))
+    suite.set("time", _seconds(result.duration_s or 0.0))
     properties = ET.SubElement(suite, "properties")
     for key, value in result.properties:
         ET.SubElement(properties, "property", name=_safe(key), value=_safe(value))
     case = ET.SubElement(suite, "testcase", name=_safe(result.replay_of))
     case.set("classname", _safe(f"p3log.replay.{result.mode}"))
-    case.set("time", _seconds(result.duration_s))
-    if result.problem is not None:
-        element = "error" if result.verdict == "error" else "failure"
+    case.set("time", _seconds(result.duration_s or 0.0))
+    if result.failure is not None:
+        element = "error" if verdict == "error" else "failure"
         failure = ET.SubElement(case, element, type=result.outcome)
-        failure.set("message", _safe(result.problem[:_MESSAGE_LIMIT]))
+        failure.set("message", _safe(result.failure[:_MESSAGE_LIMIT]))
         failure.text = _safe(_failure_text(result))
     return suite
 
 
-def _failure_text(result: ConnectionResult) -> str:
-    lines = [result.problem or ""]
+def _failure_text(result: ReplayedConnection) -> str:
+    lines = [result.failure or ""]
     for number, divergence in enumerate(result.divergences, start=1):
         lines += ["", f"divergence {number} ({divergence.rule}, {divergence.action}):"]
         lines.append(f"  {divergence.summary()}")

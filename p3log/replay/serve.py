@@ -33,7 +33,7 @@ from p3log.net.close_codes import POLICY_VIOLATION, TRY_AGAIN_LATER
 from p3log.projections.opening import open_log
 from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect
 from p3log.replay.divergence import Divergence, OnUnexpected
-from p3log.replay.junit import ConnectionResult, problem_of
+from p3log.replay.junit import ReplayCase, failure_of
 from p3log.replay.normalise import VolatilePaths
 from p3log.replay.plan import Pacing, ServePlan
 from p3log.replay.pump import Run, RunOutcome, first_failure
@@ -92,7 +92,7 @@ class ServeResult:
         """The one line saying why the run failed (`fail` mode), else None."""
         return first_failure(self.divergences)
 
-    def connection(self) -> ConnectionResult:
+    def connection(self) -> ReplayCase:
         """This run as one connection of a report (`junit.py`)."""
         counts = (
             ("pos_matched", self.pos_matched),
@@ -101,13 +101,13 @@ class ServeResult:
             ("server_recorded", self.server_recorded),
             ("divergences", len(self.divergences)),
         )
-        return ConnectionResult(
+        return ReplayCase(
             mode="serve",
             replay_of=self.replay_of,
             session_id=self.session_id,
             outcome=self.outcome,
             divergences=self.divergences,
-            problem=problem_of(self.outcome, self.divergences),
+            failure=failure_of("serve", self.outcome, self.divergences),
             duration_s=self.duration_s,
             properties=(
                 ("replay_session", self.session_id),

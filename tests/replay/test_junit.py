@@ -16,7 +16,7 @@ from p3log.pos.script import load_script
 from p3log.replay.command import EXIT_DIVERGED, run_drive_command, run_serve_command
 from p3log.replay.divergence import Arrival, Divergence, Expectation
 from p3log.replay.drive import DriveConfig
-from p3log.replay.junit import ConnectionResult, junit_xml, problem_of, write_report
+from p3log.replay.junit import ReplayCase, failure_of, junit_xml, write_report
 from p3log.replay.normalise import Difference
 from p3log.replay.plan import Pacing
 from tests.replay.conftest import FixtureStores
@@ -82,7 +82,7 @@ def test_every_differing_path_is_named() -> None:
         3, "client", "X", "t", None, {"type": "X", "a": 2, "b": {"c": 3}}, Difference("a", 2, 1)
     )
     divergence = Divergence("unexpected_message", "fail", arrival, (expected,))
-    result = ConnectionResult("serve", "s", "replay-1", "diverged", (divergence,), "diverged", 0.5)
+    result = ReplayCase("serve", "s", "replay-1", "diverged", (divergence,), "diverged", 0.5)
     root = ET.fromstring(junit_xml([result]))
     (failure,) = root.iter("failure")
     assert "differs at a: recorded 2, got 1" in (failure.text or "")
@@ -98,13 +98,13 @@ def test_hostile_recorded_text_stays_well_formed(tmp_path: Path) -> None:
         7, "client", HOSTILE, None, None, {"type": HOSTILE, "k": HOSTILE}, Difference("k", 1, 2)
     )
     divergence = Divergence("unexpected_message", "fail", arrival, (expected,))
-    result = ConnectionResult(
+    result = ReplayCase(
         "serve",
         HOSTILE,
         HOSTILE,
         "diverged",
         (divergence,),
-        problem_of("diverged", (divergence,)),
+        failure_of("serve", "diverged", (divergence,)),
         1.25,
         ((HOSTILE, HOSTILE),),
     )
@@ -119,7 +119,7 @@ def test_hostile_recorded_text_stays_well_formed(tmp_path: Path) -> None:
 
 
 def test_a_serve_stopped_before_any_pos_reports_an_error(tmp_path: Path) -> None:
-    case = ConnectionResult("serve", "s", None, "interrupted", (), "stopped", 0.0)
+    case = ReplayCase("serve", "s", None, "interrupted", (), "stopped", 0.0)
     root = ET.fromstring(junit_xml([case]))
     assert root.get("errors") == "1" and next(root.iter("error")).get("message") == "stopped"
 
@@ -139,7 +139,7 @@ def test_bad_input_writes_no_report(tmp_path: Path) -> None:
 def test_the_report_replaces_the_file_whole(tmp_path: Path) -> None:
     report = tmp_path / "report.xml"
     report.write_text("old")
-    case = ConnectionResult("drive", "s", "replay-1", "complete", (), None, 0.1)
+    case = ReplayCase("drive", "s", "replay-1", "complete", (), None, 0.1)
     write_report(report, junit_xml([case]))
     assert read_report(report).get("tests") == "1"
     assert [p.name for p in tmp_path.iterdir()] == ["report.xml"]
