@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -53,6 +54,17 @@ SessionArgument = Annotated[
 OldSessionOption = Annotated[str | None, typer.Option("--session", hidden=True)]
 
 
+JunitOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--junit",
+        metavar="FILE",
+        help="Write a JUnit XML report of the run here (one test case per connection).",
+        show_default=False,
+    ),
+]
+
+
 def _speed(what: str) -> Any:
     return typer.Option(
         metavar="FACTOR", help=f"Play {what} divided by this (by default 1).", show_default=False
@@ -94,6 +106,7 @@ def replay_serve(
     ] = None,
     dialect: DialectOption = None,
     redaction_key: RedactionKeyOption = None,
+    junit: JunitOption = None,
     old_session: OldSessionOption = None,
 ) -> None:
     """Play the PayServer side of a recorded session to the POS that connects."""
@@ -111,7 +124,7 @@ def replay_serve(
         transport=transport,
         dialect_path=dialect,
     )
-    raise typer.Exit(run_serve_command(config, announce=say, complain=complain))
+    raise typer.Exit(run_serve_command(config, announce=say, complain=complain, junit=junit))
 
 
 @replay_app.command("drive")
@@ -153,6 +166,7 @@ def replay_drive(
     compare_path: ComparePathOption = None,
     dialect: DialectOption = None,
     redaction_key: RedactionKeyOption = None,
+    junit: JunitOption = None,
     old_session: OldSessionOption = None,
     target: Annotated[str | None, typer.Option("--target", hidden=True)] = None,
 ) -> None:
@@ -171,7 +185,7 @@ def replay_drive(
         compare_paths=compare_path or [],
         dialect_path=dialect,
     )
-    raise typer.Exit(run_drive_command(config, announce=say, complain=complain))
+    raise typer.Exit(run_drive_command(config, announce=say, complain=complain, junit=junit))
 
 
 @app.command("diff")

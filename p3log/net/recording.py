@@ -12,7 +12,9 @@ caused it (a fast peer can answer before `send()` returns). A send that then fai
 is followed by the `connection_closed` event saying why.
 
 The store redacts before anything is written (merchant secrets, card numbers), so
-the wrapper hands it the bytes exactly as they crossed the link.
+the wrapper hands it the bytes exactly as they crossed the link. `receive_stored`
+also returns a message as the store recorded it (redacted): what a replay compares
+with a recording, which the same store redacted the same way.
 """
 
 from __future__ import annotations
@@ -67,13 +69,24 @@ class RecordingChannel:
             raise
 
     async def receive(self) -> bytes:
+        data = await self._receive()
+        self._log.record_message(self.session_id, self._remote, data)
+        return data
+
+    async def receive_stored(self) -> tuple[bytes, bytes]:
+        """The next message: the bytes as they crossed the link, and as the store
+        recorded them (after its redaction)."""
+        data = await self._receive()
+        stored = self._log.record_message(self.session_id, self._remote, data).wire_bytes
+        assert stored is not None  # a wire event always holds its bytes
+        return data, stored
+
+    async def _receive(self) -> bytes:
         try:
-            data = await self._inner.receive()
+            return await self._inner.receive()
         except ChannelClosed as exc:
             self._record_closed(self._remote, exc.code, exc.reason)
             raise
-        self._log.record_message(self.session_id, self._remote, data)
-        return data
 
     async def aclose(self, code: int = NORMAL_CLOSURE, reason: str = "") -> None:
         self._record_closed(self._local, code, reason)

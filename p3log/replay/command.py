@@ -31,6 +31,7 @@ from p3log.protocol.dialect import load_dialect
 from p3log.replay.divergence import OnUnexpected
 from p3log.replay.drive import DriveConfig, DriveResult, drive_replay
 from p3log.replay.drive_plan import DEFAULT_TIMEOUT, DriveOnUnexpected, needs_secret
+from p3log.replay.junit import ReplayCase, ReplayedConnection, junit_xml, write_report
 from p3log.replay.normalise import VolatilePaths
 from p3log.replay.plan import Pacing
 from p3log.replay.recording import RecordedSession, ReplayError, load_session
@@ -129,11 +130,14 @@ def run_serve_command(
     *,
     announce: Callable[[str], None],
     complain: Callable[[str], None],
+    junit: Path | None = None,
 ) -> int:
     """Serve one replay run until it ends or SIGINT/SIGTERM; returns the exit code.
 
     `announce` gets the banner (`… listening on ws://HOST:PORT/ …`) and the summary,
-    `complain` the one-line problems.
+    `complain` the one-line problems. With `junit`, the run's JUnit XML report is
+    written there (atomically) once it is over, whatever its verdict; bad input
+    writes none.
     """
     problem: str | None = None
     result: ServeResult | None = None
@@ -148,6 +152,10 @@ def run_serve_command(
     if problem is not None:
         complain(f"p3log: {problem}")
         return EXIT_BAD_INPUT
+    if junit is not None:
+        case = result.connection() if result is not None else _nobody(config.session)
+        if not _report(junit, [case], complain):
+            return EXIT_BAD_INPUT
     if result is None:
         announce("p3log replay: stopped before any POS connected")
         return 0
@@ -186,6 +194,31 @@ async def _main(config: ServeConfig, announce: Callable[[str], None]) -> ServeRe
                 f"{recording.session_id} {_how(recording, config)}"
             )
     return results[0] if results else None
+
+
+def _nobody(session: str) -> ReplayCase:
+    """The report's case for a serve stopped before any POS connected."""
+    return ReplayCase(
+        mode="serve",
+        replay_of=session,
+        session_id=None,
+        outcome="interrupted",
+        divergences=(),
+        failure="stopped before any POS connected",
+        duration_s=0.0,
+    )
+
+
+def _report(
+    path: Path, cases: Sequence[ReplayedConnection], complain: Callable[[str], None]
+) -> bool:
+    """Write the JUnit report of `cases` to `path`; False (and one line) if it cannot."""
+    try:
+        write_report(path, junit_xml(cases))
+    except OSError as exc:
+        complain(f"p3log: cannot write the JUnit report {path}: {exc.strerror or exc}")
+        return False
+    return True
 
 
 def _settle() -> None:
@@ -283,10 +316,12 @@ def run_drive_command(
     *,
     announce: Callable[[str], None],
     complain: Callable[[str], None],
+    junit: Path | None = None,
 ) -> int:
     """Drive one replay run until it ends or SIGINT/SIGTERM; returns the exit code.
 
-    The session is read and the secret checked before anything connects.
+    The session is read and the secret checked before anything connects. With
+    `junit`, the run's JUnit XML report is written there as in serve mode.
     """
     problem: str | None = None
     result: DriveResult | None = None
@@ -307,6 +342,8 @@ def run_drive_command(
         complain(f"p3log: {problem}")
         return EXIT_BAD_INPUT
     assert result is not None
+    if junit is not None and not _report(junit, [result.connection()], complain):
+        return EXIT_BAD_INPUT
     announce(f"p3log replay: {result.summary()}")
     if result.reproduced:
         return 0

@@ -37,10 +37,12 @@ from p3log.projections.opening import open_log
 from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect
 from p3log.replay.divergence import Divergence
 from p3log.replay.drive_plan import DEFAULT_TIMEOUT, DriveOnUnexpected, DrivePlan
+from p3log.replay.junit import ReplayCase, failure_of
 from p3log.replay.normalise import VolatilePaths
 from p3log.replay.plan import Pacing
 from p3log.replay.pump import Run, RunOutcome, first_failure
 from p3log.replay.recording import RecordedSession, ReplayError, read_session
+from p3log.replay.redaction import check_reproducible
 from p3log.store.lifecycle import ReplayFinished, ReplayStarted
 from p3log.store.log import EventLog
 from p3log.wording import counted
@@ -90,6 +92,7 @@ class DriveResult:
     pos_recorded: int
     server_matched: int
     server_recorded: int
+    duration_s: float = 0.0  # the run, from its start to its end
 
     @property
     def reproduced(self) -> bool:
@@ -100,6 +103,32 @@ class DriveResult:
     def failure(self) -> str | None:
         """The one line saying why the run stopped at a divergence, else None."""
         return first_failure(self.divergences)
+
+    def connection(self) -> ReplayCase:
+        """This run as one connection of a report (`junit.py`)."""
+        counts = (
+            ("pos_sent", self.pos_sent),
+            ("pos_recorded", self.pos_recorded),
+            ("server_matched", self.server_matched),
+            ("server_recorded", self.server_recorded),
+            ("divergences", len(self.divergences)),
+        )
+        return ReplayCase(
+            mode="drive",
+            replay_of=self.replay_of,
+            session_id=self.session_id,
+            outcome=self.outcome,
+            divergences=self.divergences,
+            failure=failure_of("drive", self.outcome, self.divergences),
+            duration_s=self.duration_s,
+            properties=(
+                ("replay_session", self.session_id),
+                ("target", self.target),
+                ("outcome", self.outcome),
+                ("duration_s", f"{self.duration_s:.6f}"),
+                *((name, str(value)) for name, value in counts),
+            ),
+        )
 
     def summary(self) -> str:
         count = len(self.divergences)
@@ -137,6 +166,7 @@ async def drive_replay(
             secret=config.secret,
             dialect=dialect,
         )
+        check_reproducible(log.index, log.meta, recording, "server", plan.volatile)
         async with AsyncExitStack() as stack:
             channel = await _dial(stack, config, dialect)
             return await drive(channel, plan, log, config.target, stop=stop)
@@ -213,6 +243,7 @@ class _DriveRun(Run[DrivePlan, DriveResult]):
             pos_recorded=plan.pos_recorded,
             server_matched=plan.server_matched,
             server_recorded=plan.server_recorded,
+            duration_s=self.duration_s,
         )
 
 

@@ -198,12 +198,23 @@ class DrivePlan:
         """The link to the server is open at `now`."""
         self._started_at = now
 
-    def receive(self, data: bytes, now: float) -> Received | Divergence:
-        """A live server message arrived at `now`: what it stood for, or the divergence."""
+    def receive(
+        self, data: bytes, now: float, stored: bytes | None = None
+    ) -> Received | Divergence:
+        """A live server message arrived at `now`: what it stood for, or the divergence.
+
+        `stored` is the message as the store recorded it (redacted, as the recording
+        was), None when `data` is that already: it is what is compared and reported;
+        `data` names the operation (its tag) and the identifiers the server issued."""
         if self._started_at is None:
             raise RuntimeError("start() the plan before it receives anything")
-        obj = decode_object(data)
-        queues = self._queues_for(obj)
+        live_obj = decode_object(data)
+        queues = self._queues_for(live_obj)
+        if stored is not None:
+            data = stored
+            obj = decode_object(stored)
+        else:
+            obj = live_obj
         plain = self.renames.incoming(obj) if obj is not None else None
         heads: list[int] = []
         for queue in queues:
@@ -224,7 +235,7 @@ class DrivePlan:
                         divergence = self._diverge("unexpected_message", arrival, expected)
                     for j in skipped:
                         self._account(j, now, exact=False)
-                    self._learn(k, obj)
+                    self._learn(k, live_obj)
                     self._account(k, now, exact=True)
                     return divergence or Received(self._server_message(k))
         same_type = next(
@@ -233,7 +244,7 @@ class DrivePlan:
         arrival = self._arrival(obj, data, same_type)
         divergence = self._diverge("unexpected_message", arrival)
         if self.failed is None and same_type is not None:  # continue: a changed message
-            self._learn(same_type, obj)
+            self._learn(same_type, live_obj)
             self._account(same_type, now, exact=False)
         return divergence
 

@@ -186,18 +186,24 @@ class ServePlan:
         self._started_at = now
         self._advance()
 
-    def receive(self, data: bytes, now: float) -> Matched | Divergence:
-        """A live POS message arrived at `now`: what it matched, or the divergence."""
+    def receive(self, data: bytes, now: float, stored: bytes | None = None) -> Matched | Divergence:
+        """A live POS message arrived at `now`: what it matched, or the divergence.
+
+        `stored` is the message as the store recorded it (redacted, as the recording
+        was), None when `data` is that already: it is what is compared and reported;
+        `data` only teaches the POS's own tag."""
         if self._started_at is None:
             raise RuntimeError("start() the plan before it receives anything")
+        seen = data if stored is None else stored
         obj = decode_object(data)
-        live = self.renames.incoming(obj) if obj is not None else None
-        key = comparable(live, self.volatile) if live is not None else _raw_key(data)
+        shown = decode_object(seen) if stored is not None else obj
+        live = self.renames.incoming(shown) if shown is not None else None
+        key = comparable(live, self.volatile) if live is not None else _raw_key(seen)
         for index in self._candidates():
             if self._keys[index] == key:
                 self._consume(index, obj, now)
                 return Matched(self._pos[index])
-        arrival = arrival_of(obj, live, data, self.volatile)
+        arrival = arrival_of(shown, live, seen, self.volatile)
         return self._diverge("unexpected_message", arrival, obj)
 
     def pos_closed(self) -> Divergence | None:

@@ -88,8 +88,9 @@ class Plan(Protocol):
 
     def start(self, now: float) -> None: ...
 
-    def receive(self, data: bytes, now: float) -> object:
-        """What a peer message matched, or the `Divergence`."""
+    def receive(self, data: bytes, now: float, stored: bytes | None = None) -> object:
+        """What a peer message matched, or the `Divergence`; `stored` is the message as
+        the store recorded it (redacted), which is what is compared."""
         ...
 
     def next_deadline(self) -> float | None: ...
@@ -120,6 +121,7 @@ class Run(ABC, Generic[PlanT, ResultT]):
         self.close: tuple[int, str] | None = None  # how we close the link, if we do
         self.peer_gone = False
         self.interrupted = False
+        self.duration_s = 0.0  # from the run's start to its end, once it is over
 
     # --- what a side supplies ------------------------------------------------------
 
@@ -158,7 +160,8 @@ class Run(ABC, Generic[PlanT, ResultT]):
         plan = self.plan
         self.log.record_lifecycle(self.session_id, self.started())
         channel = RecordingChannel(self.raw_channel, self.log, self.session_id, self.local)
-        plan.start(trio.current_time())
+        began = trio.current_time()
+        plan.start(began)
         outcome: RunOutcome = "interrupted"
         try:
             async with trio.open_nursery() as nursery:
@@ -177,13 +180,17 @@ class Run(ABC, Generic[PlanT, ResultT]):
                 self.counts(), outcome=outcome, divergences=len(plan.divergences)
             )
             self.log.record_lifecycle(self.session_id, finished)
+            self.duration_s = trio.current_time() - began
         return self.result(outcome)
 
-    async def _receive_loop(self, channel: Channel, scope: trio.CancelScope) -> None:
+    async def _receive_loop(self, channel: RecordingChannel, scope: trio.CancelScope) -> None:
         plan = self.plan
         while True:
             try:
-                data = await channel.receive()
+                # The plan compares the message as the store recorded it: redacted by
+                # the same code, key and policy as the recording, so a card number or a
+                # secret matches its recorded (masked, fingerprinted) original.
+                data, stored = await channel.receive_stored()
             except ChannelClosed:
                 self.peer_gone = True
                 divergence = self.peer_closed(trio.current_time())
@@ -191,7 +198,7 @@ class Run(ABC, Generic[PlanT, ResultT]):
                     self._record(divergence)
                 scope.cancel()
                 return
-            result = plan.receive(data, trio.current_time())
+            result = plan.receive(data, trio.current_time(), stored)
             if isinstance(result, Divergence):
                 self._record(result)
                 if plan.failed is not None:

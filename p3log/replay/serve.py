@@ -33,10 +33,12 @@ from p3log.net.close_codes import POLICY_VIOLATION, TRY_AGAIN_LATER
 from p3log.projections.opening import open_log
 from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect
 from p3log.replay.divergence import Divergence, OnUnexpected
+from p3log.replay.junit import ReplayCase, failure_of
 from p3log.replay.normalise import VolatilePaths
 from p3log.replay.plan import Pacing, ServePlan
 from p3log.replay.pump import Run, RunOutcome, first_failure
 from p3log.replay.recording import RecordedSession, read_session
+from p3log.replay.redaction import check_reproducible
 from p3log.store.lifecycle import ReplayFinished, ReplayStarted
 from p3log.store.log import EventLog
 from p3log.wording import counted
@@ -83,11 +85,37 @@ class ServeResult:
     pos_recorded: int
     server_sent: int
     server_recorded: int
+    duration_s: float = 0.0  # the run, from its start to its end
 
     @property
     def failure(self) -> str | None:
         """The one line saying why the run failed (`fail` mode), else None."""
         return first_failure(self.divergences)
+
+    def connection(self) -> ReplayCase:
+        """This run as one connection of a report (`junit.py`)."""
+        counts = (
+            ("pos_matched", self.pos_matched),
+            ("pos_recorded", self.pos_recorded),
+            ("server_sent", self.server_sent),
+            ("server_recorded", self.server_recorded),
+            ("divergences", len(self.divergences)),
+        )
+        return ReplayCase(
+            mode="serve",
+            replay_of=self.replay_of,
+            session_id=self.session_id,
+            outcome=self.outcome,
+            divergences=self.divergences,
+            failure=failure_of("serve", self.outcome, self.divergences),
+            duration_s=self.duration_s,
+            properties=(
+                ("replay_session", self.session_id),
+                ("outcome", self.outcome),
+                ("duration_s", f"{self.duration_s:.6f}"),
+                *((name, str(value)) for name, value in counts),
+            ),
+        )
 
     def summary(self) -> str:
         skipped = len(self.divergences)
@@ -126,6 +154,7 @@ async def serve_replay(
             fresh_ids=config.fresh_ids,
             dialect=dialect,
         )
+        check_reproducible(log.index, log.meta, recording, "client", plan.volatile)
         transport = resolve_transport(config, recording)
         listener = _Listener(plan, log, stop)
         async with trio.open_nursery() as nursery:
@@ -216,4 +245,5 @@ class _ServeRun(Run[ServePlan, ServeResult]):
             pos_recorded=plan.pos_recorded,
             server_sent=plan.server_sent,
             server_recorded=plan.server_recorded,
+            duration_s=self.duration_s,
         )

@@ -242,6 +242,11 @@ def unchecked(size: int, secrets: tuple[str, ...] = ()) -> Redacted:
     return Redacted(_UNCHECKED.format(size=size).encode(), (UNCHECKED_RULE,), secrets)
 
 
+def holds_fingerprint(text: str) -> bool:
+    """Whether `text` holds a keyed marker anywhere (`[REDACTED … hmac-sha256:…]`)."""
+    return _ANY_MARKER.search(text.encode("utf-8", "surrogatepass")) is not None
+
+
 def is_marker(text: str) -> bool:
     """Whether `text` is already a redaction marker (so redacting twice changes nothing)."""
     return _ANY_MARKER.fullmatch(text.encode("utf-8", "surrogatepass")) is not None

@@ -90,7 +90,7 @@ class Lines:
             self.ports.put(found.group(1).rstrip(","))
 
 
-def run_with_pos(config: Any, pos: Any) -> tuple[int, Lines, list[Any]]:
+def run_with_pos(config: Any, pos: Any, junit: Path | None = None) -> tuple[int, Lines, list[Any]]:
     """Run the command here, and `pos(url)` in a thread once it listens."""
     lines = Lines()
     outcome: list[Any] = []
@@ -102,7 +102,9 @@ def run_with_pos(config: Any, pos: Any) -> tuple[int, Lines, list[Any]]:
     thread = threading.Thread(target=pos_thread)
     thread.start()
     try:
-        code = run_serve_command(config, announce=lines.announce, complain=lines.err.append)
+        code = run_serve_command(
+            config, announce=lines.announce, complain=lines.err.append, junit=junit
+        )
     finally:
         thread.join(timeout=10)
     return code, lines, outcome
