@@ -192,13 +192,19 @@ class ServePlan:
             raise RuntimeError("start() the plan before it receives anything")
         obj = decode_object(data)
         live = self.renames.incoming(obj) if obj is not None else None
-        key = comparable(live, self.volatile) if live is not None else _raw_key(data)
-        for index in self._candidates():
-            if self._keys[index] == key:
-                self._consume(index, obj, now)
-                return Matched(self._pos[index])
+        index = self._match(data, live)
+        if index is not None:
+            self._consume(index, obj, now)
+            return Matched(self._pos[index])
         arrival = arrival_of(obj, live, data, self.volatile)
         return self._diverge("unexpected_message", arrival, obj)
+
+    def expects(self, data: bytes) -> bool:
+        """Whether a live POS message would match now (nothing changes): how a
+        multi-connection replay tells which recorded connection a POS opens."""
+        obj = decode_object(data)
+        live = self.renames.incoming(obj) if obj is not None else None
+        return self._match(data, live) is not None
 
     def pos_closed(self) -> Divergence | None:
         """The POS closed the link: a divergence if the recording expected more."""
@@ -262,6 +268,11 @@ class ServePlan:
         if message.payload is not None:
             return comparable(message.payload, self.volatile)
         return _raw_key(message.raw)
+
+    def _match(self, data: bytes, live: dict[str, Any] | None) -> int | None:
+        """The first candidate the live message (ids read back) matches, if any."""
+        key = comparable(live, self.volatile) if live is not None else _raw_key(data)
+        return next((index for index in self._candidates() if self._keys[index] == key), None)
 
     def _candidates(self) -> Iterator[int]:
         for index in self._unmatched:
