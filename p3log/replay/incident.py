@@ -106,14 +106,19 @@ class SessionSelection:
         return not self.sessions
 
     def describe(self) -> str:
+        """`sessions A, B` or `opened from T before T'` (UTC) for messages."""
         if not self.window:
             return "sessions " + ", ".join(self.sessions)
-        parts = ["connections opened"]
+        parts = ["opened"]
         if self.since_us is not None:
-            parts.append(f"from {instant_text(self.since_us, zone=True)}")
+            parts.append(f"from {_instant(self.since_us)}")
         if self.until_us is not None:
-            parts.append(f"before {instant_text(self.until_us, zone=True)}")
+            parts.append(f"before {_instant(self.until_us)}")
         return " ".join(parts)
+
+
+def _instant(us: int) -> str:
+    return instant_text(us, 6 if us % 1_000_000 else 0, zone=True)
 
 
 @attrs.frozen
