@@ -1,7 +1,7 @@
 """Whole incidents: every recorded connection replayed, concurrently, in its recorded
 relation to the others.
 
-The incident (fixtures/pos/incident.toml) is recorded once per test run through a
+The incident (tests/replay/incident.toml) is recorded once per test run through a
 real tap in front of a real simulator: a till's signature sale during which a second
 till's connection is refused ACCESSORY_BUSY, then a sale the server drops
 mid-transaction, and the POS's reconnect with the next sale: three connections.
@@ -35,9 +35,8 @@ from p3log.settings import OptionError
 from p3log.sim.config import SimConfig
 from p3log.store.read import open_store
 from tests.processes import run_p3log, start_p3log_server
-from tests.replay.sessions import FIXTURES
 
-SCRIPT = FIXTURES / "pos" / "incident.toml"
+SCRIPT = Path(__file__).with_name("incident.toml")
 TIME_SCALE = 0.05
 # Generous: a loaded 2-core machine deschedules a process for tens of milliseconds;
 # the exact figures belong in bench/replay.py.
