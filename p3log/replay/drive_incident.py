@@ -45,19 +45,19 @@ PROGRESS_SECONDS = 0.5
 @attrs.frozen
 class DriveProgress:
     """How far a drive has got: connections open and ended, messages sent (POS side)
-    and matched (server side), divergences so far."""
+    and received (server side), divergences so far."""
 
     connections: int
     open: int
     ended: int
     sent: int
-    matched: int
+    received: int
     divergences: int
 
     def line(self) -> str:
         return (
             f"{self.open} connections open, {self.ended}/{self.connections} ended, "
-            f"{self.sent} messages sent, {self.matched} matched, {self.divergences} divergences"
+            f"{self.sent} messages sent, {self.received} received, {self.divergences} divergences"
         )
 
 
@@ -181,7 +181,7 @@ class _Driver:
             open=self.open,
             ended=sum(event.is_set() for event in self.ended),
             sent=sum(plan.pos_sent for plan in self.plans),
-            matched=sum(plan.server_matched for plan in self.plans),
+            received=sum(plan.server_received for plan in self.plans),
             divergences=sum(len(plan.divergences) for plan in self.plans),
         )
 
@@ -216,7 +216,7 @@ class _Driver:
             mode="drive",
             connections=tuple(connections),
             seconds=(max(ends) - self.t0) if ends else 0.0,
-            messages=sum(plan.pos_sent + plan.server_matched for plan in self.plans),
+            messages=sum(plan.pos_sent + plan.server_received for plan in self.plans),
             latencies=step_latencies(recorded, replayed),
             session_id=summary_id,
         )

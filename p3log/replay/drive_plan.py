@@ -128,6 +128,7 @@ class DrivePlan:
         if not (math.isfinite(timeout) and timeout > 0):
             raise ValueError(f"timeout must be a positive number, not {timeout}")
         self.session = session
+        self.server_received = 0  # every live server message, matched or not
         self.pacing = pacing or Pacing()
         self.on_unexpected: DriveOnUnexpected = on_unexpected
         self.volatile = volatile or VolatilePaths.between_runs(dialect)
@@ -202,6 +203,7 @@ class DrivePlan:
         """A live server message arrived at `now`: what it stood for, or the divergence."""
         if self._started_at is None:
             raise RuntimeError("start() the plan before it receives anything")
+        self.server_received += 1
         obj = decode_object(data)
         queues = self._queues_for(obj)
         plain = self.renames.incoming(obj) if obj is not None else None

@@ -166,7 +166,9 @@ def step_latencies(
 @attrs.frozen
 class IncidentResult:
     """Every connection of an incident's replay, in recorded order; drive also
-    measures `messages` (both ways) over `seconds`, and the step latencies."""
+    measures `messages` (POS messages sent and server messages received, matched or
+    not) over `seconds` (from the first connection's start to the last one's end),
+    and the step latencies."""
 
     mode: Mode
     connections: tuple[ConnectionResult, ...]
