@@ -30,6 +30,7 @@ from p3log.replay.diff import diff_sessions
 from p3log.replay.incident import Incident, SessionSelection, assign, load_incident
 from p3log.replay.plan import Pacing
 from p3log.replay.recording import ReplayError, load_session
+from p3log.replay.results import IncidentResult
 from p3log.replay.serve import ServeConfig, serve_incident
 from p3log.settings import OptionError
 from p3log.sim.config import SimConfig
@@ -161,7 +162,7 @@ def test_selections_that_cannot_be_made(options: dict[str, str], message: str) -
 async def test_serving_the_incident_to_the_pos_reproduces_every_connection(store: Path) -> None:
     main, busy, reconnect = sessions_of(store)
     config = ServeConfig(store, selection=SessionSelection((main, busy, reconnect)))
-    found: list[object] = []
+    found: list[IncidentResult] = []
     async with trio.open_nursery() as nursery:
         port = await nursery.start(lambda task_status: _serve(config, task_status, found))
         results = await run_script(
@@ -169,8 +170,8 @@ async def test_serving_the_incident_to_the_pos_reproduces_every_connection(store
         )
     (result,) = found
     assert all(step.as_expected for step in results), results  # the POS saw the incident
-    assert result.passed  # type: ignore[attr-defined]
-    connections = result.connections  # type: ignore[attr-defined]
+    assert result.passed
+    connections = result.connections
     assert [c.replay_of for c in connections] == [main, busy, reconnect]
     for connection in connections:
         original = load_session(store, connection.replay_of)
@@ -185,7 +186,7 @@ async def test_serving_the_incident_to_the_pos_reproduces_every_connection(store
 
 
 async def _serve(
-    config: ServeConfig, task_status: trio.TaskStatus[int], found: list[object]
+    config: ServeConfig, task_status: trio.TaskStatus[int], found: list[IncidentResult]
 ) -> None:
     found.append(await serve_incident(config, task_status=task_status))
 
