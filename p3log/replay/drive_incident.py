@@ -18,7 +18,6 @@ A later connection whose target cannot be reached is that connection's failure
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from contextlib import AsyncExitStack
 
@@ -33,7 +32,7 @@ from p3log.replay.drive import ConnectError, DriveConfig, DriveResult, dial, dri
 from p3log.replay.drive_plan import DrivePlan
 from p3log.replay.incident import Incident, read_incident
 from p3log.replay.pump import new_replay_id
-from p3log.replay.recording import ReplayError, read_session
+from p3log.replay.recording import read_sessions
 from p3log.replay.results import ConnectionResult, IncidentResult, step_latencies
 from p3log.store.log import EventLog
 
@@ -192,13 +191,13 @@ class _Driver:
         recorded: list[LatencySample] = []
         replayed: list[LatencySample] = []
         self.log.flush()  # the runs' events are in the index, to be read back
+        ran = [run.session_id for run in self.runs if run is not None]
+        for live in read_sessions(self.log.index, ran):
+            replayed += latency_samples(live, self.dialect)
         for index, connection in enumerate(self.incident.connections):
             run, start, end = self.runs[index], self.started_at[index], self.ended_at[index]
             if run is not None:
                 recorded += latency_samples(connection.recording, self.dialect)
-                with contextlib.suppress(ReplayError):  # a run that exchanged nothing
-                    live = read_session(self.log.index, run.session_id)
-                    replayed += latency_samples(live, self.dialect)
             connections.append(
                 ConnectionResult(
                     mode="drive",

@@ -33,7 +33,7 @@ from p3log.replay.plan import Pacing
 from p3log.replay.recording import (
     RecordedSession,
     ReplayError,
-    read_session,
+    read_sessions,
     resolve_session_id,
 )
 from p3log.settings import OptionError
@@ -192,7 +192,10 @@ def read_incident(con: duckdb.DuckDBPyConnection, selection: SessionSelection) -
         for row in con.execute(_OPENED_SQL, [ids]).fetchall()
     }
     ids.sort(key=lambda sid: (spans[sid][0], spans[sid][2]))
-    recordings = [read_session(con, sid) for sid in ids]
+    recordings = read_sessions(con, ids)
+    for recording in recordings:
+        if not recording.messages:
+            raise ReplayError(f"session {recording.session_id} holds no P3 messages to replay")
     first_us = spans[ids[0]][0]
     connections = []
     for index, sid in enumerate(ids):
