@@ -39,7 +39,8 @@ from p3log.replay.recording import ReplayError
 from p3log.settings import OptionError
 
 replay_app = typer.Typer(
-    help="Replay a recorded session (see docs/replay.md).", no_args_is_help=True
+    help="Replay recorded sessions, whole incidents too (see docs/replay.md).",
+    no_args_is_help=True,
 )
 app.add_typer(replay_app, name="replay")
 
@@ -47,7 +48,7 @@ SessionArgument = Annotated[
     str | None,
     typer.Argument(
         metavar="SESSION",
-        help="The recorded session (required): its id, or a unique prefix.",
+        help="The recorded session: its id, or a unique prefix (or --sessions, --since/--until).",
         show_default=False,
     ),
 ]
