@@ -14,7 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import pty
+import select
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -337,3 +342,52 @@ def test_an_incident_of_one_is_the_session(store: Path) -> None:
     assert one.session_ids == (main,) and one.describe() == f"session {main}"
     with pytest.raises(ReplayError, match=r"names session .* twice"):
         load_incident(store, SessionSelection((main, main[:6])))
+
+
+def test_a_connection_starts_at_its_offset_divided_by_the_speed(store: Path) -> None:
+    incident = load_incident(store, SessionSelection.from_options(since="2000-01-01"))
+    offset = incident.connections[2].offset_s
+    assert incident.start_at(2, 100.0, Pacing.at_speed(1.0)) == 100.0 + offset
+    assert incident.start_at(2, 100.0, Pacing.at_speed(4.0)) == 100.0 + offset / 4
+    assert incident.start_at(2, 100.0, Pacing("asap")) == 100.0  # order is kept by `after`
+
+
+def test_drive_shows_a_live_progress_line_on_a_terminal(store: Path) -> None:
+    main, busy, reconnect = sessions_of(store)
+    sim = start_p3log_server(
+        "sim", "--listen", "127.0.0.1:0", "--seed", "1", "--time-scale", str(TIME_SCALE)
+    )
+    controller, terminal = pty.openpty()
+    try:
+        argv = ["replay", "drive", "--store", str(store), "--since", "2000-01-01"]
+        drive = subprocess.run(
+            [sys.executable, "-m", "p3log", *argv, "--url", sim.url],
+            stdout=subprocess.PIPE,
+            stderr=terminal,
+            text=True,
+            timeout=120,
+            env={**os.environ, "P3LOG_MERCHANT_SECRET": DEMO_MERCHANT_SECRET},
+        )
+        os.close(terminal)
+        shown = b""
+        while select.select([controller], [], [], 0)[0]:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(controller)
+        sim.kill()
+    assert drive.returncode == 0, drive.stdout
+    incident = load_incident(store, SessionSelection((main, busy, reconnect)))
+    pos = sum(len(c.recording.pos_messages) for c in incident.connections)
+    server = sum(len(c.recording.server_messages) for c in incident.connections)
+    # Rewritten in place (carriage return, erase line) while it runs, ended by a newline.
+    *during, last = shown.decode().split("\r\x1b[K")[1:]
+    assert during and all(" connections open, " in line for line in during)
+    assert last == (
+        f"0 connections open, 3/3 ended, {pos} messages sent, {server} received, 0 divergences\r\n"
+    )
