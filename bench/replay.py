@@ -24,7 +24,18 @@ Figures, per speed (1 and 10):
 and with `--asap` (no waits on either side) the throughput in messages/s (both
 directions, everything the replay records into the store included).
 
+Then the load test: a recorded "day" of N connections (--connections, 10,50,200 by
+default), each a till on a reader of its own logging in and making --sales sales,
+recorded by the scripted POS against `p3log sim --time-scale 0` (concurrently, each
+opening 5 ms after the one before), is played by `p3log replay drive --since … --asap
+--on-unexpected continue` against a fresh `p3log sim --time-scale 0`, both in
+processes of their own. Figures per N: the messages/s drive reports (POS messages
+sent and server messages received, over the whole run), the drive process's CPU
+(user + system, from wait4) per message, divergences, and the load average before
+and after.
+
     python bench/replay.py [--duration 60] [--messages 10000] [--speeds 1,10]
+                           [--connections 10,50,200] [--sales 5] [--skip-fidelity]
 
 Figures, not assertions: nothing here is a test.
 """
@@ -32,6 +43,8 @@ Figures, not assertions: nothing here is a test.
 from __future__ import annotations
 
 import argparse
+import functools
+import os
 import random
 import re
 import signal
@@ -343,12 +356,171 @@ def one_run(store: Path, messages: list[Recorded], speed: float | None) -> tuple
     return run, replays[0]
 
 
+# --- the load test --------------------------------------------------------------------
+
+LOAD_MERCHANT = "bench-merchant"
+LOAD_SECRET = "bench-secret"
+# Every sale approved (no rule cycle shared between the connections); no waits.
+SIM_ARGS = ("sim", "--listen", "127.0.0.1:0", "--time-scale", "0", "--scenario", "approve")
+# The simulator draws each sale's card in the order the sales reach it, which
+# concurrent connections change from run to run: the card is not what is measured.
+CARD_PATHS = ("**.cardDetails", "**.paymentDetails", "**.merchantReceipt", "**.customerReceipt")
+
+
+def devices_file(path: Path, connections: int) -> Path:
+    """A simulator devices file with one reader per connection."""
+    lines = [f'[[devices]]\nidentifier = "reader{i}"\n' for i in range(connections)]
+    path.write_text("\n".join(lines))
+    return path
+
+
+def till_script(path: Path, reader: int, sales: int) -> Path:
+    """A POS script: log in, `sales` approved sales on the till's own reader."""
+    text = (
+        f'[login]\nmerchant_identifier = "{LOAD_MERCHANT}"\nprovider_mode = "MOCK"\n'
+        f'[device]\nresource = "devices/reader{reader}"\n'
+    )
+    text += "".join(f"[[transaction]]\namount = {10 + k}.00\n" for k in range(sales))
+    path.write_text(text)
+    return path
+
+
+@contextmanager
+def p3log_server(*argv: str) -> Iterator[str]:
+    """A `p3log` server process (sim) and its URL, from its banner."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "p3log", *argv], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    found = re.search(r"listening on (ws://\S+/)", proc.stdout.readline())
+    try:
+        if found is None:
+            raise SystemExit(f"p3log {argv[0]} did not start")
+        yield found.group(1)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def record_day(store: Path, tmp: Path, devices: Path, connections: int, sales: int) -> None:
+    """`connections` tills, each on its reader, recorded concurrently by the POS runner."""
+    from p3log.pos.runner import run_script
+    from p3log.pos.script import load_script
+
+    scripts = [
+        load_script(till_script(tmp / f"till{i}.toml", i, sales)) for i in range(connections)
+    ]
+
+    async def main(url: str) -> None:
+        with EventLog.open(store, create=True) as log:
+            async with trio.open_nursery() as nursery:
+                for script in scripts:
+                    nursery.start_soon(
+                        functools.partial(run_script, script, url, secret=LOAD_SECRET, log=log)
+                    )
+                    await trio.sleep(0.005)
+
+    with p3log_server(*SIM_ARGS, "--devices", str(devices)) as url:
+        trio.run(main, url)
+
+
+def drive_day(store: Path, devices: Path) -> dict[str, float]:
+    """Drive every recorded connection against a fresh simulator; the drive's figures."""
+    with p3log_server(*SIM_ARGS, "--devices", str(devices)) as url:
+        argv = [sys.executable, "-m", "p3log", "replay", "drive", "--store", str(store)]
+        argv += ["--since", "2000-01-01", "--url", url, "--asap", "--on-unexpected", "continue"]
+        argv += [arg for path in CARD_PATHS for arg in ("--ignore-path", path)]
+        load_before = os.getloadavg()[0]
+        proc = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env={**os.environ, "P3LOG_MERCHANT_SECRET": LOAD_SECRET},
+        )
+        assert proc.stdout is not None
+        out = proc.stdout.read()
+        _, _, usage = os.wait4(proc.pid, 0)
+        proc.returncode = 0  # reaped by wait4
+    found = re.search(
+        r"(\d+) connections: (\d+) passed, (\d+) failed; (\d+) divergences?; "
+        r"(\d+) messages in ([\d.]+) s \((\d+) messages/s\)",
+        out,
+    )
+    if found is None:
+        raise SystemExit(f"replay drive did not summarise: {out[-2000:]}")
+    messages = int(found.group(5))
+    cpu = usage.ru_utime + usage.ru_stime
+    return {
+        "connections": int(found.group(1)),
+        "passed": int(found.group(2)),
+        "divergences": int(found.group(4)),
+        "messages": messages,
+        "seconds": float(found.group(6)),
+        "rate": int(found.group(7)),
+        "cpu_s": cpu,
+        "load_before": load_before,
+        "load_after": os.getloadavg()[0],
+    }
+
+
+def load_test(counts: list[int], sales: int) -> None:
+    rows = []
+    for count in counts:
+        with tempfile.TemporaryDirectory() as tmp_name:
+            tmp = Path(tmp_name)
+            devices = devices_file(tmp / "devices.toml", count)
+            print(f"  recording {count} connections ...", file=sys.stderr)
+            record_day(tmp / "store", tmp, devices, count, sales)
+            print(f"  driving {count} connections ...", file=sys.stderr)
+            rows.append(drive_day(tmp / "store", devices))
+    print(
+        f"\nreplay drive --asap against p3log sim --time-scale 0: a recorded day of N "
+        f"connections ({sales} sales each), every one concurrently"
+    )
+    print(
+        f"{'N':>5} {'messages':>9} {'run s':>7} {'messages/s':>11} {'process CPU s':>14} "
+        f"{'CPU µs/msg':>11} {'passed':>7} {'divergences':>12} {'load before/after':>18}"
+    )
+    previous: dict[str, float] | None = None
+    for r in rows:
+        # The process's CPU includes its start (imports, the store, the sessions read);
+        # per message is the CPU the extra messages cost over the row before.
+        per = (
+            (r["cpu_s"] - previous["cpu_s"]) / (r["messages"] - previous["messages"]) * 1e6
+            if previous is not None and r["messages"] > previous["messages"]
+            else float("nan")
+        )
+        print(
+            f"{r['connections']:>5} {r['messages']:>9} {r['seconds']:>7.2f} {r['rate']:>11} "
+            f"{r['cpu_s']:>14.2f} {per:>11.0f} {r['passed']:>7} "
+            f"{r['divergences']:>12} {r['load_before']:>8.2f}/{r['load_after']:.2f}"
+        )
+        previous = r
+    print("(CPU µs/msg: the drive process's extra CPU per extra message, row over row)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--duration", type=float, default=60.0, help="recorded seconds")
     parser.add_argument("--speeds", default="1,10")
+    parser.add_argument("--connections", default="10,50,200")
+    parser.add_argument("--sales", type=int, default=5)
+    parser.add_argument("--skip-fidelity", action="store_true")
     args = parser.parse_args()
+    print(f"load average: {os.getloadavg()[0]:.2f}", file=sys.stderr)
+    if not args.skip_fidelity:
+        fidelity_figures(args)
+    load_test([int(n) for n in args.connections.split(",")], args.sales)
+    print(f"load average at the end: {os.getloadavg()[0]:.2f}")
+
+
+def fidelity_figures(args: argparse.Namespace) -> None:
     messages = synthetic_session(args.messages, args.duration)
     server = sum(m.sender == "server" for m in messages)
     print(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -39,7 +40,8 @@ from p3log.replay.recording import ReplayError
 from p3log.settings import OptionError
 
 replay_app = typer.Typer(
-    help="Replay a recorded session (see docs/replay.md).", no_args_is_help=True
+    help="Replay recorded sessions, whole incidents too (see docs/replay.md).",
+    no_args_is_help=True,
 )
 app.add_typer(replay_app, name="replay")
 
@@ -47,11 +49,44 @@ SessionArgument = Annotated[
     str | None,
     typer.Argument(
         metavar="SESSION",
-        help="The recorded session (required): its id, or a unique prefix.",
+        help="The recorded session: its id, or a unique prefix (or --sessions, --since/--until).",
         show_default=False,
     ),
 ]
 OldSessionOption = Annotated[str | None, typer.Option("--session", hidden=True)]
+SessionsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--sessions",
+        metavar="ID,ID…",
+        help="Several recorded connections (an incident), replayed together.",
+        show_default=False,
+    ),
+]
+SinceOption = Annotated[
+    str | None,
+    typer.Option(
+        "--since",
+        metavar="WHEN",
+        help="Every connection opened at or after: ISO 8601 date or datetime (no zone: UTC).",
+        show_default=False,
+    ),
+]
+UntilOption = Annotated[
+    str | None,
+    typer.Option(
+        "--until",
+        metavar="WHEN",
+        help="Every connection opened at or before: ISO 8601 datetime, or a date (to its end).",
+        show_default=False,
+    ),
+]
+
+
+def _show_progress(line: str | None) -> None:
+    """The drive's live progress line, rewritten in place on a terminal's stderr."""
+    sys.stderr.write("\n" if line is None else f"\r\x1b[K{line}")
+    sys.stderr.flush()
 
 
 JunitOption = Annotated[
@@ -108,11 +143,17 @@ def replay_serve(
     redaction_key: RedactionKeyOption = None,
     junit: JunitOption = None,
     old_session: OldSessionOption = None,
+    sessions: SessionsOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
 ) -> None:
-    """Play the PayServer side of a recorded session to the POS that connects."""
+    """Play the PayServer side of recorded connections to the POS connections that come."""
     config = build_serve_config(
         store=store,
-        session=one_of("SESSION", session, {"--session": old_session}),
+        session=one_of("SESSION", session, {"--session": old_session}, required=False),
+        sessions=sessions,
+        since=since,
+        until=until,
         listen=one_of("--listen", listen, {}),
         speed=speed,
         asap=asap,
@@ -169,11 +210,17 @@ def replay_drive(
     junit: JunitOption = None,
     old_session: OldSessionOption = None,
     target: Annotated[str | None, typer.Option("--target", hidden=True)] = None,
+    sessions: SessionsOption = None,
+    since: SinceOption = None,
+    until: UntilOption = None,
 ) -> None:
-    """Play the POS side of a recorded session against a live server (or the simulator)."""
+    """Play the POS side of recorded connections against a live server (or the simulator)."""
     config = build_drive_config(
         store=store,
-        session=one_of("SESSION", session, {"--session": old_session}),
+        session=one_of("SESSION", session, {"--session": old_session}, required=False),
+        sessions=sessions,
+        since=since,
+        until=until,
         target=one_of("--url", url, {"--target": target}),
         secret=os.environ.get(secret_env) if secret_env else None,
         secret_env=secret_env,
@@ -185,7 +232,12 @@ def replay_drive(
         compare_paths=compare_path or [],
         dialect_path=dialect,
     )
-    raise typer.Exit(run_drive_command(config, announce=say, complain=complain, junit=junit))
+    # A live line only on a terminal: elsewhere (CI logs, scripts) stderr carries
+    # nothing but the one-line verdicts, and the summary says it all at the end.
+    progress = _show_progress if sys.stderr.isatty() else None
+    raise typer.Exit(
+        run_drive_command(config, announce=say, complain=complain, junit=junit, progress=progress)
+    )
 
 
 @app.command("diff")

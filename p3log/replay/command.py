@@ -29,13 +29,16 @@ import trio
 from p3log.net.channel import Transport, parse_listen
 from p3log.protocol.dialect import load_dialect
 from p3log.replay.divergence import OnUnexpected
-from p3log.replay.drive import DriveConfig, DriveResult, drive_replay
+from p3log.replay.drive import DriveConfig
+from p3log.replay.drive_incident import drive_incident
 from p3log.replay.drive_plan import DEFAULT_TIMEOUT, DriveOnUnexpected, needs_secret
-from p3log.replay.junit import ReplayCase, ReplayedConnection, junit_xml, write_report
+from p3log.replay.incident import Incident, SessionSelection, load_incident
+from p3log.replay.junit import ReplayedConnection, junit_xml, write_report
 from p3log.replay.normalise import VolatilePaths
 from p3log.replay.plan import Pacing
-from p3log.replay.recording import RecordedSession, ReplayError, load_session
-from p3log.replay.serve import ServeConfig, ServeResult, resolve_transport, serve_replay
+from p3log.replay.recording import ReplayError
+from p3log.replay.results import IncidentResult, StepLatency
+from p3log.replay.serve import ServeConfig, resolve_transport, serve_incident, serve_replay
 from p3log.settings import OptionError
 from p3log.store.errors import StoreError
 
@@ -88,8 +91,11 @@ def _volatile(
 def build_serve_config(
     *,
     store: Path,
-    session: str,
+    session: str | None = None,
     listen: str,
+    sessions: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
     speed: float | None = None,
     asap: bool = False,
     reactive: bool = False,
@@ -102,6 +108,7 @@ def build_serve_config(
 ) -> ServeConfig:
     """The `ServeConfig` for the command's options; raises `OptionError` (one line)
     or `SettingsError` (a bad dialect file)."""
+    selection = SessionSelection.from_options(session, sessions, since, until)
     pacing = _pacing(speed, asap, reactive)
     if on_unexpected not in _ON_UNEXPECTED:
         raise OptionError(f"--on-unexpected {on_unexpected!r}: expected fail, skip or error")
@@ -113,7 +120,8 @@ def build_serve_config(
     volatile = _volatile(VolatilePaths.default(dialect), ignore_paths, compare_paths)
     return ServeConfig(
         store=store,
-        session=session,
+        session=session or "",
+        selection=selection,
         host=host,
         port=port,
         transport=transport,
@@ -132,15 +140,16 @@ def run_serve_command(
     complain: Callable[[str], None],
     junit: Path | None = None,
 ) -> int:
-    """Serve one replay run until it ends or SIGINT/SIGTERM; returns the exit code.
+    """Serve every selected connection until each run has ended or SIGINT/SIGTERM;
+    returns the exit code (0 only when every connection played to its end).
 
-    `announce` gets the banner (`… listening on ws://HOST:PORT/ …`) and the summary,
-    `complain` the one-line problems. With `junit`, the run's JUnit XML report is
-    written there (atomically) once it is over, whatever its verdict; bad input
-    writes none.
+    `announce` gets the banner (`… listening on ws://HOST:PORT/ …`) and the summaries,
+    `complain` the one-line problems. With `junit`, the JUnit XML report (a test case
+    per connection) is written there (atomically) once the run is over, whatever its
+    verdict; bad input writes none.
     """
     problem: str | None = None
-    result: ServeResult | None = None
+    result: IncidentResult | None = None
     try:
         result = trio.run(_main, config, announce)
     except* (ReplayError, StoreError) as group:
@@ -152,61 +161,69 @@ def run_serve_command(
     if problem is not None:
         complain(f"p3log: {problem}")
         return EXIT_BAD_INPUT
-    if junit is not None:
-        case = result.connection() if result is not None else _nobody(config.session)
-        if not _report(junit, [case], complain):
-            return EXIT_BAD_INPUT
-    if result is None:
+    assert result is not None
+    if junit is not None and not _report(junit, result.connections, complain):
+        return EXIT_BAD_INPUT
+    if not result.started:
         announce("p3log replay: stopped before any POS connected")
         return 0
-    announce(f"p3log replay: {result.summary()}")
-    if result.failure is not None:
-        complain(f"p3log replay: diverged: {result.failure}")
-        return EXIT_DIVERGED
-    if result.outcome == "interrupted":
-        complain("p3log replay: stopped before the recording was over")
-        return EXIT_DIVERGED
-    if result.outcome != "complete":
-        last = result.divergences[-1].summary() if result.divergences else "the POS left early"
-        complain(f"p3log replay: incomplete: {last}")
-        return EXIT_DIVERGED
-    return 0
+    return _verdict(result, announce, complain)
 
 
-async def _main(config: ServeConfig, announce: Callable[[str], None]) -> ServeResult | None:
-    results: list[ServeResult | None] = []
+def _verdict(
+    result: IncidentResult, announce: Callable[[str], None], complain: Callable[[str], None]
+) -> int:
+    """Print each connection's summary (and the incident's when there are several) and
+    each failure, one line each; the exit code: 0 only if every connection passed."""
+    several = len(result.connections) > 1
+    for connection in result.connections:
+        announce(f"p3log replay: {connection.summary()}")
+    if several or result.mode == "drive":
+        announce(f"p3log replay: {result.summary()}")
+    for stat in result.latencies:
+        announce(f"p3log replay: {_latency_line(stat)}")
+    for connection in result.connections:
+        if connection.failure is not None:
+            named = f"session {connection.replay_of}: " if several else ""
+            complain(f"p3log replay: {named}{connection.failure}")
+    return 0 if result.passed else EXIT_DIVERGED
+
+
+def _latency_line(stat: StepLatency) -> str:
+    """`latency first_update EXECUTE_TRANSACTION_REQUEST (12): p50/p95/p99 1.2/…/… ms,
+    recorded …` for the end of a drive."""
+
+    def side(values: tuple[float, float, float] | None) -> str:
+        return "-" if values is None else "/".join(f"{v:.1f}" for v in values)
+
+    return (
+        f"latency {stat.step} {stat.msg_type} ({stat.count}): p50/p95/p99 "
+        f"{side(stat.replayed_ms)} ms, recorded {side(stat.recorded_ms)} ms"
+    )
+
+
+async def _main(config: ServeConfig, announce: Callable[[str], None]) -> IncidentResult:
+    results: list[IncidentResult] = []
     # The signal receiver is open before the port is announced, so no signal is missed.
     async with _stop_on_signals() as stop:
-        recording = await trio.to_thread.run_sync(load_session, config.store, config.session)
-        config = attrs.evolve(config, transport=resolve_transport(config, recording))
+        incident = await trio.to_thread.run_sync(load_incident, config.store, config.selected)
+        first = incident.connections[0].recording
+        config = attrs.evolve(config, transport=resolve_transport(config, first))
         _settle()
         async with trio.open_nursery() as nursery:
 
             async def serve(task_status: trio.TaskStatus[int]) -> None:
-                found = await serve_replay(
-                    config, recording=recording, stop=stop, task_status=task_status
+                found = await serve_incident(
+                    config, incident=incident, stop=stop, task_status=task_status
                 )
                 results.append(found)
 
             port = await nursery.start(serve)
             announce(
-                f"p3log replay: listening on {_url(config, port)}, serving session "
-                f"{recording.session_id} {_how(recording, config)}"
+                f"p3log replay: listening on {_url(config, port)}, serving "
+                f"{incident.describe()} {_how(incident, config)}"
             )
-    return results[0] if results else None
-
-
-def _nobody(session: str) -> ReplayCase:
-    """The report's case for a serve stopped before any POS connected."""
-    return ReplayCase(
-        mode="serve",
-        replay_of=session,
-        session_id=None,
-        outcome="interrupted",
-        divergences=(),
-        failure="stopped before any POS connected",
-        duration_s=0.0,
-    )
+    return results[0]
 
 
 def _report(
@@ -245,9 +262,11 @@ async def _stop_on_signal(signals: AsyncIterator[int], stop: trio.Event) -> None
         stop.set()
 
 
-def _how(recording: RecordedSession, config: ServeConfig | DriveConfig) -> str:
+def _how(incident: Incident, config: ServeConfig | DriveConfig) -> str:
     """`(N POS and M server messages; pacing; on unexpected: …)` for the banner."""
-    pos, server = len(recording.pos_messages), len(recording.server_messages)
+    recordings = [connection.recording for connection in incident.connections]
+    pos = sum(len(recording.pos_messages) for recording in recordings)
+    server = sum(len(recording.server_messages) for recording in recordings)
     return (
         f"({pos} POS and {server} server messages; "
         f"{config.pacing.describe()}; on unexpected: {config.on_unexpected})"
@@ -271,8 +290,11 @@ def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
 def build_drive_config(
     *,
     store: Path,
-    session: str,
+    session: str | None = None,
     target: str,
+    sessions: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
     secret: str | None,
     secret_env: str,
     speed: float | None = None,
@@ -286,6 +308,7 @@ def build_drive_config(
     """The `DriveConfig` for the command's options; raises `OptionError` (one line)
     or `SettingsError` (a bad dialect file). `secret` is the value of the variable
     `secret_env` names (None or empty: not set)."""
+    selection = SessionSelection.from_options(session, sessions, since, until)
     pacing = _pacing(speed, asap)
     if on_unexpected not in _DRIVE_ON_UNEXPECTED:
         raise OptionError(f"--on-unexpected {on_unexpected!r}: expected fail or continue")
@@ -299,7 +322,8 @@ def build_drive_config(
     volatile = _volatile(VolatilePaths.between_runs(dialect), ignore_paths, compare_paths)
     return DriveConfig(
         store=store,
-        session=session,
+        session=session or "",
+        selection=selection,
         target=target,
         secret=secret or None,
         pacing=pacing,
@@ -317,52 +341,55 @@ def run_drive_command(
     announce: Callable[[str], None],
     complain: Callable[[str], None],
     junit: Path | None = None,
+    progress: Callable[[str | None], None] | None = None,
 ) -> int:
-    """Drive one replay run until it ends or SIGINT/SIGTERM; returns the exit code.
+    """Drive every selected connection until each run has ended or SIGINT/SIGTERM;
+    returns the exit code (0 only when every connection reproduced its recording).
 
-    The session is read and the secret checked before anything connects. With
-    `junit`, the run's JUnit XML report is written there as in serve mode.
+    The sessions are read and the secret checked before anything connects.
+    `progress`, when given, gets a progress line every `PROGRESS_SECONDS` and None
+    once the drive is over. With `junit`, the JUnit XML report is written there as in
+    serve mode.
     """
     problem: str | None = None
-    result: DriveResult | None = None
+    result: IncidentResult | None = None
     try:
-        recording = load_session(config.store, config.session)
-        if not config.secret and needs_secret(recording):
+        incident = load_incident(config.store, config.selected)
+        logging_in = [c.recording for c in incident.connections if needs_secret(c.recording)]
+        if not config.secret and logging_in:
             name = config.secret_env
             raise ReplayError(
-                f"${name} is not set: session {recording.session_id} logs in, and the "
+                f"${name} is not set: session {logging_in[0].session_id} logs in, and the "
                 f"store never holds the merchant secret (set {name}, or name another "
                 "variable with --secret-env)"
             )
         _settle()
-        result = trio.run(_drive_main, config, recording, announce)
+        result = trio.run(_drive_main, config, incident, announce, progress)
     except* (ReplayError, StoreError) as group:
         problem = str(_first(group))
     if problem is not None:
         complain(f"p3log: {problem}")
         return EXIT_BAD_INPUT
     assert result is not None
-    if junit is not None and not _report(junit, [result.connection()], complain):
+    if junit is not None and not _report(junit, result.connections, complain):
         return EXIT_BAD_INPUT
-    announce(f"p3log replay: {result.summary()}")
-    if result.reproduced:
-        return 0
-    if result.outcome == "interrupted":
-        complain("p3log replay: stopped before the recording was over")
-    elif result.divergences:
-        first = result.failure or result.divergences[0].summary()
-        complain(f"p3log replay: diverged: {first}")
-    else:
-        complain("p3log replay: incomplete: the run ended before the recording did")
-    return EXIT_DIVERGED
+    return _verdict(result, announce, complain)
 
 
 async def _drive_main(
-    config: DriveConfig, recording: RecordedSession, announce: Callable[[str], None]
-) -> DriveResult:
+    config: DriveConfig,
+    incident: Incident,
+    announce: Callable[[str], None],
+    progress: Callable[[str | None], None] | None,
+) -> IncidentResult:
     async with _stop_on_signals() as stop:
         announce(
-            f"p3log replay: driving session {recording.session_id} against "
-            f"{config.target} {_how(recording, config)}"
+            f"p3log replay: driving {incident.describe()} against "
+            f"{config.target} {_how(incident, config)}"
         )
-        return await drive_replay(config, recording=recording, stop=stop)
+        report = (lambda snapshot: progress(snapshot.line())) if progress is not None else None
+        try:
+            return await drive_incident(config, incident=incident, stop=stop, progress=report)
+        finally:
+            if progress is not None:
+                progress(None)

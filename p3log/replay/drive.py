@@ -37,6 +37,7 @@ from p3log.projections.opening import open_log
 from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect
 from p3log.replay.divergence import Divergence
 from p3log.replay.drive_plan import DEFAULT_TIMEOUT, DriveOnUnexpected, DrivePlan
+from p3log.replay.incident import SessionSelection
 from p3log.replay.junit import ReplayCase, failure_of
 from p3log.replay.normalise import VolatilePaths
 from p3log.replay.plan import Pacing
@@ -47,7 +48,7 @@ from p3log.store.lifecycle import ReplayFinished, ReplayStarted
 from p3log.store.log import EventLog
 from p3log.wording import counted
 
-__all__ = ["ConnectError", "DriveConfig", "DriveResult", "drive", "drive_replay"]
+__all__ = ["ConnectError", "DriveConfig", "DriveResult", "dial", "drive", "drive_replay"]
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 
@@ -77,6 +78,24 @@ class DriveConfig:
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     volatile: VolatilePaths | None = None
     dialect: Dialect | None = None
+    selection: SessionSelection | None = None
+
+    @property
+    def selected(self) -> SessionSelection:
+        """The sessions to drive: `selection`, else the one `session`."""
+        return self.selection or SessionSelection((self.session,))
+
+    def plan(self, recording: RecordedSession, dialect: Dialect) -> DrivePlan:
+        """The drive plan of one recorded connection under these settings."""
+        return DrivePlan(
+            recording,
+            pacing=self.pacing,
+            on_unexpected=self.on_unexpected,
+            volatile=self.volatile or VolatilePaths.between_runs(dialect),
+            timeout=self.timeout,
+            secret=self.secret,
+            dialect=dialect,
+        )
 
 
 @attrs.frozen
@@ -157,22 +176,14 @@ async def drive_replay(
     with open_log(config.store, create=False, dialect=config.dialect) as log:
         if recording is None:
             recording = read_session(log.index, config.session)
-        plan = DrivePlan(
-            recording,
-            pacing=config.pacing,
-            on_unexpected=config.on_unexpected,
-            volatile=config.volatile or VolatilePaths.between_runs(dialect),
-            timeout=config.timeout,
-            secret=config.secret,
-            dialect=dialect,
-        )
+        plan = config.plan(recording, dialect)
         check_reproducible(log.index, log.meta, recording, "server", plan.volatile)
         async with AsyncExitStack() as stack:
-            channel = await _dial(stack, config, dialect)
+            channel = await dial(stack, config, dialect)
             return await drive(channel, plan, log, config.target, stop=stop)
 
 
-async def _dial(stack: AsyncExitStack, config: DriveConfig, dialect: Dialect) -> Channel:
+async def dial(stack: AsyncExitStack, config: DriveConfig, dialect: Dialect) -> Channel:
     """The open link to the target, or `ConnectError` (one line)."""
     problem: str | None = None
     try:

@@ -128,6 +128,7 @@ class DrivePlan:
         if not (math.isfinite(timeout) and timeout > 0):
             raise ValueError(f"timeout must be a positive number, not {timeout}")
         self.session = session
+        self.server_received = 0  # every live server message, matched or not
         self.pacing = pacing or Pacing()
         self.on_unexpected: DriveOnUnexpected = on_unexpected
         self.volatile = volatile or VolatilePaths.between_runs(dialect)
@@ -208,6 +209,7 @@ class DrivePlan:
         `data` names the operation (its tag) and the identifiers the server issued."""
         if self._started_at is None:
             raise RuntimeError("start() the plan before it receives anything")
+        self.server_received += 1
         live_obj = decode_object(data)
         queues = self._queues_for(live_obj)
         if stored is not None:

@@ -18,7 +18,6 @@ comparable form is canonical JSON text, not Python equality.
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
@@ -67,6 +66,11 @@ class JsonPath:
 
     def matches(self, path: tuple[PathStep, ...]) -> bool:
         """Whether the concrete `path` (keys and list indices) is one this pattern names."""
+        last = self.segments[-1]
+        # A named last segment must name the path's last step: this check alone turns
+        # away nearly every node of a message, before the walk a leading `**` costs.
+        if last != "*" and last != "**" and (not path or str(path[-1]) != last):
+            return False
         return _matches(self.segments, path)
 
     def __str__(self) -> str:
@@ -92,6 +96,12 @@ class VolatilePaths:
     """The set of paths whose values a comparison ignores."""
 
     paths: tuple[JsonPath, ...]
+    # Asked for every node of every message compared, and P3 messages repeat their
+    # paths: the answers, by path (a cache keyed by the patterns too would hash them
+    # all on every question).
+    _seen: dict[tuple[PathStep, ...], bool] = attrs.field(
+        factory=dict, init=False, eq=False, repr=False
+    )
 
     @classmethod
     def default(cls, dialect: Dialect = DEFAULT_DIALECT) -> VolatilePaths:
@@ -153,17 +163,19 @@ class VolatilePaths:
         return VolatilePaths(tuple(p for p in self.paths if p not in drop))
 
     def matches(self, path: tuple[PathStep, ...]) -> bool:
-        return _matches_any(self.paths, path)
+        """Whether one of the paths names `path`."""
+        found = self._seen.get(path)
+        if found is None:
+            if len(self._seen) >= _SEEN_LIMIT:
+                self._seen.clear()
+            found = self._seen[path] = any(pattern.matches(path) for pattern in self.paths)
+        return found
 
     def __str__(self) -> str:
         return ", ".join(str(path) for path in self.paths)
 
 
-@functools.lru_cache(maxsize=1 << 16)
-def _matches_any(patterns: tuple[JsonPath, ...], path: tuple[PathStep, ...]) -> bool:
-    """Whether one of `patterns` names `path`: asked for every node of every message
-    compared, and P3 messages repeat their paths, hence the cache."""
-    return any(pattern.matches(path) for pattern in patterns)
+_SEEN_LIMIT = 1 << 16  # paths remembered per set (a hostile peer's keys are endless)
 
 
 def decode_object(data: bytes) -> dict[str, Any] | None:

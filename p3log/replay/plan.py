@@ -198,13 +198,21 @@ class ServePlan:
         obj = decode_object(data)
         shown = decode_object(seen) if stored is not None else obj
         live = self.renames.incoming(shown) if shown is not None else None
-        key = comparable(live, self.volatile) if live is not None else _raw_key(seen)
-        for index in self._candidates():
-            if self._keys[index] == key:
-                self._consume(index, obj, now)
-                return Matched(self._pos[index])
+        index = self._match(seen, live)
+        if index is not None:
+            self._consume(index, obj, now)
+            return Matched(self._pos[index])
         arrival = arrival_of(shown, live, seen, self.volatile)
         return self._diverge("unexpected_message", arrival, obj)
+
+    def expects(self, data: bytes, stored: bytes | None = None) -> bool:
+        """Whether a live POS message (`stored`: as the store recorded it, as in
+        `receive`) would match now (nothing changes): how a multi-connection replay
+        tells which recorded connection a POS opens."""
+        seen = data if stored is None else stored
+        obj = decode_object(seen)
+        live = self.renames.incoming(obj) if obj is not None else None
+        return self._match(seen, live) is not None
 
     def pos_closed(self) -> Divergence | None:
         """The POS closed the link: a divergence if the recording expected more."""
@@ -268,6 +276,11 @@ class ServePlan:
         if message.payload is not None:
             return comparable(message.payload, self.volatile)
         return _raw_key(message.raw)
+
+    def _match(self, data: bytes, live: dict[str, Any] | None) -> int | None:
+        """The first candidate the live message (ids read back) matches, if any."""
+        key = comparable(live, self.volatile) if live is not None else _raw_key(data)
+        return next((index for index in self._candidates() if self._keys[index] == key), None)
 
     def _candidates(self) -> Iterator[int]:
         for index in self._unmatched:

@@ -44,6 +44,7 @@ __all__ = [
     "Run",
     "RunOutcome",
     "first_failure",
+    "new_replay_id",
     "wait_for",
 ]
 
@@ -116,7 +117,7 @@ class Run(ABC, Generic[PlanT, ResultT]):
         self.raw_channel = channel
         self.plan = plan
         self.log = log
-        self.session_id = f"replay-{uuid.uuid4().hex[:12]}"
+        self.session_id = new_replay_id()
         self.kick = trio.Event()  # set whenever the plan may have something new due
         self.close: tuple[int, str] | None = None  # how we close the link, if we do
         self.peer_gone = False
@@ -242,6 +243,11 @@ class Run(ABC, Generic[PlanT, ResultT]):
 
     def _record(self, divergence: Divergence) -> None:
         self.log.record_lifecycle(self.session_id, divergence.details())
+
+
+def new_replay_id() -> str:
+    """A new session id for something a replay records (`replay-` and 12 hex digits)."""
+    return f"replay-{uuid.uuid4().hex[:12]}"
 
 
 async def wait_for(event: trio.Event, deadline: float | None) -> None:

@@ -30,6 +30,7 @@ __all__ = [
     "ReplayError",
     "load_session",
     "read_session",
+    "read_sessions",
     "resolve_session_id",
     "session_from_rows",
 ]
@@ -39,6 +40,10 @@ Peer = Literal["client", "server"]
 _SESSION_SQL = """
 SELECT seq, sender, kind, msg_type, tag, resource, mono_ns, payload, raw
 FROM events WHERE session_id = ? ORDER BY seq
+"""
+_SESSIONS_SQL = """
+SELECT session_id, seq, sender, kind, msg_type, tag, resource, mono_ns, payload, raw
+FROM events WHERE session_id IN (SELECT unnest(?)) ORDER BY seq
 """
 
 
@@ -125,6 +130,17 @@ def read_session(con: duckdb.DuckDBPyConnection, session_id: str) -> RecordedSes
     if not session.messages:
         raise ReplayError(f"session {full_id} holds no P3 messages to replay")
     return session
+
+
+def read_sessions(
+    con: duckdb.DuckDBPyConnection, session_ids: Sequence[str]
+) -> list[RecordedSession]:
+    """The sessions of these full ids, in this order, in one pass over the events (a
+    session holding no message reads as one with no messages)."""
+    rows: dict[str, list[Sequence[Any]]] = {session_id: [] for session_id in session_ids}
+    for row in con.execute(_SESSIONS_SQL, [list(session_ids)]).fetchall():
+        rows[str(row[0])].append(row[1:])
+    return [session_from_rows(session_id, rows[session_id]) for session_id in session_ids]
 
 
 def resolve_session_id(con: duckdb.DuckDBPyConnection, wanted: str) -> str:

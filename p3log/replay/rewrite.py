@@ -31,7 +31,7 @@ import re
 import secrets
 import string
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect
@@ -171,13 +171,27 @@ class _Replacer:
         return value
 
 
-def _values_at(value: Any, pattern: JsonPath, path: tuple[PathStep, ...] = ()) -> list[Any]:
-    """Every value in `value` whose path `pattern` names."""
-    found = [value] if path and pattern.matches(path) else []
+def _values_at(value: Any, pattern: JsonPath) -> list[Any]:
+    """Every value in `value` whose path `pattern` names, in document order (a node
+    before what it holds). Asked twice for every message a drive compares: only
+    containers are descended into, and a path is matched only where its last step
+    is the one the pattern names."""
+    found: list[Any] = []
+    last = pattern.segments[-1]
+    named = last not in ("*", "**")
+
+    def walk(steps: Iterable[tuple[PathStep, Any]], path: tuple[PathStep, ...]) -> None:
+        for step, item in steps:
+            here = (*path, step)
+            if (not named or str(step) == last) and pattern.matches(here):
+                found.append(item)
+            if isinstance(item, dict):
+                walk(item.items(), here)
+            elif isinstance(item, list):
+                walk(enumerate(item), here)
+
     if isinstance(value, dict):
-        for key, item in value.items():
-            found += _values_at(item, pattern, (*path, key))
+        walk(value.items(), ())
     elif isinstance(value, list):
-        for index, item in enumerate(value):
-            found += _values_at(item, pattern, (*path, index))
+        walk(enumerate(value), ())
     return found

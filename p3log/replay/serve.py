@@ -22,23 +22,26 @@ connection and every message both ways, each `replay_divergence`, and last
 
 from __future__ import annotations
 
+from collections.abc import Callable
 import functools
 from pathlib import Path
 
 import attrs
 import trio
 
-from p3log.net.channel import Channel, Transport, serve_channels
-from p3log.net.close_codes import POLICY_VIOLATION, TRY_AGAIN_LATER
+from p3log.net.channel import Channel, ChannelClosed, Transport, serve_channels
+from p3log.net.close_codes import NORMAL_CLOSURE, POLICY_VIOLATION, TRY_AGAIN_LATER
 from p3log.projections.opening import open_log
 from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect
 from p3log.replay.divergence import Divergence, OnUnexpected
+from p3log.replay.incident import Incident, SessionSelection, assign, read_incident
 from p3log.replay.junit import ReplayCase, failure_of
 from p3log.replay.normalise import VolatilePaths
 from p3log.replay.plan import Pacing, ServePlan
-from p3log.replay.pump import Run, RunOutcome, first_failure
-from p3log.replay.recording import RecordedSession, read_session
+from p3log.replay.pump import CLOSE_GRACE_SECONDS, Run, RunOutcome, first_failure
+from p3log.replay.recording import RecordedSession
 from p3log.replay.redaction import check_reproducible
+from p3log.replay.results import ConnectionResult, IncidentResult
 from p3log.store.lifecycle import ReplayFinished, ReplayStarted
 from p3log.store.log import EventLog
 from p3log.wording import counted
@@ -48,6 +51,7 @@ __all__ = [
     "ServeResult",
     "play",
     "resolve_transport",
+    "serve_incident",
     "serve_replay",
 ]
 
@@ -56,13 +60,14 @@ __all__ = [
 class ServeConfig:
     """What `p3log replay serve` was asked to do.
 
-    `transport` None: the recorded session's (ws when it is not known). `volatile`
+    `session` names one session; `selection` (when given) the incident's sessions
+    instead. `transport` None: the recorded session's (ws when it is not known). `volatile`
     None: the default volatile paths for the dialect. `dialect` None: docs/protocol.md's
     default for the link, and the store keeps the dialect it was projected with.
     """
 
     store: Path
-    session: str
+    session: str = ""
     host: str = "127.0.0.1"
     port: int = 0
     transport: Transport | None = None
@@ -71,6 +76,12 @@ class ServeConfig:
     fresh_ids: bool = False
     volatile: VolatilePaths | None = None
     dialect: Dialect | None = None
+    selection: SessionSelection | None = None
+
+    @property
+    def selected(self) -> SessionSelection:
+        """The sessions to serve: `selection`, else the one `session`."""
+        return self.selection or SessionSelection((self.session,))
 
 
 @attrs.frozen
@@ -141,22 +152,46 @@ async def serve_replay(
     caller loaded it already. Raises `ReplayError` (no such session) and `StoreError`
     (no store, or it is busy) before listening.
     """
+    incident = Incident.of(recording) if recording is not None else None
+    config = attrs.evolve(config, selection=SessionSelection((config.session,)))
+    found = await serve_incident(config, incident=incident, stop=stop, task_status=task_status)
+    return found.connections[0].run if found.started else None  # type: ignore[return-value]
+
+
+async def serve_incident(
+    config: ServeConfig,
+    *,
+    incident: Incident | None = None,
+    stop: trio.Event | None = None,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> IncidentResult:
+    """Serve every connection of the selected incident, one POS connection each (see
+    `incident.py` for which POS connection replays which, and when it starts).
+
+    Returns when every connection's run has ended, or on `stop` once the runs in
+    progress have stopped (the others are `not_started`). Raises `ReplayError` and
+    `StoreError` before listening.
+    """
     dialect = config.dialect or DEFAULT_DIALECT
     # The writer's own connection reads the recording: one DuckDB open, not two.
     with open_log(config.store, create=False, dialect=config.dialect) as log:
-        if recording is None:
-            recording = read_session(log.index, config.session)
-        plan = ServePlan(
-            recording,
-            pacing=config.pacing,
-            on_unexpected=config.on_unexpected,
-            volatile=config.volatile or VolatilePaths.default(dialect),
-            fresh_ids=config.fresh_ids,
-            dialect=dialect,
-        )
-        check_reproducible(log.index, log.meta, recording, "client", plan.volatile)
-        transport = resolve_transport(config, recording)
-        listener = _Listener(plan, log, stop)
+        if incident is None:
+            incident = read_incident(log.index, config.selected)
+        plans = [
+            ServePlan(
+                connection.recording,
+                pacing=config.pacing,
+                on_unexpected=config.on_unexpected,
+                volatile=config.volatile or VolatilePaths.default(dialect),
+                fresh_ids=config.fresh_ids,
+                dialect=dialect,
+            )
+            for connection in incident.connections
+        ]
+        for connection, plan in zip(incident.connections, plans, strict=True):
+            check_reproducible(log.index, log.meta, connection.recording, "client", plan.volatile)
+        transport = resolve_transport(config, incident.connections[0].recording)
+        listener = _Listener(incident, plans, log, config.pacing, stop)
         async with trio.open_nursery() as nursery:
             serve = functools.partial(
                 serve_channels, listener.handle, config.host, config.port, transport, dialect
@@ -164,10 +199,10 @@ async def serve_replay(
             port = await nursery.start(serve)
             task_status.started(port)
             if stop is not None:
-                nursery.start_soon(listener.stop_when_idle, nursery.cancel_scope)
+                nursery.start_soon(listener.stop_waiting)
             await listener.finished.wait()
             nursery.cancel_scope.cancel()
-    return listener.result
+    return IncidentResult("serve", tuple(listener.results()))
 
 
 def resolve_transport(config: ServeConfig, recording: RecordedSession) -> Transport:
@@ -176,32 +211,159 @@ def resolve_transport(config: ServeConfig, recording: RecordedSession) -> Transp
 
 
 class _Listener:
-    """Hands the first connection the run; refuses the others while it lasts."""
+    """Hands each POS connection the recorded connection it replays (`assign`), holds it
+    until its start (`Incident.start_at` and the connections it comes after), plays it;
+    refuses connections beyond the recorded ones. `finished` is set when every run has
+    ended, or on `stop` when no run is in progress any more."""
 
-    def __init__(self, plan: ServePlan, log: EventLog, stop: trio.Event | None) -> None:
-        self.plan = plan
+    def __init__(
+        self,
+        incident: Incident,
+        plans: list[ServePlan],
+        log: EventLog,
+        pacing: Pacing,
+        stop: trio.Event | None,
+    ) -> None:
+        self.incident = incident
+        self.plans = plans
         self.log = log
+        self.pacing = pacing
         self.stop = stop
-        self.started = False
+        self.untaken = list(range(len(plans)))
+        self.t0: float | None = None  # when the first POS connected: the incident's start
+        self.ended = [trio.Event() for _ in plans]
+        self.taken = [False] * len(plans)
+        self.running = 0
+        self.waiting: set[trio.CancelScope] = set()
         self.finished = trio.Event()
-        self.result: ServeResult | None = None
+        self.runs: list[ServeResult | None] = [None] * len(plans)
+        self.started_at: list[float | None] = [None] * len(plans)
+        self.ended_at: list[float | None] = [None] * len(plans)
 
     async def handle(self, channel: Channel) -> None:
-        if self.started:
+        if not self.untaken or self.finished.is_set():
             await channel.aclose(TRY_AGAIN_LATER, "a replay is already running")
             return
-        self.started = True
+        if self.t0 is None:
+            self.t0 = trio.current_time()
+        primed: Channel | None = None
+        with trio.CancelScope() as waiting:
+            self.waiting.add(waiting)
+            primed = await self._first_message(channel)
+            if not self.untaken:
+                primed = None
+            else:
+                index = assign(self.untaken, primed.first, self._expects_of(primed.first))
+                self.untaken.remove(index)
+                self.taken[index] = True
+                await self._hold(index)
+        self.waiting.discard(waiting)
+        if primed is None or waiting.cancelled_caught:
+            with trio.move_on_after(CLOSE_GRACE_SECONDS):
+                await channel.aclose(TRY_AGAIN_LATER, "a replay is already running")
+            self._check_finished()
+            return
+        self.running += 1
+        self.started_at[index] = trio.current_time()
         try:
-            self.result = await play(channel, self.plan, self.log, stop=self.stop)
+            self.runs[index] = await play(primed, self.plans[index], self.log, stop=self.stop)
         finally:
+            self.running -= 1
+            self.ended_at[index] = trio.current_time()
+            self.ended[index].set()
+            self._check_finished()
+
+    async def _first_message(self, channel: Channel) -> _Primed:
+        """The POS's first message, read before the run so that it can pick the
+        recording (none when the earliest untaken recording's server speaks first)."""
+        first_untaken = self.plans[self.untaken[0]].session.messages[0]
+        if first_untaken.sender == "server":
+            return _Primed(channel, None, None)
+        try:
+            return _Primed(channel, await channel.receive(), None)
+        except ChannelClosed as closed:
+            return _Primed(channel, None, closed)
+
+    def _expects_of(self, first: bytes | None) -> Callable[[int, bytes], bool]:
+        """Whether connection k's plan expects the POS's first message, compared as the
+        store records it, as the run will compare it (card numbers, secrets)."""
+        stored = self.log.as_recorded("client", first) if first is not None else None
+        return lambda index, data: self.plans[index].expects(data, stored)
+
+    async def _hold(self, index: int) -> None:
+        """Wait for the connections this one comes after (those a POS has taken) and
+        for its offset."""
+        for before in self.incident.connections[index].after:
+            if self.taken[before]:
+                await self.ended[before].wait()
+        assert self.t0 is not None
+        await trio.sleep_until(self.incident.start_at(index, self.t0, self.pacing))
+
+    def _check_finished(self) -> None:
+        stopped = self.stop is not None and self.stop.is_set()
+        if all(event.is_set() for event in self.ended) or (stopped and self.running == 0):
             self.finished.set()
 
-    async def stop_when_idle(self, scope: trio.CancelScope) -> None:
-        """On `stop` with no run in progress, stop listening (a run stops on its own)."""
+    async def stop_waiting(self) -> None:
+        """On `stop`: connections still waiting for their start are let go; the runs in
+        progress stop on their own (`play` watches `stop`)."""
         assert self.stop is not None
         await self.stop.wait()
-        if not self.started:
+        for scope in list(self.waiting):
             scope.cancel()
+        self._check_finished()
+
+    def results(self) -> list[ConnectionResult]:
+        found = []
+        for index, connection in enumerate(self.incident.connections):
+            start, end = self.started_at[index], self.ended_at[index]
+            found.append(
+                ConnectionResult(
+                    mode="serve",
+                    replay_of=connection.session_id,
+                    run=self.runs[index],
+                    recorded_offset_s=connection.offset_s,
+                    started_offset_s=(
+                        start - self.t0 if start is not None and self.t0 is not None else None
+                    ),
+                    duration_s=end - start if start is not None and end is not None else None,
+                )
+            )
+        return found
+
+
+@attrs.frozen
+class _Primed:
+    """A channel whose first message was read already (to pick its recording): it is
+    received again first, or the close that came instead of it."""
+
+    inner: Channel
+    first: bytes | None
+    closed: ChannelClosed | None
+    _given: list[bool] = attrs.field(factory=list)
+
+    @property
+    def peer(self) -> str:
+        return self.inner.peer
+
+    @property
+    def transport(self) -> Transport:
+        return self.inner.transport
+
+    async def send(self, data: bytes) -> None:
+        await self.inner.send(data)
+
+    async def receive(self) -> bytes:
+        if not self._given:
+            self._given.append(True)
+            if self.closed is not None:
+                raise self.closed
+            if self.first is not None:
+                return self.first
+        return await self.inner.receive()
+
+    async def aclose(self, code: int = NORMAL_CLOSURE, reason: str = "") -> None:
+        await self.inner.aclose(code, reason)
 
 
 async def play(

@@ -67,6 +67,15 @@ class EventBody:
     redaction_policy: str
     redactions: tuple[str, ...]
 
+    @property
+    def wire_bytes(self) -> bytes | None:
+        """The bytes a peer sent (after redaction); None for the tap's own events."""
+        if self.sender == "tap":
+            return None
+        if self.raw is not None:
+            return self.raw
+        return self.payload.encode() if self.payload is not None else None
+
 
 @attrs.frozen
 class Event:
@@ -79,13 +88,7 @@ class Event:
 
     @property
     def wire_bytes(self) -> bytes | None:
-        """The bytes a peer sent (after redaction); None for the tap's own events."""
-        body = self.body
-        if body.sender == "tap":
-            return None
-        if body.raw is not None:
-            return body.raw
-        return body.payload.encode() if body.payload is not None else None
+        return self.body.wire_bytes
 
 
 def seal(body: EventBody, seq: int, prev_hash: str) -> Event:

@@ -46,6 +46,7 @@ __all__ = [
     "ReplayDivergence",
     "ReplayFinished",
     "ReplayStarted",
+    "ReplaySummary",
     "Unknown",
     "UpstreamConnected",
     "UpstreamFailed",
@@ -195,6 +196,22 @@ class ReplayDivergence(Lifecycle):
 
 
 @attrs.frozen(kw_only=True)
+class ReplaySummary(Lifecycle):
+    """A multi-connection replay's verdict (`replay.results.IncidentResult`): each
+    connection's outcome and timing, throughput, per-step latency p50/p95/p99 as
+    recorded and as replayed."""
+
+    KIND: ClassVar[str] = "replay_summary"
+    mode: str | None = None
+    replay_of: tuple[str, ...] | None = None
+    connections: tuple[Any, ...] | None = None
+    seconds: float | None = None
+    messages: int | None = None
+    messages_per_s: float | None = None
+    latencies: tuple[Any, ...] | None = None
+
+
+@attrs.frozen(kw_only=True)
 class RedactionConfigured(Lifecycle):
     """The store's redaction policy and fingerprint key id, under the chain."""
 
@@ -228,6 +245,7 @@ _RECORDS: Final[tuple[type[Lifecycle], ...]] = (
     ReplayStarted,
     ReplayFinished,
     ReplayDivergence,
+    ReplaySummary,
     RedactionConfigured,
 )
 _BY_KIND: Final = {record.KIND: record for record in _RECORDS}
@@ -236,7 +254,7 @@ for _record in (*_RECORDS, Unknown):
 
 #: The kinds after which a session says nothing more (the door forgets its secrets).
 SESSION_END_KINDS: Final = frozenset(
-    {ConnectionClosed.KIND, UpstreamFailed.KIND, ReplayFinished.KIND}
+    {ConnectionClosed.KIND, UpstreamFailed.KIND, ReplayFinished.KIND, ReplaySummary.KIND}
 )
 
 

@@ -144,6 +144,16 @@ class EventLog:
         body = self._recording().wire_body(session_id, sender, data, stamp or Stamp.now())
         return self._append(body)
 
+    def as_recorded(self, sender: Sender, data: bytes) -> bytes:
+        """`data` from a peer as `record_message` would record it (redacted), recording
+        nothing: how a replay reads a connection's first message before its session
+        exists. No session's memory of secrets is touched."""
+        door = self._recording()
+        body = door.wire_body(_UNRECORDED, sender, data, Stamp.now())
+        door.secrets.forget(_UNRECORDED)
+        assert body.wire_bytes is not None  # a wire body always holds its bytes
+        return body.wire_bytes
+
     def record_lifecycle(
         self,
         session_id: str,
@@ -290,6 +300,10 @@ class EventLog:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+# The session `as_recorded` redacts under: no recorder names a session so.
+_UNRECORDED = "\x00unrecorded"
 
 
 def _open_layout(root: Path, *, create: bool) -> tuple[StoreLayout, StoreMeta]:
