@@ -31,9 +31,9 @@ from p3log.replay.diff import LatencySample, latency_samples
 from p3log.replay.drive import ConnectError, DriveConfig, DriveResult, dial, drive
 from p3log.replay.drive_plan import DrivePlan
 from p3log.replay.incident import Incident, read_incident
-from p3log.replay.redaction import check_reproducible
 from p3log.replay.pump import new_replay_id
 from p3log.replay.recording import read_sessions
+from p3log.replay.redaction import check_reproducible
 from p3log.replay.results import ConnectionResult, IncidentResult, step_latencies
 from p3log.store.log import EventLog
 

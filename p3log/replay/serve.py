@@ -22,8 +22,8 @@ connection and every message both ways, each `replay_divergence`, and last
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import functools
+from collections.abc import Callable
 from pathlib import Path
 
 import attrs

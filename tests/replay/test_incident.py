@@ -41,6 +41,7 @@ from p3log.settings import OptionError
 from p3log.sim.config import SimConfig
 from p3log.store.read import open_store
 from tests.processes import run_p3log, start_p3log_server
+from tests.replay.test_junit import read_report
 
 SCRIPT = Path(__file__).with_name("incident.toml")
 TIME_SCALE = 0.05
@@ -224,10 +225,20 @@ async def test_a_pos_connecting_early_is_answered_from_its_offset_on(store: Path
     assert arrivals[0] < arrivals[1]
 
 
-def test_the_serve_command_replays_a_window_to_the_pos_process(store: Path) -> None:
+def test_the_serve_command_replays_a_window_to_the_pos_process(store: Path, tmp_path: Path) -> None:
     main, busy, reconnect = sessions_of(store)
+    report = tmp_path / "report.xml"
     server = start_p3log_server(
-        "replay", "serve", "--store", str(store), "--since", "2000-01-01", "--listen", "127.0.0.1:0"
+        "replay",
+        "serve",
+        "--store",
+        str(store),
+        "--since",
+        "2000-01-01",
+        "--listen",
+        "127.0.0.1:0",
+        "--junit",
+        str(report),
     )
     try:
         assert f"serving 3 sessions: {main}, {busy}, {reconnect}" in server.banner
@@ -242,6 +253,18 @@ def test_the_serve_command_replays_a_window_to_the_pos_process(store: Path) -> N
     for session_id in (main, busy, reconnect):
         assert any(f"replayed session {session_id} as replay-" in line for line in lines)
     assert lines[-1] == "p3log replay: 3 connections: 3 passed, 0 failed; 0 divergences"
+    # One JUnit test case per connection, each passed, in recorded order.
+    root = read_report(report)
+    assert (root.get("tests"), root.get("failures"), root.get("errors")) == ("3", "0", "0")
+    cases = list(root.iter("testcase"))
+    assert [case.get("name") for case in cases] == [main, busy, reconnect]
+    assert all(list(case) == [] for case in cases)
+    offsets = [
+        float(p.get("value") or "nan")
+        for p in root.iter("property")
+        if p.get("name") == "recorded_offset_s"
+    ]
+    assert offsets == sorted(offsets) and offsets[0] == 0
 
 
 # --- drive -------------------------------------------------------------------------
