@@ -1,11 +1,11 @@
 """`p3log replay serve` and `p3log replay drive` as processes: check the options, play
 one run, exit with its verdict.
 
-Serve's exit codes: 0 when the recording was played to the end (with
-`--on-unexpected skip` or `error`, divergences on the way are reported, not fatal) or
-the command was stopped before any POS connected; 1 when the run diverged (`fail`)
-or ended before the recording did; 2 for bad input (options, no store, no such
-session, a port that cannot be bound).
+Serve's exit codes: 0 when every recording was played to the end (with
+`--on-unexpected skip` or `error`, divergences on the way are reported, not fatal);
+1 when a run diverged (`fail`) or ended before its recording did, or a connection
+never came (the command was stopped first); 2 for bad input (options, no store, no
+such session, a port that cannot be bound, a JUnit report that cannot be written).
 
 Drive's: 0 when the run reproduced the recording (complete, no divergence); 1 when
 it did not (a divergence, even one `--on-unexpected continue` went on after, a
@@ -33,7 +33,7 @@ from p3log.replay.drive import DriveConfig
 from p3log.replay.drive_incident import drive_incident
 from p3log.replay.drive_plan import DEFAULT_TIMEOUT, DriveOnUnexpected, needs_secret
 from p3log.replay.incident import Incident, SessionSelection, load_incident
-from p3log.replay.junit import ReplayedConnection, junit_xml, write_report
+from p3log.replay.junit import junit_xml, report_problem, write_report
 from p3log.replay.normalise import VolatilePaths
 from p3log.replay.plan import Pacing
 from p3log.replay.recording import ReplayError
@@ -148,10 +148,11 @@ def run_serve_command(
     per connection) is written there (atomically) once the run is over, whatever its
     verdict; bad input writes none.
     """
-    problem: str | None = None
+    problem = report_problem(junit) if junit is not None else None
     result: IncidentResult | None = None
     try:
-        result = trio.run(_main, config, announce)
+        if problem is None:
+            result = trio.run(_main, config, announce)
     except* (ReplayError, StoreError) as group:
         problem = str(_first(group))
     except* OSError as group:
@@ -162,12 +163,12 @@ def run_serve_command(
         complain(f"p3log: {problem}")
         return EXIT_BAD_INPUT
     assert result is not None
-    if junit is not None and not _report(junit, result.connections, complain):
-        return EXIT_BAD_INPUT
-    if not result.started:
-        announce("p3log replay: stopped before any POS connected")
-        return 0
-    return _verdict(result, announce, complain)
+    if result.started:
+        code = _verdict(result, announce, complain)
+    else:  # a gate whose POS never came has not passed
+        complain("p3log replay: stopped before any POS connected")
+        code = EXIT_DIVERGED
+    return _with_report(code, junit, result, complain)
 
 
 def _verdict(
@@ -226,16 +227,19 @@ async def _main(config: ServeConfig, announce: Callable[[str], None]) -> Inciden
     return results[0]
 
 
-def _report(
-    path: Path, cases: Sequence[ReplayedConnection], complain: Callable[[str], None]
-) -> bool:
-    """Write the JUnit report of `cases` to `path`; False (and one line) if it cannot."""
+def _with_report(
+    code: int, junit: Path | None, result: IncidentResult, complain: Callable[[str], None]
+) -> int:
+    """The exit code once the JUnit report (a test case per connection) is written; one
+    that cannot be written after all (checked before the run) is bad input."""
+    if junit is None:
+        return code
     try:
-        write_report(path, junit_xml(cases))
+        write_report(junit, junit_xml(result.connections))
     except OSError as exc:
-        complain(f"p3log: cannot write the JUnit report {path}: {exc.strerror or exc}")
-        return False
-    return True
+        complain(f"p3log: cannot write the JUnit report {junit}: {exc.strerror or exc}")
+        return max(code, EXIT_BAD_INPUT)
+    return code
 
 
 def _settle() -> None:
@@ -354,6 +358,8 @@ def run_drive_command(
     problem: str | None = None
     result: IncidentResult | None = None
     try:
+        if junit is not None and (unwritable := report_problem(junit)) is not None:
+            raise ReplayError(unwritable)
         incident = load_incident(config.store, config.selected)
         logging_in = [c.recording for c in incident.connections if needs_secret(c.recording)]
         if not config.secret and logging_in:
@@ -371,9 +377,7 @@ def run_drive_command(
         complain(f"p3log: {problem}")
         return EXIT_BAD_INPUT
     assert result is not None
-    if junit is not None and not _report(junit, result.connections, complain):
-        return EXIT_BAD_INPUT
-    return _verdict(result, announce, complain)
+    return _with_report(_verdict(result, announce, complain), junit, result, complain)
 
 
 async def _drive_main(

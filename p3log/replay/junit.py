@@ -35,7 +35,14 @@ import attrs
 from p3log.replay.divergence import Divergence, Expectation
 from p3log.replay.normalise import differences
 
-__all__ = ["ReplayCase", "ReplayedConnection", "failure_of", "junit_xml", "write_report"]
+__all__ = [
+    "ReplayCase",
+    "ReplayedConnection",
+    "failure_of",
+    "junit_xml",
+    "report_problem",
+    "write_report",
+]
 
 Verdict = Literal["passed", "failed", "error"]
 
@@ -181,6 +188,19 @@ def _safe(text: str) -> str:
 def _escape(match: re.Match[str]) -> str:
     code = ord(match.group())
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def report_problem(path: Path) -> str | None:
+    """Why a report could not be written to `path` (None: it can), found before the
+    replay runs: a gate must not learn only after a whole run that it gets no report."""
+    if path.is_dir():
+        return f"cannot write the JUnit report {path}: it is a directory"
+    try:
+        write_report(path.parent / f".{path.name}.probe", b"")  # as the report will be
+    except OSError as exc:
+        return f"cannot write the JUnit report {path}: {exc.strerror or exc}"
+    (path.parent / f".{path.name}.probe").unlink(missing_ok=True)
+    return None
 
 
 def write_report(path: Path, data: bytes) -> None:
