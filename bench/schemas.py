@@ -56,7 +56,13 @@ def _events(path: Path, count: int) -> None:
     with path.open("w") as out:
         for n in range(count):
             record = dict(lines[n % len(lines)])
-            record["session_id"] = f"{record['session_id']}-{n // len(lines)}"
+            copy = n // len(lines)
+            record["session_id"] = f"{record['session_id']}-{copy}"
+            if record.get("tag") and record.get("payload"):  # payloads differ, as a shop's do
+                record["payload"] = record["payload"].replace(
+                    record["tag"], f"{record['tag']}-{copy}"
+                )
+                record["tag"] = f"{record['tag']}-{copy}"
             out.write(json.dumps(record) + "\n")
 
 
@@ -64,6 +70,7 @@ def _run(tree: Path, script: str, *args: str) -> list[float]:
     done = subprocess.run(
         [sys.executable, "-c", script, *args],
         env={**os.environ, "PYTHONPATH": str(tree)},
+        cwd=tree,  # `python -c` puts the working directory first on the path
         capture_output=True,
         text=True,
         check=True,
