@@ -10,10 +10,17 @@ The export is a directory any engine that reads Hive-partitioned Parquet can que
 `day` is the UTC date of the row's time (`DAY_COLUMNS`; tables without a time of
 their own take the `recorded_at` of the event at their origin seq), `resource` the
 transaction's resource (rows of no transaction: the resource of their origin event).
-Both are kept in the files too. The rows come from one connection, so events and
-projections are one consistent state of the store, the one `manifest.json` names by
-its head seq and hash. Everything is written into a temporary directory beside OUT
-and renamed into place: OUT is never a half-written export.
+Both are in the path only (read the export with Hive partitioning, typed
+`day DATE, resource VARCHAR`). Every file has its table's declared schema
+(`export_schema`: `store_id` first, then the table's columns), the same in every
+store whatever its data, so exports of many stores read as one dataset with the
+global keys (store_id, seq) and (store_id, transaction_key). The manifest names the
+store, its chain head, and how it folded (projection version and dialect).
+
+The rows come from one connection, so events and projections are one consistent
+state of the store, the one `manifest.json` names by its head seq and hash.
+Everything is written into a temporary directory beside OUT and renamed into place:
+OUT is never a half-written export.
 """
 
 from __future__ import annotations
@@ -32,19 +39,26 @@ import duckdb
 
 from p3log.projections.opening import open_projected
 from p3log.projections.rows import TABLES, Table
+from p3log.projections.store import fold_metadata
 from p3log.store.errors import StoreError
-from p3log.store.index import query_one
+from p3log.store.index import query_one, sql_string
 from p3log.store.layout import open_layout
+from p3log.store.parquet import META_DIALECT, META_DIALECT_SHA256, META_PROJECTION_VERSION
+from p3log.store.segments import STORE_ID
 from p3log.store.transfer import (
     NULL_PARTITION,
     PARTITION_TYPES,
     copy_partitioned,
     export_events_parquet,
+    export_schema,
     partition_day_sql,
     partition_resource_sql,
 )
 
-EXPORT_FORMAT = "p3log-parquet-export/1"
+# /2: store_id in every row, declared schemas, partition columns in the path only,
+# events.raw only where it is not the payload's UTF-8, the fold in the manifest.
+EXPORT_FORMAT = "p3log-parquet-export/2"
+_EARLIER_FORMATS = ("p3log-parquet-export/1",)  # replaced by --force like this one
 MANIFEST = "manifest.json"
 # The column whose UTC date partitions a table's rows; a table not named here is
 # partitioned by the `recorded_at` of the event at its origin seq.
@@ -79,13 +93,17 @@ class ExportedTable:
 
 @attrs.frozen
 class ExportManifest:
-    """`manifest.json`: what the export holds, and the chain head it was taken at
-    (compare with `p3log checkpoint`: `head_seq` is its `count`)."""
+    """`manifest.json`: what the export holds, the chain head it was taken at
+    (compare with `p3log checkpoint`: `head_seq` is its `count`), and how the store
+    folded its projections (a recompute folds the same way, or knows it differs)."""
 
     store_id: str
     exported_at: str  # ISO 8601, UTC
     head_seq: int
     head_hash: str
+    projection_version: int
+    dialect: dict[str, Any]
+    dialect_sha256: str  # of the dialect's canonical JSON: equal hashes, equal dialects
     tables: dict[str, ExportedTable]
     partitioning: dict[str, Any]
     format: str = EXPORT_FORMAT
@@ -97,7 +115,17 @@ class ExportManifest:
 
     def to_json(self) -> str:
         data = attrs.asdict(self)
-        order = ("format", "p3log_version", "store_id", "exported_at", "head_seq", "head_hash")
+        order = (
+            "format",
+            "p3log_version",
+            "store_id",
+            "exported_at",
+            "head_seq",
+            "head_hash",
+            "projection_version",
+            "dialect_sha256",
+            "dialect",
+        )
         ordered = {key: data[key] for key in order} | data
         return json.dumps(ordered, indent=2) + "\n"
 
@@ -138,7 +166,7 @@ def _write(con: duckdb.DuckDBPyConnection, work: Path, store_id: str) -> ExportM
     assert head is not None
     tables = {
         "events": ExportedTable(
-            rows=export_events_parquet(con, work / "events"),
+            rows=export_events_parquet(con, work / "events", store_id),
             day="recorded_at",
             resource="resource",
         )
@@ -148,10 +176,11 @@ def _write(con: duckdb.DuckDBPyConnection, work: Path, store_id: str) -> ExportM
         tables[table.name] = ExportedTable(
             rows=copy_partitioned(
                 con,
-                _table_query(table, day),
+                _table_query(table, day, store_id),
                 work / table.name,
                 source=table.name,
                 origin=table.origin,
+                schema=export_schema(table.arrow_schema),
             ),
             day=day or f"events.recorded_at at {table.origin}",
             resource=(
@@ -161,27 +190,32 @@ def _write(con: duckdb.DuckDBPyConnection, work: Path, store_id: str) -> ExportM
                 f"{table.origin}"
             ),
         )
+    fold = fold_metadata(con)
     return ExportManifest(
         store_id=store_id,
         exported_at=datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z"),
         head_seq=int(head[0]),
         head_hash=str(head[1]),
+        projection_version=int(fold[META_PROJECTION_VERSION]),
+        dialect=json.loads(fold[META_DIALECT]),
+        dialect_sha256=fold[META_DIALECT_SHA256],
         tables=tables,
         partitioning={
             "style": "hive",
             "columns": PARTITION_TYPES,
             "null": NULL_PARTITION,
-            "in_files": True,
+            "in_files": False,
         },
     )
 
 
-def _table_query(table: Table, day_column: str | None) -> str:
-    """The table's rows with `day` and `resource` (see the module's doc)."""
+def _table_query(table: Table, day_column: str | None, store_id: str) -> str:
+    """The table's rows with `store_id`, `day` and `resource` (see the module's doc)."""
     day = partition_day_sql(f"x.{day_column}" if day_column else "e.recorded_at")
+    store = f"{sql_string(store_id)} AS {STORE_ID}"
     if table.name == "transactions":  # its own resource is the partition
         return (
-            f"SELECT x.* REPLACE ({partition_resource_sql('x.resource')} AS resource), "
+            f"SELECT {store}, x.* REPLACE ({partition_resource_sql('x.resource')} AS resource), "
             f"{day} AS day FROM transactions x"
             + ("" if day_column else f" LEFT JOIN events e ON e.seq = x.{table.origin}")
         )
@@ -189,7 +223,7 @@ def _table_query(table: Table, day_column: str | None) -> str:
         "CASE WHEN x.transaction_key IS NULL THEN e.resource ELSE t.resource END"
     )
     return (
-        f"SELECT x.*, {day} AS day, {resource} AS resource FROM {table.name} x "
+        f"SELECT {store}, x.*, {day} AS day, {resource} AS resource FROM {table.name} x "
         f"LEFT JOIN events e ON e.seq = x.{table.origin} "
         "LEFT JOIN transactions t ON t.transaction_key = x.transaction_key"
     )
@@ -216,7 +250,7 @@ def _is_export(directory: Path) -> bool:
         data = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return isinstance(data, dict) and data.get("format") == EXPORT_FORMAT
+    return isinstance(data, dict) and data.get("format") in (EXPORT_FORMAT, *_EARLIER_FORMATS)
 
 
 def _move_into_place(work: Path, target: Path, *, replace: bool) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import duckdb
 
 from p3log.projections.snapshots import ProjectionSnapshots, SnapshotLoader, snapshot_problem
-from p3log.projections.store import Progress, ProjectionStore
+from p3log.projections.store import Progress, ProjectionStore, fold_metadata
 from p3log.protocol.dialect import Dialect
 from p3log.store import read, verify
 from p3log.store.indexer import Indexer, IndexFollower, open_index
@@ -29,7 +29,11 @@ def index_followers(root: Path, dialect: Dialect | None = None) -> list[IndexFol
     """What follows the index wherever it is written: the projections, and sealed
     segments and snapshots published for live readers. `dialect` None keeps the
     dialect the store was projected with."""
-    return [ProjectionStore(dialect), EventSegments(root), ProjectionSnapshots(root)]
+    return [
+        ProjectionStore(dialect),
+        EventSegments(root, describe=fold_metadata),
+        ProjectionSnapshots(root),
+    ]
 
 
 def open_log(root: Path, *, create: bool = True, dialect: Dialect | None = None) -> EventLog:

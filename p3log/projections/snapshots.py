@@ -10,7 +10,10 @@ exactly as from its own tables).
 A snapshot is a directory `segments/projections-<through>/` holding one Parquet
 file per table and `meta.json` (version, dialect, through, and `head_hash`: the
 chain's hash at `through`), written under a temporary name and renamed into place,
-so a reader sees whole snapshots only.
+so a reader sees whole snapshots only. Each file has its table's declared schema
+(`Table.arrow_schema`) and names the store and how it folded in its key-value
+metadata (`p3log.store_id`, `p3log.projection_version`, `p3log.dialect`,
+`p3log.dialect_sha256`).
 
 What binds a snapshot to the chain: a live reader loads it only if its `head_hash`
 is the hash of event `through` in the (checked) sealed segments or journal, so a
@@ -38,6 +41,7 @@ from p3log.projections.store import (
     PROJECTION_VERSION,
     ProjectionStore,
     create_tables,
+    fold_metadata,
     projected_state,
 )
 from p3log.protocol.dialect import DialectError, dialect_from_dict
@@ -51,7 +55,8 @@ from p3log.store.index import (
     query_scalar,
     sql_string,
 )
-from p3log.store.layout import StoreLayout
+from p3log.store.layout import StoreLayout, open_layout
+from p3log.store.parquet import META_STORE_ID, write_parquet
 from p3log.store.segments import segments_dir
 
 SNAPSHOT_EVENTS = 50_000
@@ -59,6 +64,7 @@ SNAPSHOT_EVENTS = 50_000
 _COST_FACTOR = 10
 _PREFIX = "projections-"
 _META = "meta.json"
+_BATCH_ROWS = 100_000
 
 
 class ProjectionSnapshots:
@@ -70,6 +76,7 @@ class ProjectionSnapshots:
         every_events: int = SNAPSHOT_EVENTS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._root = root
         self._dir = segments_dir(root)
         self._every = every_events
         self._clock = clock
@@ -89,15 +96,20 @@ class ProjectionSnapshots:
         self._next_allowed = now + _COST_FACTOR * (self._clock() - now)
         return state[1]
 
+    def _store_id(self) -> str:
+        return open_layout(self._root, create=False)[1].store_id
+
     def _publish(self, index: duckdb.DuckDBPyConnection, through: int) -> None:
         self._dir.mkdir(exist_ok=True)
         final = self._dir / f"{_PREFIX}{through:020d}"
         partial = self._dir / f"{final.name}.partial"
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir()
+        metadata = {META_STORE_ID: self._store_id(), **fold_metadata(index)}
         for table in TABLES:
-            target = sql_string(str(partial / f"{table.name}.parquet"))
-            index.execute(f"COPY {table.name} TO {target} (FORMAT parquet, COMPRESSION zstd)")
+            rows = index.sql(f"FROM {table.name}").to_arrow_reader(_BATCH_ROWS)
+            schema = table.arrow_schema.with_metadata(metadata)
+            write_parquet(rows, partial / f"{table.name}.parquet", schema)
         dialect = index.execute("SELECT dialect FROM projection_meta").fetchall()[0][0]
         head_hash = query_scalar(index, "SELECT hash FROM event_log WHERE seq = ?", [through])
         meta = {

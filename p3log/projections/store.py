@@ -17,6 +17,7 @@ version or dialect is rebuilt from scratch.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -33,6 +34,7 @@ from p3log.projections.rows import TABLES, Table
 from p3log.protocol.dialect import DEFAULT_DIALECT, Dialect, dialect_from_dict, dialect_to_dict
 from p3log.store.index import indexed_head, query_one, query_scalar
 from p3log.store.lifecycle import ConnectionClosed
+from p3log.store.parquet import META_DIALECT, META_DIALECT_SHA256, META_PROJECTION_VERSION
 
 logger = logging.getLogger("p3log")
 
@@ -187,6 +189,22 @@ def projected_state(con: duckdb.DuckDBPyConnection) -> tuple[Dialect, int] | Non
     if row is None or row[0] != PROJECTION_VERSION:
         return None
     return dialect_from_dict(orjson.loads(row[1]), "projection_meta.dialect"), int(row[2])
+
+
+def fold_metadata(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """How the store at `con` folds its events, as p3log's Parquet files carry it in
+    their key-value metadata (sealed segments, snapshots) and the export's manifest:
+    `PROJECTION_VERSION` and the dialect (canonical JSON, and its SHA-256, which
+    names it). Empty while the tables are not projected under this version."""
+    state = projected_state(con)
+    if state is None:
+        return {}
+    dialect = orjson.dumps(dialect_to_dict(state[0]), option=orjson.OPT_SORT_KEYS)
+    return {
+        META_PROJECTION_VERSION: str(PROJECTION_VERSION),
+        META_DIALECT: dialect.decode(),
+        META_DIALECT_SHA256: hashlib.sha256(dialect).hexdigest(),
+    }
 
 
 def create_tables(con: duckdb.DuckDBPyConnection, dialect: Dialect, through: int = 0) -> None:

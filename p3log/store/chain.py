@@ -12,7 +12,7 @@ import attrs
 import duckdb
 
 from p3log.store.event import CANONICAL_FIELDS, GENESIS_HASH, REDACTION_SEPARATOR
-from p3log.store.index import EVENT_COLUMNS, query_one, sql_string
+from p3log.store.index import query_one
 
 # How each canonical field reads as text in the record-shaped relation.
 _FIELD_SQL = {
@@ -97,17 +97,3 @@ def chain_problem(con: duckdb.DuckDBPyConnection, table: str, source: str) -> Ch
 
 
 NOT_EVENT_COLUMNS = "does not hold exactly the event columns"
-
-
-def parquet_columns_problem(con: duckdb.DuckDBPyConnection, path: str) -> str | None:
-    """Why the Parquet file at `path` cannot stand for `event_log` rows (None: it can):
-    unreadable, or not exactly the event columns and types."""
-    try:
-        described = con.execute(
-            f"DESCRIBE SELECT * FROM read_parquet({sql_string(path)})"
-        ).fetchall()
-    except duckdb.Error as exc:
-        return f"cannot be read as Parquet ({str(exc).strip().splitlines()[0]})"
-    if [(row[0], row[1]) for row in described] != list(EVENT_COLUMNS.items()):
-        return NOT_EVENT_COLUMNS
-    return None

@@ -21,28 +21,18 @@ from p3log.store.errors import StoreCorrupt
 from p3log.store.journal import segment_first_seq, segment_paths
 from p3log.store.records import RECORD_COLUMNS
 
+# DuckDB's type names (as `RECORD_COLUMNS` and `EVENT_COLUMNS` give them) as Arrow types.
+ARROW_TYPES: dict[str, pa.DataType] = {
+    "BIGINT": pa.int64(),
+    "VARCHAR": pa.string(),
+    # "element": the name Parquet gives a list's items, so a file's schema reads back equal
+    "VARCHAR[]": pa.list_(pa.field("element", pa.string())),
+    "BLOB": pa.binary(),
+    "DATE": pa.date32(),
+    "TIMESTAMP WITH TIME ZONE": pa.timestamp("us", tz="UTC"),
+}
 # The journal's record columns as Arrow types, for parsing record lines in batches.
-_RECORD_SCHEMA = pa.schema(
-    [
-        ("seq", pa.int64()),
-        ("session_id", pa.string()),
-        ("sender", pa.string()),
-        ("kind", pa.string()),
-        ("msg_type", pa.string()),
-        ("tag", pa.string()),
-        ("resource", pa.string()),
-        ("status", pa.string()),
-        ("recorded_at_us", pa.int64()),
-        ("mono_ns", pa.int64()),
-        ("payload", pa.string()),
-        ("raw_b64", pa.string()),
-        ("parse_note", pa.string()),
-        ("redaction_policy", pa.string()),
-        ("redactions", pa.list_(pa.string())),
-        ("prev_hash", pa.string()),
-        ("hash", pa.string()),
-    ]
-)
+_RECORD_SCHEMA = pa.schema([(name, ARROW_TYPES[kind]) for name, kind in RECORD_COLUMNS.items()])
 # Larger than any record line (a 1 MiB frame, escaped, plus its base64), so that no
 # line straddles two of pyarrow's parse blocks.
 _PARSE_BLOCK_BYTES = 8 * 1024 * 1024
@@ -67,6 +57,14 @@ EVENT_COLUMNS: dict[str, str] = dict(
 )
 _OPTIONAL_COLUMNS = frozenset(
     {"msg_type", "tag", "resource", "status", "payload", "raw", "parse_note"}
+)
+# `event_log`'s columns as a declared Arrow schema (nullability included): what a
+# sealed segment holds after its `store_id` (`segments.SEGMENT_SCHEMA`).
+EVENT_SCHEMA = pa.schema(
+    [
+        pa.field(column, ARROW_TYPES[kind], nullable=column in _OPTIONAL_COLUMNS)
+        for column, kind in EVENT_COLUMNS.items()
+    ]
 )
 _EVENT_TABLE_DDL = (
     "CREATE TABLE IF NOT EXISTS {name} ("

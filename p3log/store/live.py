@@ -19,7 +19,7 @@ from pathlib import Path
 
 import duckdb
 
-from p3log.store.chain import ROWS_AS_RECORDS, chain_problem, hashes_sql, parquet_columns_problem
+from p3log.store.chain import ROWS_AS_RECORDS, chain_problem, hashes_sql
 from p3log.store.errors import StoreCorrupt
 from p3log.store.index import (
     EVENTS_VIEW_DDL,
@@ -33,7 +33,7 @@ from p3log.store.index import (
 )
 from p3log.store.layout import open_layout
 from p3log.store.readonly import sealed_events_source
-from p3log.store.segments import Segment, sealed_segments
+from p3log.store.segments import Segment, sealed_segments, segment_problem
 
 
 def open_live(root: Path) -> duckdb.DuckDBPyConnection:
@@ -44,7 +44,7 @@ def open_live(root: Path) -> duckdb.DuckDBPyConnection:
     hash must be the journal's at that seq. That reads the segments once, never the
     journal before the tail; `p3log verify` checks everything else.
     """
-    layout, _ = open_layout(root, create=False)
+    layout, meta = open_layout(root, create=False)
     segments = sealed_segments(root)
     sealed = segments[-1].last_seq if segments else 0
     con = connect(None)
@@ -62,7 +62,7 @@ def open_live(root: Path) -> duckdb.DuckDBPyConnection:
         "WHERE seq IS NOT NULL ORDER BY seq"
     )
     if segments:
-        _check_segments(con, segments)
+        _check_segments(con, segments, meta.store_id)
         sources.append(sealed_events_source(con, [segment.path for segment in segments]))
         con.execute(f"DELETE FROM journal_tail WHERE seq <= {int(sealed)}")
     sources.append("SELECT * FROM journal_tail")
@@ -71,9 +71,9 @@ def open_live(root: Path) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def _check_segments(con: duckdb.DuckDBPyConnection, segments: list[Segment]) -> None:
+def _check_segments(con: duckdb.DuckDBPyConnection, segments: list[Segment], store_id: str) -> None:
     for segment in segments:
-        columns = parquet_columns_problem(con, str(segment.path))
+        columns = segment_problem(con, str(segment.path), store_id)
         if columns is not None:
             raise _refused(segment, columns)
     files = ", ".join(sql_string(str(segment.path)) for segment in segments)

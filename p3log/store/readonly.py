@@ -34,7 +34,7 @@ import duckdb
 import pyarrow.dataset as pa_dataset
 
 from p3log.store.errors import StoreError
-from p3log.store.index import connect, sql_string
+from p3log.store.index import EVENT_SCHEMA, connect, sql_string
 
 # The settings a locked reader runs with, in the order DuckDB accepts them (the file
 # system settings only change while external access is still on).
@@ -169,4 +169,6 @@ def _sealed_files(con: duckdb.DuckDBPyConnection) -> list[str] | None:
 
 
 def _segments_dataset(files: list[str]) -> pa_dataset.Dataset:
-    return pa_dataset.dataset(files, format="parquet")
+    """The segments' event columns: their `store_id` (checked by the live reader) is
+    left out, and segments sealed before it read alike."""
+    return pa_dataset.dataset(files, format="parquet", schema=EVENT_SCHEMA)

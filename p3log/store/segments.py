@@ -7,22 +7,45 @@ are immutable, so the recorder seals them into Parquet files every
 (`live.py`) reads the sealed files and the journal's tail; neither ever changes
 under it (segments are written once and renamed into place; the journal only
 grows), so no lock is taken and no reader waits for the recorder or delays it.
+
+A segment is Parquet with the declared `SEGMENT_SCHEMA`: `store_id` (the store's
+id, in every row, so that (store_id, seq) is a key across stores), then the columns
+of `event_log`. Its key-value metadata names the store and how it folded
+(`p3log.store_id`, `p3log.projection_version`, `p3log.dialect`,
+`p3log.dialect_sha256`). Segments sealed before store_id (`EVENT_SCHEMA` alone) are
+still read and verified; a segment whose rows name another store was copied from it,
+and is damage (`segment_problem`).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import attrs
 import duckdb
+import pyarrow as pa
 
-from p3log.store.index import indexed_head, sql_string
+from p3log.store.chain import NOT_EVENT_COLUMNS
+from p3log.store.index import EVENT_COLUMNS, EVENT_SCHEMA, indexed_head, query_one, sql_string
 from p3log.store.journal import fsync_path
+from p3log.store.layout import open_layout
+from p3log.store.parquet import META_STORE_ID, write_parquet
 
 # Events per sealed segment: enough that a big store is a few hundred files, few
 # enough that the tail a reader parses from the journal stays small (~30 MB).
 SEAL_EVENTS = 20_000
+
+STORE_ID = "store_id"
+STORE_ID_FIELD = pa.field(STORE_ID, pa.string(), nullable=False)
+SEGMENT_SCHEMA = pa.schema([STORE_ID_FIELD, *EVENT_SCHEMA])
+# A segment's columns as DuckDB's DESCRIBE names them: sealed since store_id, and before.
+_SEGMENT_COLUMNS = [(STORE_ID, "VARCHAR"), *EVENT_COLUMNS.items()]
+_OLD_SEGMENT_COLUMNS = list(EVENT_COLUMNS.items())
+# What a follower adds to a segment's metadata: how the store folds (the projections
+# layer knows; the store layer does not).
+Describe = Callable[[duckdb.DuckDBPyConnection], dict[str, str]]
 
 _SEGMENT = re.compile(r"events-(\d{20})-(\d{20})\.parquet\Z")
 
@@ -72,9 +95,13 @@ def sealed_segments(root: Path) -> list[Segment]:
 class EventSegments:
     """An index follower that seals every `seal_events` indexed events into Parquet."""
 
-    def __init__(self, root: Path, seal_events: int = SEAL_EVENTS) -> None:
+    def __init__(
+        self, root: Path, seal_events: int = SEAL_EVENTS, describe: Describe | None = None
+    ) -> None:
         self._dir = segments_dir(root)
         self._seal_events = seal_events
+        self._root = root
+        self._describe = describe
         covered = sealed_segments(root)
         self._sealed = covered[-1].last_seq if covered else 0
 
@@ -92,11 +119,43 @@ class EventSegments:
         self._dir.mkdir(exist_ok=True)
         final = self._dir / f"events-{first:020d}-{last:020d}.parquet"
         partial = final.with_suffix(".parquet.partial")
-        index.execute(
-            f"COPY (SELECT * FROM event_log WHERE seq BETWEEN {first} AND {last} ORDER BY seq) "
-            f"TO {sql_string(str(partial))} (FORMAT parquet, COMPRESSION zstd)"
-        )
+        store_id = open_layout(self._root, create=False)[1].store_id
+        metadata = {META_STORE_ID: store_id}
+        if self._describe is not None:
+            metadata |= self._describe(index)
+        rows = index.sql(
+            f"SELECT ? AS {STORE_ID}, * FROM event_log WHERE seq BETWEEN ? AND ? ORDER BY seq",
+            params=[store_id, first, last],
+        ).to_arrow_reader(self._seal_events)
+        write_parquet(rows, partial, SEGMENT_SCHEMA.with_metadata(metadata))
         fsync_path(partial)
         partial.replace(final)
         fsync_path(self._dir)
         self._sealed = last
+
+
+def segment_problem(con: duckdb.DuckDBPyConnection, path: str, store_id: str) -> str | None:
+    """Why the Parquet file at `path` cannot stand for this store's `event_log` rows
+    (None: it can): unreadable, not exactly a segment's columns and types (either
+    format), or rows that name another store (a segment copied from it)."""
+    source = f"read_parquet({sql_string(path)})"
+    try:
+        described = con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
+    except duckdb.Error as exc:
+        return f"cannot be read as Parquet ({str(exc).strip().splitlines()[0]})"
+    columns = [(row[0], row[1]) for row in described]
+    if columns == _OLD_SEGMENT_COLUMNS:  # sealed before store_id
+        return None
+    if columns != _SEGMENT_COLUMNS:
+        return NOT_EVENT_COLUMNS
+    try:
+        other = query_one(
+            con,
+            f"SELECT {STORE_ID} FROM {source} WHERE {STORE_ID} IS DISTINCT FROM ? LIMIT 1",
+            [store_id],
+        )
+    except duckdb.Error as exc:
+        return f"cannot be read as Parquet ({str(exc).strip().splitlines()[0]})"
+    if other is not None:
+        return f"its rows are store {other[0]}'s, not this store's {store_id} (copied from it)"
+    return None

@@ -7,7 +7,8 @@ and importing the file into an empty store reproduces the file byte for byte.
 
 The Parquet export is Hive-partitioned by day and resource, for engines that read a
 directory of Parquet files (docs/store.md, "Export"). This module writes the events'
-part of it; `p3log.projections.export` writes the whole export, projections included.
+part of it and the partitioned files; `p3log.projections.export` writes the whole
+export, projections included.
 """
 
 from __future__ import annotations
@@ -25,11 +26,19 @@ import pyarrow as pa
 from p3log.store.bulk import ImportPlan, append_in_parallel
 from p3log.store.errors import ImportFileError, StoreError
 from p3log.store.event import Event, EventBody, Stamp
-from p3log.store.index import journal_relation_sql, query_one, query_scalar, sql_string
+from p3log.store.index import (
+    ARROW_TYPES,
+    EVENT_SCHEMA,
+    journal_relation_sql,
+    query_one,
+    sql_string,
+)
 from p3log.store.journal import fsync_path
 from p3log.store.log import EventLog
+from p3log.store.parquet import write_partitioned
 from p3log.store.read import open_store
 from p3log.store.records import RecordError, decode_body, decode_line, encode_record
+from p3log.store.segments import STORE_ID, STORE_ID_FIELD
 
 ExportFormat = Literal["jsonl", "parquet"]
 _BATCH_ROWS = 10_000
@@ -41,12 +50,14 @@ _HEADER_KEY = "p3log_export"
 _END_KEY = "p3log_export_end"
 _EXPORT_HEADER = orjson.dumps({_HEADER_KEY: 1}, option=orjson.OPT_APPEND_NEWLINE)
 
-# The Parquet export's partitioning: `day=YYYY-MM-DD/resource=<value>/`. A NULL
-# resource (and an empty one, which Spark refuses as a directory name) is written as
-# DuckDB writes NULL: Hive's default partition, which DuckDB, Spark, Trino, pyarrow
-# and polars read back as NULL.
-PARTITION_COLUMNS = ("day", "resource")
+# The Parquet export's partitioning: `day=YYYY-MM-DD/resource=<value>/`, the value
+# percent-encoded. The partition columns are in the path only, never in the files
+# (where a reader would find `day` typed twice, as a date and as the path's text).
+# A NULL resource (and an empty one, which Spark refuses as a directory name) is
+# Hive's default partition, which DuckDB, Spark, Trino, pyarrow and polars read
+# back as NULL.
 PARTITION_TYPES = {"day": "DATE", "resource": "VARCHAR"}
+PARTITIONING = pa.schema([(name, ARROW_TYPES[kind]) for name, kind in PARTITION_TYPES.items()])
 NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 # DuckDB keeps every open partition's rows in memory until its COPY ends, so one COPY
 # of a year of events needs about as much memory as the events (1 GB for a million).
@@ -134,11 +145,15 @@ def partition_resource_sql(column: str) -> str:
     return f"nullif({column}, '')"
 
 
-_PARQUET_OPTIONS = (
-    f"FORMAT parquet, PARTITION_BY ({', '.join(PARTITION_COLUMNS)}), "
-    # OVERWRITE_OR_IGNORE: each range adds its own files to directories already there
-    "WRITE_PARTITION_COLUMNS true, COMPRESSION zstd, OVERWRITE_OR_IGNORE"
-)
+def export_schema(columns: pa.Schema) -> pa.Schema:
+    """The declared schema of an exported table's files: `store_id`, then the table's
+    columns but the partition columns (which are in the path)."""
+    return pa.schema([STORE_ID_FIELD, *(f for f in columns if f.name not in PARTITION_TYPES)])
+
+
+# An exported event: as a sealed segment holds it (`raw` only where it is not the
+# payload's UTF-8, as in the journal), `resource` in the path.
+EXPORT_EVENTS_SCHEMA = export_schema(EVENT_SCHEMA)
 
 
 def copy_partitioned(
@@ -148,16 +163,17 @@ def copy_partitioned(
     *,
     source: str,
     origin: str,
+    schema: pa.Schema,
     batch_rows: int | None = None,
 ) -> int:
     """Write the rows of `query`, whose columns include `day` and `resource`, under
-    `directory` as Hive-partitioned Parquet; returns how many rows.
+    `directory` as Hive-partitioned Parquet whose files have the declared `schema`;
+    returns how many rows.
 
     `query` yields one row per row of the table `source`, with its column `origin`
     (a seq). The rows are copied in ranges of `origin` of about `batch_rows` rows
     (`EXPORT_BATCH_ROWS`), each range into files of its own, named
-    `part-<range>-<n>.parquet`. The partition columns are also kept in the files, so
-    a file read on its own still has them.
+    `part-<range>-<n>.parquet`.
     """
     directory.mkdir(exist_ok=True)  # also when there are no rows to write
     batch_rows = batch_rows or EXPORT_BATCH_ROWS
@@ -172,25 +188,23 @@ def copy_partitioned(
     written = 0
     for number, start in enumerate(starts):
         end = f" AND {origin} < {starts[number + 1]}" if number + 1 < len(starts) else ""
-        written += int(
-            query_scalar(
-                con,
-                f"COPY (SELECT * FROM ({query}) WHERE {origin} >= {start}{end}) "
-                f"TO {sql_string(str(directory))} ({_PARQUET_OPTIONS}, "
-                f"FILENAME_PATTERN 'part-{number:06d}-{{i}}')",
-            )
-        )
+        rows = con.sql(f"SELECT * FROM ({query}) WHERE {origin} >= {start}{end}").to_arrow_table()
+        written += write_partitioned(rows, directory, schema, PARTITIONING, f"part-{number:06d}")
     return written
 
 
-def export_events_parquet(con: duckdb.DuckDBPyConnection, directory: Path) -> int:
-    """Every event of `con`'s `events` under `directory`, partitioned by the UTC day
-    of `recorded_at` and by `resource` (empty reads back as NULL); returns how many."""
+def export_events_parquet(con: duckdb.DuckDBPyConnection, directory: Path, store_id: str) -> int:
+    """Every event of `con`'s `event_log` under `directory` (`EXPORT_EVENTS_SCHEMA`,
+    each row with `store_id`), partitioned by the UTC day of `recorded_at` and by
+    `resource` (empty reads back as NULL); returns how many."""
     query = (
-        f"SELECT * REPLACE ({partition_resource_sql('resource')} AS resource), "
-        f"{partition_day_sql('recorded_at')} AS day FROM events"
+        f"SELECT {sql_string(store_id)} AS {STORE_ID}, "
+        f"* REPLACE ({partition_resource_sql('resource')} AS resource), "
+        f"{partition_day_sql('recorded_at')} AS day FROM event_log"
     )
-    return copy_partitioned(con, query, directory, source="events", origin="seq")
+    return copy_partitioned(
+        con, query, directory, source="event_log", origin="seq", schema=EXPORT_EVENTS_SCHEMA
+    )
 
 
 def _end_line(count: int, sha256: str) -> bytes:

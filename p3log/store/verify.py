@@ -6,8 +6,10 @@
 - The journal and the index, inside DuckDB: each event's hash is recomputed from
   its stored fields, its prev_hash compared with its predecessor's hash, its seq
   with its position; then the index is compared with the journal seq by seq.
-- Every sealed segment under `segments/`: its columns, its seq range complete, and
-  each row's content and hash equal to the journal's at that seq.
+- Every sealed segment under `segments/`: its columns, its rows' store_id this
+  store's (a segment copied from another store is damage; one sealed before
+  store_id has none), its seq range complete, and each row's content and hash
+  equal to the journal's at that seq.
 - Whatever the caller adds (`StoreCheck`s: the projection snapshots, ...).
 
 The report names the first seq where anything disagrees. It is computed this way
@@ -39,7 +41,6 @@ from p3log.store.chain import (
     ChainProblem,
     chain_problem,
     hashes_sql,
-    parquet_columns_problem,
 )
 from p3log.store.errors import StoreBusy, StoreCorrupt, StoreError
 from p3log.store.event import GENESIS_HASH
@@ -64,7 +65,7 @@ from p3log.store.intact import (
 from p3log.store.journal import segment_first_seq, segment_paths, stray_paths
 from p3log.store.layout import StoreLayout, StoreMeta, open_layout
 from p3log.store.records import RECORD_COLUMNS, RecordError, decode_canonical
-from p3log.store.segments import Segment, all_segments
+from p3log.store.segments import Segment, all_segments, segment_problem
 
 __all__ = ["ChainProblem", "Checkpoint", "StoreCheck", "VerifyReport", "verify_store"]
 
@@ -149,7 +150,7 @@ def _exact_report(
                 chain_problem(con, "journal_hashes", "journal"),
                 chain_problem(con, "index_hashes", "index"),
                 _index_journal_problem(con),
-                _segments_problem(con, all_segments(root)),
+                _segments_problem(con, all_segments(root), meta.store_id),
                 *(check(con, root) for check in checks),
             ]
             if against is not None:
@@ -274,7 +275,7 @@ _EMPTY = "SELECT {} WHERE false".format(
 
 
 def _segments_problem(
-    con: duckdb.DuckDBPyConnection, segments: list[Segment]
+    con: duckdb.DuckDBPyConnection, segments: list[Segment], store_id: str
 ) -> ChainProblem | None:
     """Each sealed segment must have the event columns and hold exactly seq
     first..last of its name, each row's content and hash the journal's at that seq.
@@ -282,7 +283,7 @@ def _segments_problem(
     problems: list[ChainProblem] = []
     readable: dict[str, Segment] = {}
     for segment in segments:
-        columns = parquet_columns_problem(con, str(segment.path))
+        columns = segment_problem(con, str(segment.path), store_id)
         if columns is None:
             readable[str(segment.path)] = segment
         else:
@@ -431,7 +432,7 @@ def _intact_report(
         if index is False:
             return None
         segments = all_segments(layout.root)
-        if any(parquet_columns_problem(con, str(s.path)) is not None for s in segments):
+        if any(segment_problem(con, str(s.path), meta.store_id) for s in segments):
             return None
         index_path = str(layout.index_path) if index else None
         segment_files = tuple((str(s.path), s.first_seq, s.last_seq) for s in segments)

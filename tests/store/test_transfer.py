@@ -233,18 +233,20 @@ def test_parquet_export_holds_every_event_partitioned_by_day_and_resource(
     monkeypatch.setattr(transfer, "EXPORT_BATCH_ROWS", 4)  # two ranges: seq 1-4 and 5-6
     con = open_store(tmp_path / "s")
     try:
-        expected = con.execute("SELECT * FROM events ORDER BY seq").fetchall()
-        assert export_events_parquet(con, tmp_path / "out") == 6
+        names = ", ".join(
+            row[0] for row in con.execute("DESCRIBE SELECT * FROM event_log").fetchall()
+        )
+        expected = con.execute(f"SELECT {names} FROM event_log ORDER BY seq").fetchall()
+        assert export_events_parquet(con, tmp_path / "out", "s-1") == 6
     finally:
         con.close()
     # day=<today>/resource=<NULL>/: a file for each range
     files = (tmp_path / "out").glob(f"day=*/resource={NULL_PARTITION}/*.parquet")
     assert {path.name for path in files} == {"part-000000-0.parquet", "part-000001-0.parquet"}
-    rows = duckdb.sql(
-        f"SELECT * EXCLUDE (day) FROM read_parquet('{tmp_path / 'out'}/**/*.parquet', "
-        "hive_partitioning = true) ORDER BY seq"
-    ).fetchall()
+    read = f"read_parquet('{tmp_path / 'out'}/**/*.parquet', hive_partitioning = true)"
+    rows = duckdb.sql(f"SELECT {names} FROM {read} ORDER BY seq").fetchall()
     assert rows == expected
+    assert duckdb.sql(f"SELECT DISTINCT store_id FROM {read}").fetchall() == [("s-1",)]
 
 
 def test_what_a_killed_import_left_in_incoming_is_never_read_and_is_deleted_on_open(

@@ -275,9 +275,10 @@ def test_a_segment_damaged_beyond_the_journal_is_named_not_a_traceback(store: Pa
 
     path = all_segments(store)[0].path
     rows = pq.read_table(path)
-    extra = rows.slice(0, 1).set_column(0, rows.schema.field(0), pa.array([100], pa.int64()))
+    seq = rows.schema.get_field_index("seq")  # after store_id
+    extra = rows.slice(0, 1).set_column(seq, rows.schema.field(seq), pa.array([100], pa.int64()))
     pq.write_table(pa.concat_tables([rows, extra]), path, row_group_size=SEALED, compression="zstd")
-    chunk = pq.ParquetFile(path).metadata.row_group(1).column(0)
+    chunk = pq.ParquetFile(path).metadata.row_group(1).column(seq)
     data = bytearray(path.read_bytes())
     for at in range(
         chunk.data_page_offset + 8, chunk.data_page_offset + chunk.total_compressed_size
@@ -301,7 +302,7 @@ def test_an_index_with_another_schema_is_named_not_a_traceback(store: Path, alte
     """The proof gives up on such an index (a duckdb.Error in a worker is None); the
     exact report then builds `index_hashes` from it unchecked (`_load_hashes`: a
     BinderException; for a VARCHAR seq, `chain_problem` compares str with int: a
-    TypeError). Sealed segments have `parquet_columns_problem`; the index has nothing
+    TypeError). Sealed segments have `segment_problem`; the index has nothing
     alike. (Older than this change.)"""
     with connect(store / "index.duckdb") as con:
         con.execute(alter)
