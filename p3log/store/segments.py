@@ -28,7 +28,7 @@ import duckdb
 import pyarrow as pa
 
 from p3log.store.chain import NOT_EVENT_COLUMNS
-from p3log.store.index import EVENT_COLUMNS, EVENT_SCHEMA, indexed_head, query_one, sql_string
+from p3log.store.index import EVENT_COLUMNS, EVENT_SCHEMA, indexed_head, sql_string
 from p3log.store.journal import fsync_path
 from p3log.store.layout import open_layout
 from p3log.store.parquet import META_STORE_ID, write_parquet
@@ -149,13 +149,12 @@ def segment_problem(con: duckdb.DuckDBPyConnection, path: str, store_id: str) ->
     if columns != _SEGMENT_COLUMNS:
         return NOT_EVENT_COLUMNS
     try:
-        other = query_one(
-            con,
-            f"SELECT {STORE_ID} FROM {source} WHERE {STORE_ID} IS DISTINCT FROM ? LIMIT 1",
-            [store_id],
-        )
+        # Every value read, never a filter: DuckDB would skip row groups whose min/max
+        # statistics say this store, and a changed dictionary page would go unseen.
+        found = con.execute(f"SELECT DISTINCT {STORE_ID} FROM {source}").fetchall()
     except duckdb.Error as exc:
         return f"cannot be read as Parquet ({str(exc).strip().splitlines()[0]})"
+    other = next((value for (value,) in found if value != store_id), None)
     if other is not None:
-        return f"its rows are store {other[0]}'s, not this store's {store_id} (copied from it)"
+        return f"its rows are store {other}'s, not this store's {store_id} (copied from it)"
     return None
